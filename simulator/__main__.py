@@ -1,0 +1,5 @@
+"""``python -m simulator`` is the ``simulate`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,165 @@
+"""Farm templates: the layouts from which ``--farms N`` expands a fleet.
+
+A template (``farms/*.toml``) describes one kind of farm: where such farms are (a Faker
+locale and country), how many sites, rooms, pens and pigs they have, how their batches
+run, how the barn climate behaves, and which devices each room and site carries.
+See ``farms/eu_finisher.toml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .tomlfile import Table
+
+STAGES = ("nursery", "finisher", "wean_to_finish")
+DEFAULT_FARMS_DIR = Path(__file__).resolve().parent.parent / "farms"
+
+
+@dataclass(frozen=True)
+class DeviceRule:
+    """How many devices of one type a room (or a site, for gateways) carries."""
+
+    device_type: str
+    per: str  # "room" or "site"
+    count: tuple[int, int]
+    #: position labels by layout; when given, one layout is drawn per room and its length
+    #: is the device count (e.g. 3 monitors at E, C, W or 5 at EE, EC, C, WC, WW).
+    layouts: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class ClimateSpec:
+    """The barn climate a room's sensors read, before sensor offsets and noise."""
+
+    #: (batch age in days, setpoint °C) points, interpolated linearly.
+    setpoint: tuple[tuple[float, float], ...]
+    diurnal_amplitude_c: float
+    peak_hour: float
+    empty_c: float
+    rh_pct: tuple[float, float]
+
+    @property
+    def rh_mid(self) -> float:
+        """Relative humidity (%) at the setpoint: the middle of the template's range."""
+        return (self.rh_pct[0] + self.rh_pct[1]) / 2.0
+
+
+@dataclass(frozen=True)
+class FarmTemplate:
+    """One kind of farm, loaded and validated from a TOML file."""
+
+    name: str
+    source: str
+    weight: float
+    locale: str
+    country: str
+    sites: tuple[int, int]
+    rooms_per_site: tuple[int, int]
+    pens_per_room: tuple[int, int]
+    pigs_per_pen: tuple[int, int]
+    stage: str
+    batch_days: tuple[int, int]
+    empty_days: tuple[int, int]
+    climate: ClimateSpec
+    devices: tuple[DeviceRule, ...]
+
+
+def load_template(file: Path) -> FarmTemplate:
+    """Load one farm template, raising :class:`ConfigError` that names file and key."""
+    root = Table.load(file)
+    root.check_keys({"name", "weight", "locale", "country", "layout", "production", "climate", "devices"})
+    layout = root.table("layout")
+    layout.check_keys({"sites", "rooms_per_site", "pens_per_room", "pigs_per_pen"})
+    production = root.table("production")
+    production.check_keys({"stage", "batch_days", "empty_days"})
+    stage = production.string("stage")
+    if stage not in STAGES:
+        raise production.error("stage", f'"{stage}" is not one of {", ".join(STAGES)}')
+    return FarmTemplate(
+        name=root.string("name"),
+        source=str(file),
+        weight=root.number("weight", 1.0, min=0.0),
+        locale=root.string("locale", "en_US"),
+        country=root.string("country", "US"),
+        sites=layout.int_range("sites", min=1),
+        rooms_per_site=layout.int_range("rooms_per_site", min=1),
+        pens_per_room=layout.int_range("pens_per_room", min=1),
+        pigs_per_pen=layout.int_range("pigs_per_pen", min=1),
+        stage=stage,
+        batch_days=production.int_range("batch_days", min=1),
+        empty_days=production.int_range("empty_days", min=0),
+        climate=_load_climate(root.table("climate")),
+        devices=_load_devices(root.table("devices")),
+    )
+
+
+def _load_climate(table: Table) -> ClimateSpec:
+    table.check_keys({"setpoint", "diurnal_amplitude_c", "peak_hour", "empty_c", "rh_pct"})
+    points = table.raw("setpoint")
+    if (
+        not isinstance(points, list)
+        or not points
+        or not all(
+            isinstance(p, list)
+            and len(p) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in p)
+            for p in points
+        )
+    ):
+        raise table.error("setpoint", "expected a list of [age_days, celsius] pairs")
+    ages = [float(p[0]) for p in points]
+    if ages != sorted(ages):
+        raise table.error("setpoint", "ages must increase")
+    rh = table.number_list("rh_pct", [60.0, 75.0])
+    if len(rh) != 2 or not 0 <= rh[0] <= rh[1] <= 100:
+        raise table.error("rh_pct", "expected [low, high] with 0 <= low <= high <= 100")
+    return ClimateSpec(
+        setpoint=tuple((float(a), float(c)) for a, c in points),
+        diurnal_amplitude_c=table.number("diurnal_amplitude_c", 1.0, min=0.0),
+        peak_hour=table.number("peak_hour", 15.0, min=0.0, max=24.0),
+        empty_c=table.number("empty_c", 13.0),
+        rh_pct=(rh[0], rh[1]),
+    )
+
+
+def _load_devices(table: Table) -> tuple[DeviceRule, ...]:
+    rules = []
+    for device_type in table.keys():
+        rule = table.table(device_type)
+        rule.check_keys({"per_room", "per_site", "layouts"})
+        if ("per_room" in rule) == ("per_site" in rule):
+            raise rule.error(None, "give exactly one of per_room or per_site")
+        per = "room" if "per_room" in rule else "site"
+        layouts: tuple[tuple[str, ...], ...] = ()
+        if "layouts" in rule:
+            raw = rule.raw("layouts")
+            if not isinstance(raw, list) or not raw or not all(
+                isinstance(layout, list) and layout and all(isinstance(p, str) for p in layout)
+                for layout in raw
+            ):
+                raise rule.error("layouts", "expected a list of lists of position labels")
+            layouts = tuple(tuple(layout) for layout in raw)
+        count = rule.int_range(f"per_{per}", min=0)
+        if layouts and not all(count[0] <= len(lay) <= count[1] for lay in layouts):
+            raise rule.error("layouts", f"every layout must hold {count[0]}..{count[1]} positions")
+        rules.append(DeviceRule(device_type, per, count, layouts))
+    if not rules:
+        raise table.error(None, "no devices: a farm needs at least one device type")
+    return tuple(rules)
+
+
+def load_templates(directory: Path | None = None) -> list[FarmTemplate]:
+    """Every ``*.toml`` template in ``directory`` (default: the shipped ``farms/``)."""
+    folder = directory or DEFAULT_FARMS_DIR
+    if not folder.is_dir():
+        raise ConfigError(str(folder), "not a directory of farm templates")
+    files = sorted(folder.glob("*.toml"))
+    if not files:
+        raise ConfigError(str(folder), "holds no *.toml farm templates")
+    templates = [load_template(file) for file in files]
+    if sum(t.weight for t in templates) <= 0:
+        raise ConfigError(str(folder), "every template has weight 0")
+    return templates

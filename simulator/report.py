@@ -1,0 +1,115 @@
+"""The run report: one JSON document (``--report``) and the summary printed at the end.
+
+Schema (``schema_version`` 1; every count is an integer, latencies are milliseconds)::
+
+    {
+      "schema_version": 1,
+      "barnstorm_version": "0.1.0",
+      "outcome": "completed" | "interrupted" | "failed",
+      "error": null | "one-line message",
+      "exit_code": 0,
+      "target": {"kind": "mqtt" | "file" | "memory", "url": ..., "embedded_broker": null | "amqtt" | "mosquitto",
+                 "qos": 1, "connection": "per-device" | "per-gateway"},
+      "fleet": {"farms", "sites", "rooms", "devices", "devices_in_run", "seed"},
+      "time": {"simulated_start", "simulated_end", "speed", "wall_seconds", "max_clock_lag_ms"},
+      "totals": COUNTS,
+      "by_device_type": {"cough_monitor": COUNTS, ...},
+      "connections": {"up", "failed", "lost", "reconnected", "connected_at_end", "errors": {kind: n}},
+      "accounting": null | {"expected", "received", "lost", "duplicated", "unexpected", "malformed",
+                             "lost_ranges": [{"device_id", "first_seq", "last_seq"}]},
+      "config": {the run's options, secrets removed}
+    }
+
+    COUNTS = {"sent", "acknowledged", "unconfirmed", "failed", "dropped", "in_flight", "bytes",
+              "rate_per_s", "latency_ms": {"p50", "p95", "p99", "max", "mean"}, "errors": {kind: n}}
+
+``sent`` is every message the schedule produced; each ends as exactly one of
+``acknowledged`` (the target confirmed it: PUBACK/PUBCOMP, a written line),
+``unconfirmed`` (QoS 0: written to the socket, the protocol gives no receipt),
+``failed`` (handed over, then lost or refused), ``dropped`` (never handed over: the
+connection was down) or ``in_flight`` (no outcome when the run stopped), so
+``sent = acknowledged + unconfirmed + failed + dropped + in_flight``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    """Write ``report`` atomically (a half-written report is worse than none)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
+                                         delete=False, encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        os.replace(handle.name, path)
+    except OSError as exc:
+        raise ConfigError("--report", f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _fmt_ms(value: float) -> str:
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def print_summary(report: dict[str, Any], console: Console) -> None:
+    """The end-of-run summary: loss first, then a table per device type."""
+    accounting = report.get("accounting")
+    if accounting and accounting["lost"]:
+        console.print(
+            f"[bold red]LOST {accounting['lost']:,} of {accounting['expected']:,} messages[/] "
+            "that the target accepted but never delivered:"
+        )
+        for lost in accounting["lost_ranges"]:
+            console.print(f"  {lost['device_id']} seq {lost['first_seq']}–{lost['last_seq']}")
+    if report.get("error"):
+        console.print(f"[bold red]error:[/] {report['error']}")
+    time = report["time"]
+    target = report["target"]
+    speed = "max" if time["speed"] is None else f"{time['speed']:g}x"
+    console.print(
+        f"[bold]barnstorm[/] {report['outcome']}: {report['fleet']['farms']} farms, "
+        f"{report['fleet']['devices_in_run']:,} devices → {target['kind']} {target.get('url') or ''}"
+        f" · speed {speed} · {time['wall_seconds']:.1f}s wall"
+    )
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("device type", "sent", "acked", "unconf.", "failed", "dropped", "in flight",
+                   "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="left" if column == "device type" else "right")
+    rows = [*sorted(report["by_device_type"].items()), ("total", report["totals"])]
+    for name, counts in rows:
+        latency = counts["latency_ms"]
+        table.add_row(
+            f"[bold]{name}[/]" if name == "total" else name,
+            f"{counts['sent']:,}", f"{counts['acknowledged']:,}", f"{counts['unconfirmed']:,}",
+            f"{counts['failed']:,}", f"{counts['dropped']:,}", f"{counts['in_flight']:,}",
+            f"{counts['rate_per_s']:,.1f}", _fmt_ms(latency["p50"]), _fmt_ms(latency["p95"]),
+            _fmt_ms(latency["p99"]), _fmt_ms(latency["max"]),
+        )
+    console.print(table)
+    connections = report["connections"]
+    if target["kind"] == "mqtt":
+        console.print(
+            f"connections: {connections['up']:,} up, {connections['failed']:,} failed, "
+            f"{connections['lost']:,} lost, {connections['reconnected']:,} reconnected"
+        )
+    if accounting and not accounting["lost"]:
+        console.print(
+            f"[green]delivery: all {accounting['expected']:,} messages the broker accepted "
+            f"were received[/] ({accounting['duplicated']:,} duplicates)"
+        )
+    errors = report["totals"]["errors"]
+    if errors:
+        console.print("errors: " + ", ".join(f"{kind} {n:,}" for kind, n in errors.items()))

@@ -1,0 +1,311 @@
+"""A run, from a validated configuration to a report and an exit code.
+
+Everything a run opens (the embedded broker, the transport, the accounting subscriber)
+opens and closes here, in one ``async with`` stack, so an interrupted or failed run
+still settles its books and writes the report of what it measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from . import __version__
+from .accounting import DeliveryTracker, Reconciliation
+from .broker import EmbeddedBroker
+from .clock import Clock, ScaledClock, VirtualClock
+from .engine import Engine
+from .errors import BarnstormError, ConfigError
+from .farms import FarmTemplate, load_templates
+from .fleet import DEFAULT_SEED, Fleet, build_fleet
+from .live import LiveView
+from .metrics import Metrics
+from .models.base import Modulator
+from .payload import DEFAULT_TOPIC_TEMPLATE, subscription_filter
+from .profiles import DeviceProfile, load_profiles
+from .report import SCHEMA_VERSION, print_summary, write_report
+from .transports.base import Transport
+from .transports.file import FileTransport
+from .transports.memory import MemoryTransport
+from .transports.mqtt import MqttSettings, MqttSubscriber, MqttTransport
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOSS = 4
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, validated (the CLI builds one from flags, env and files)."""
+
+    farms: int = 10
+    seed: int = DEFAULT_SEED
+    start: float = 0.0
+    duration: float = 60.0  # simulated seconds
+    speed: float | None = 1.0  # None: as fast as possible
+    mqtt: MqttSettings | None = None
+    output: Path | None = None
+    memory: bool = False  # in-memory transport (tests, engine benchmarks)
+    embedded_broker: str = "auto"
+    per_gateway: bool | None = None  # None: per device, except on the embedded broker
+    connect_rate: float | None = 500.0
+    device_types: tuple[str, ...] | None = None
+    topic_template: str = DEFAULT_TOPIC_TEMPLATE
+    report: Path | None = None
+    farms_dir: Path | None = None
+    profiles_dir: Path | None = None
+    live: bool = True
+    allow_loss: bool = False
+    drain_timeout: float = 10.0
+    modulators: tuple[Modulator, ...] = field(default=(), compare=False)
+
+    @property
+    def embedded(self) -> bool:
+        return self.mqtt is None and self.output is None and not self.memory
+
+    def public(self) -> dict[str, Any]:
+        """The configuration as shown in reports: no passwords, plain JSON values."""
+        data = asdict(self)
+        data.pop("modulators")
+        if self.mqtt is not None:
+            data["mqtt"] = {**asdict(self.mqtt), "password": "***" if self.mqtt.password else None}
+        for key, value in data.items():
+            if isinstance(value, Path):
+                data[key] = str(value)
+        if data["mqtt"]:
+            data["mqtt"] = {k: str(v) if isinstance(v, Path) else v for k, v in data["mqtt"].items()}
+        data["device_types"] = list(self.device_types) if self.device_types else None
+        return data
+
+
+@dataclass
+class RunResult:
+    report: dict[str, Any]
+    exit_code: int
+    transport: Transport | None = None
+
+
+def load_fleet(farms: int, seed: int, farms_dir: Path | None, profiles_dir: Path | None,
+               device_types: tuple[str, ...] | None = None
+               ) -> tuple[Fleet, dict[str, DeviceProfile]]:
+    """Load templates and profiles, check they fit together, and build the fleet."""
+    profiles = load_profiles(profiles_dir)
+    templates = load_templates(farms_dir)
+    check_templates(templates, profiles)
+    if device_types:
+        unknown = [t for t in device_types if t not in profiles]
+        if unknown:
+            raise ConfigError("--device-types", f'unknown device type "{unknown[0]}" '
+                              f'(known: {", ".join(sorted(profiles))})')
+    return build_fleet(templates, profiles, farms, seed), profiles
+
+
+def check_templates(templates: list[FarmTemplate], profiles: Mapping[str, DeviceProfile]) -> None:
+    for template in templates:
+        for rule in template.devices:
+            if rule.device_type not in profiles:
+                raise ConfigError(
+                    f"{template.source}: devices.{rule.device_type}",
+                    f'no device profile for "{rule.device_type}" '
+                    f'(known: {", ".join(sorted(profiles))})',
+                )
+
+
+class Run:
+    """One run of the fleet against one target."""
+
+    def __init__(self, config: RunConfig, console: Console | None = None) -> None:
+        self.config = config
+        self.console = console or Console(stderr=True)
+        self.stop = asyncio.Event()
+        self.outcome = "completed"
+        self.error: str | None = None
+        self.accounting: Reconciliation | None = None
+        self.broker_kind: str | None = None
+        self.target_url: str | None = None
+        self.bad_input = False
+
+    def request_stop(self) -> None:
+        if not self.stop.is_set():
+            self.outcome = "interrupted"
+            self.stop.set()
+
+    async def execute(self) -> RunResult:
+        config = self.config
+        fleet, profiles = load_fleet(config.farms, config.seed, config.farms_dir,
+                                     config.profiles_dir, config.device_types)
+        clock: Clock = VirtualClock(config.start) if config.speed is None else ScaledClock(
+            config.start, config.speed)
+        per_gateway = config.embedded if config.per_gateway is None else config.per_gateway
+        metrics = Metrics(fleet.devices.type_names, track_undelivered=config.embedded)
+        tracker: DeliveryTracker | None = None
+        engine: Engine | None = None
+        transport: Transport | None = None
+        wall_start = time.monotonic()
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                mqtt = config.mqtt
+                if config.embedded:
+                    broker = await stack.enter_async_context(EmbeddedBroker(config.embedded_broker))
+                    self.broker_kind = broker.kind
+                    mqtt = MqttSettings(host=broker.host, port=broker.port, qos=1)
+                    tracker = DeliveryTracker(fleet.devices.ids)
+                    await stack.enter_async_context(MqttSubscriber(
+                        mqtt, subscription_filter(config.topic_template), tracker.on_message,
+                        client_id=f"barnstorm-accounting-{id(self):x}"))
+                transport = self._transport(metrics, fleet, mqtt)
+                self.target_url = mqtt.url if mqtt else (str(config.output) if config.output else None)
+                await stack.enter_async_context(transport)
+                engine = Engine(fleet, profiles, transport, clock, start=config.start,
+                                duration=config.duration, seed=config.seed,
+                                topic_template=config.topic_template,
+                                device_types=config.device_types, per_gateway=per_gateway,
+                                connect_rate=config.connect_rate, modulators=config.modulators)
+                if mqtt is not None and engine.connections:
+                    # One connection first: an unreachable broker or a refused login is a
+                    # clear error now, not 15,000 failed connections later.
+                    await transport.connect(engine.connections[0])
+                live = LiveView(metrics, engine, clock, self.console, enabled=config.live)
+                async with live.running():
+                    await engine.run(self.stop)
+                await transport.drain(config.drain_timeout if not self.stop.is_set() else 2.0)
+            except BarnstormError as exc:
+                self.outcome = "failed"
+                self.error = str(exc)
+                self.bad_input = isinstance(exc, ConfigError)
+            finally:
+                if transport is not None:
+                    await transport.close()
+                metrics.finish()
+            if tracker is not None and engine is not None and self.outcome != "failed":
+                await self._settle(tracker, metrics, engine)
+                self.accounting = tracker.reconcile(
+                    engine.next_seq, engine.devices.tolist(), metrics.undelivered or set())
+        report = self._report(fleet, metrics, engine, clock, per_gateway, time.monotonic() - wall_start)
+        if config.report is not None:
+            write_report(report, config.report)
+        return RunResult(report, report["exit_code"], transport)
+
+    def _transport(self, metrics: Metrics, fleet: Fleet, mqtt: MqttSettings | None) -> Transport:
+        if self.config.memory:
+            return MemoryTransport(metrics)
+        if self.config.output is not None:
+            return FileTransport(metrics, self.config.output)
+        assert mqtt is not None
+        return MqttTransport(metrics, mqtt, fleet.devices.client_ids)
+
+    async def _settle(self, tracker: DeliveryTracker, metrics: Metrics, engine: Engine) -> None:
+        """Give the subscriber time to receive what is still on its way."""
+        totals = metrics.totals()
+        expected = totals.acknowledged + totals.unconfirmed
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.config.drain_timeout if not self.stop.is_set() else 2.0)
+        last, quiet_since = -1, loop.time()
+        while loop.time() < deadline and tracker.received < expected:
+            if tracker.received != last:
+                last, quiet_since = tracker.received, loop.time()
+            elif loop.time() - quiet_since > 2.0:
+                break
+            await asyncio.sleep(0.05)
+
+    def _exit_code(self) -> int:
+        if self.outcome == "failed":
+            return EXIT_USAGE if self.bad_input else EXIT_FAILED
+        if self.accounting is not None and self.accounting.lost and not self.config.allow_loss:
+            return EXIT_LOSS
+        if self.outcome == "interrupted":
+            return EXIT_INTERRUPTED
+        return EXIT_OK
+
+    def _report(self, fleet: Fleet, metrics: Metrics, engine: Engine | None, clock: Clock,
+                per_gateway: bool, wall: float) -> dict[str, Any]:
+        config = self.config
+        elapsed = metrics.elapsed()
+        totals = metrics.totals()
+        kind = "memory" if config.memory else "file" if config.output else "mqtt"
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "barnstorm_version": __version__,
+            "outcome": self.outcome,
+            "error": self.error,
+            "exit_code": self._exit_code(),
+            "target": {
+                "kind": kind,
+                "url": self.target_url,
+                "embedded_broker": self.broker_kind,
+                "qos": (config.mqtt.qos if config.mqtt else 1) if kind == "mqtt" else None,
+                "connection": "per-gateway" if per_gateway else "per-device",
+            },
+            "fleet": {
+                "farms": len(fleet.farms),
+                "sites": len(fleet.site_ids),
+                "rooms": fleet.rooms.count,
+                "devices": fleet.devices.count,
+                "devices_in_run": len(engine.devices) if engine else 0,
+                "seed": fleet.seed,
+            },
+            "time": {
+                "simulated_start": config.start,
+                "simulated_end": engine.stats.simulated_until if engine else config.start,
+                "speed": config.speed,
+                "wall_seconds": round(wall, 3),
+                "max_clock_lag_ms": round(clock.max_lag * 1000, 3),
+            },
+            "totals": totals.as_dict(elapsed),
+            "by_device_type": {
+                name: metrics.by_type[i].as_dict(elapsed)
+                for i, name in enumerate(fleet.devices.type_names)
+                if engine is None or not config.device_types or name in config.device_types
+            },
+            "connections": metrics.connections.as_dict(),
+            "accounting": self.accounting.as_dict() if self.accounting else None,
+            "config": config.public(),
+        }
+
+
+def run_blocking(config: RunConfig, *, summary: bool = True,
+                 on_start: Callable[[Run], None] | None = None) -> RunResult:
+    """Run ``config`` in a fresh event loop; Ctrl-C and SIGTERM stop it cleanly."""
+
+    async def main() -> RunResult:
+        run = Run(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, run.request_stop)
+        if on_start is not None:
+            on_start(run)
+        result = await run.execute()
+        if summary:
+            out = Console(file=sys.stdout)
+            if not out.is_terminal:
+                out = Console(file=sys.stdout, width=160)
+            print_summary(result.report, out)
+        return result
+
+    return asyncio.run(main())
+
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_LOSS",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Run",
+    "RunConfig",
+    "RunResult",
+    "load_fleet",
+    "run_blocking",
+]

@@ -1,0 +1,119 @@
+"""The transport contract: how a message leaves barnstorm.
+
+A transport is opened and closed in one ``async with`` block. Between the two, the engine
+asks it to ``connect`` each connection (a device, or a site gateway that publishes for
+its site) and hands it messages with :meth:`Transport.send`, which never waits for the
+target: the outcome of every message (acknowledged, written without confirmation,
+failed) is reported later to the :class:`ResultSink` the transport was given. That is
+what keeps the schedule open-loop: a slow target delays acknowledgements, never sends.
+
+Transports translate their libraries' errors into :mod:`simulator.errors` types; the
+engine and the metrics never see a raw library exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+from types import TracebackType
+from typing import Protocol, Self
+
+from ..errors import ClosedError
+
+
+class Outcome(Enum):
+    """What became of a message."""
+
+    ACKNOWLEDGED = "acknowledged"  # the target confirmed it (PUBACK, PUBCOMP, 2xx, written)
+    UNCONFIRMED = "unconfirmed"  # handed to the network; the protocol gives no receipt (QoS 0)
+    FAILED = "failed"  # handed over, then lost or refused
+    DROPPED = "dropped"  # never handed over: the connection was down
+
+
+@dataclass(slots=True)
+class Message:
+    """One message on its way out."""
+
+    device: int  # fleet device index
+    type_code: int  # index into the fleet's device type names
+    connection: int  # fleet index of the device whose connection carries it
+    kind: str
+    seq: int
+    topic: str
+    payload: bytes
+    #: real monotonic instant the schedule intended it to leave (None with --speed max).
+    due: float | None
+    #: real monotonic instant it was handed to the transport.
+    sent_at: float = 0.0
+
+
+class ResultSink(Protocol):
+    """Where transports report what happened (the metrics)."""
+
+    def message_sent(self, message: Message) -> None: ...
+
+    def message_done(self, message: Message, outcome: Outcome, error: str | None = None) -> None: ...
+
+    def connection_event(self, event: str, error: str | None = None) -> None:
+        """``up``, ``failed``, ``lost`` or ``reconnected``; ``error`` names an error kind."""
+        ...
+
+
+class Transport(ABC):
+    """Base of every transport; see the module docstring for the contract."""
+
+    #: short name for reports ("mqtt", "file", "memory").
+    name = "transport"
+
+    def __init__(self, sink: ResultSink) -> None:
+        self.sink = sink
+        self._state = "new"
+
+    async def __aenter__(self) -> Self:
+        if self._state == "closed":
+            raise ClosedError(f"the {self.name} transport is closed and cannot be opened again")
+        await self.open()
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Prepare resources (files, pools) before the first connection."""
+
+    async def connect(self, connection: int) -> None:  # noqa: B027 - optional hook
+        """Establish connection ``connection`` (a fleet device index); idempotent."""
+
+    def is_connected(self, connection: int) -> bool:
+        return True
+
+    @abstractmethod
+    def send(self, message: Message) -> None:
+        """Hand ``message`` over without waiting; report its outcome to the sink."""
+
+    @property
+    def in_flight(self) -> int:
+        """Messages handed over whose outcome is not known yet."""
+        return 0
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for messages in flight to settle."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.in_flight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        """Release everything; the transport cannot be used afterwards."""
+        self._state = "closed"
+
+    def check_open(self) -> None:
+        if self._state != "open":
+            raise ClosedError(f"the {self.name} transport is {self._state}, not open")

@@ -1,0 +1,304 @@
+"""The MQTT transport (gmqtt), and barnstorm's own subscriber for delivery accounting.
+
+This is the only module that imports an MQTT client. gmqtt is asyncio-native and was
+measured several times faster than the alternatives (see DESIGN.md). Its ``publish`` is
+synchronous and it reports acknowledgements only by releasing the stored packet of a
+QoS 1/2 message, so each client gets an :class:`_AckStore`: the ``persistent_storage``
+gmqtt accepts in its constructor, which tells us exactly which message a PUBACK or
+PUBCOMP settled, and which ones a clean reconnect discarded.
+
+Connections are one per device, or one per site gateway that publishes for its site;
+either way a connection is named by the fleet index of the device that owns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import gmqtt
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+from gmqtt.storage import PersistentStorage
+
+from ..errors import AuthError, ConfigError, ConnectError
+from .base import Message, Outcome, ResultSink, Transport
+
+# gmqtt logs every refused or lost connection at WARNING; barnstorm counts them instead.
+logging.getLogger("gmqtt").setLevel(logging.CRITICAL)
+
+_AUTH_CODES = {4, 5, 0x86, 0x87}
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """Where and how to connect."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+    qos: int = 1
+    version: str = "3.1.1"
+    keepalive: int = 60
+    connect_timeout: float = 10.0
+
+    @property
+    def url(self) -> str:
+        """The broker's address without credentials, for messages and reports."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MqttSettings:
+        """Parse ``mqtt://[user:pass@]host[:port]`` or ``mqtts://...``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+            raise ConfigError("--mqtt", f'expected mqtt://host:port or mqtts://host:port, got "{url}"')
+        tls = parts.scheme in ("mqtts", "ssl")
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise ConfigError("--mqtt", f'"{url}" has an invalid port') from None
+        if parts.username and "username" not in options:
+            options["username"] = unquote(parts.username)
+        if parts.password and "password" not in options:
+            options["password"] = unquote(parts.password)
+        return cls(host=parts.hostname, port=port, tls=tls, **options)
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        if not self.tls:
+            return False
+        try:
+            context = ssl.create_default_context(
+                cafile=str(self.ca_file) if self.ca_file else None
+            )
+            if self.cert_file:
+                context.load_cert_chain(
+                    str(self.cert_file), str(self.key_file) if self.key_file else None
+                )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("--ca-file/--cert-file/--key-file", f"cannot load TLS files: {exc}") from None
+        if self.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+class _AckStore(PersistentStorage):  # type: ignore[misc]
+    """gmqtt's in-flight store, reporting which message each PUBACK/PUBCOMP settles."""
+
+    def __init__(self, sink: ResultSink) -> None:
+        super().__init__()
+        self.sink = sink
+        self.publishing: Message | None = None
+        self.owners: dict[int, Message] = {}
+
+    def push_message(self, mid: int, raw_package: bytes) -> None:
+        # Called inside gmqtt's publish() for QoS > 0, and again with the same mid when a
+        # QoS 2 PUBREC swaps the stored PUBLISH for its PUBREL.
+        if mid not in self.owners and self.publishing is not None:
+            self.owners[mid] = self.publishing
+        super().push_message(mid, raw_package)
+
+    def remove_message_by_mid(self, mid: int) -> None:
+        super().remove_message_by_mid(mid)
+        message = self.owners.pop(mid, None)
+        if message is not None:
+            self.sink.message_done(message, Outcome.ACKNOWLEDGED)
+
+    def clear(self) -> None:
+        # A reconnect without a session on the broker discards what was in flight.
+        super().clear()
+        self.fail_all("connection_lost")
+
+    def fail_all(self, error: str) -> None:
+        owners, self.owners = self.owners, {}
+        for message in owners.values():
+            self.sink.message_done(message, Outcome.FAILED, error)
+
+
+class _Connection:
+    """One gmqtt client and what barnstorm tracks about it."""
+
+    def __init__(self, client_id: str, sink: ResultSink, settings: MqttSettings) -> None:
+        self.store = _AckStore(sink)
+        self.client = gmqtt.Client(client_id, clean_session=True, persistent_storage=self.store)
+        if settings.username is not None:
+            self.client.set_auth_credentials(settings.username, settings.password)
+        self.ever_connected = False
+        self.closing = False
+        self.sink = sink
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+
+    def _on_connect(self, client: object, flags: int, rc: int, properties: object) -> None:
+        if self.ever_connected:
+            self.sink.connection_event("reconnected")
+        self.ever_connected = True
+
+    def _on_disconnect(self, client: object, packet: object, exc: object = None) -> None:
+        if self.ever_connected and not self.closing:
+            self.sink.connection_event("lost")
+
+
+class MqttTransport(Transport):
+    """Publishes over MQTT, one connection per device or per site gateway."""
+
+    name = "mqtt"
+
+    def __init__(self, sink: ResultSink, settings: MqttSettings, client_ids: list[str]) -> None:
+        super().__init__(sink)
+        self.settings = settings
+        self.client_ids = client_ids
+        self._connections: dict[int, _Connection] = {}
+        self._ssl: ssl.SSLContext | bool = False
+        self._version = MQTTv50 if settings.version == "5" else MQTTv311
+
+    async def open(self) -> None:
+        self._ssl = self.settings.ssl_context()
+
+    async def connect(self, connection: int) -> None:
+        """Connect ``connection``; raises :class:`ConnectError` or :class:`AuthError`."""
+        self.check_open()
+        existing = self._connections.get(connection)
+        if existing is not None and existing.client.is_connected:
+            return
+        state = _Connection(self.client_ids[connection], self.sink, self.settings)
+        try:
+            await _connect(state.client, self.settings, self._ssl, self._version)
+        except (ConnectError, AuthError) as exc:
+            self.sink.connection_event("failed", exc.kind)
+            await _abandon(state.client)
+            raise
+        self._connections[connection] = state
+        self.sink.connection_event("up")
+
+    def is_connected(self, connection: int) -> bool:
+        state = self._connections.get(connection)
+        return state is not None and bool(state.client.is_connected)
+
+    def send(self, message: Message) -> None:
+        self.check_open()
+        self.sink.message_sent(message)
+        state = self._connections.get(message.connection)
+        if state is None or not state.client.is_connected:
+            self.sink.message_done(message, Outcome.DROPPED, "not_connected")
+            return
+        qos = self.settings.qos
+        state.store.publishing = message
+        try:
+            state.client.publish(message.topic, message.payload, qos=qos)
+        except Exception:  # gmqtt raises plain exceptions from its packet builders
+            state.store.owners = {k: v for k, v in state.store.owners.items() if v is not message}
+            self.sink.message_done(message, Outcome.FAILED, "send")
+            return
+        finally:
+            state.store.publishing = None
+        if qos == 0:
+            self.sink.message_done(message, Outcome.UNCONFIRMED)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(state.store.owners) for state in self._connections.values())
+
+    @property
+    def connected(self) -> int:
+        return sum(1 for state in self._connections.values() if state.client.is_connected)
+
+    async def close(self) -> None:
+        states = list(self._connections.values())
+        self._connections.clear()
+        for state in states:
+            state.closing = True
+            # What is still unacknowledged now will never be: count it, do not lose it.
+            state.store.fail_all("in_flight_at_stop")
+        await _disconnect_all(state.client for state in states)
+        await super().close()
+
+
+async def _connect(client: Any, settings: MqttSettings, tls: ssl.SSLContext | bool,
+                   version: int) -> None:
+    """Connect one gmqtt client, translating its failures into barnstorm errors."""
+    try:
+        async with asyncio.timeout(settings.connect_timeout):
+            await client.connect(settings.host, settings.port, ssl=tls,
+                                 keepalive=settings.keepalive, version=version)
+    except gmqtt.MQTTConnectError as exc:
+        code = getattr(exc, "_code", None)
+        if code in _AUTH_CODES:
+            raise AuthError(f"{settings.url} refused the login ({exc})") from None
+        raise ConnectError(f"{settings.url} refused the connection ({exc})") from None
+    except ssl.SSLError as exc:
+        raise ConnectError(f"TLS handshake with {settings.url} failed: {exc.reason or exc}") from None
+    except TimeoutError:
+        raise ConnectError(f"{settings.url} did not answer within {settings.connect_timeout:g}s") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConnectError(f"cannot connect to {settings.url}: {reason.lower()}") from None
+
+
+async def _abandon(client: Any) -> None:
+    """Make sure a client whose connect failed does not keep retrying in the background."""
+    client.stop_reconnect()
+    try:
+        await asyncio.wait_for(client.disconnect(), 1.0)
+    except Exception:  # noqa: S110 - best effort on a connection that already failed
+        pass
+
+
+async def _disconnect_all(clients: Iterable[Any], timeout: float = 5.0) -> None:
+    async def one(client: Any) -> None:
+        try:
+            await asyncio.wait_for(client.disconnect(), timeout)
+        except Exception:  # noqa: S110 - a broker that is gone cannot be told goodbye
+            pass
+
+    await asyncio.gather(*(one(c) for c in clients))
+
+
+class MqttSubscriber:
+    """Subscribes to a topic filter and hands every message to ``on_message``.
+
+    Used by the embedded default to count what the broker really delivered, and by
+    tests as an independent observer.
+    """
+
+    def __init__(self, settings: MqttSettings, topic_filter: str,
+                 on_message: Callable[[str, bytes], None], client_id: str) -> None:
+        self.settings = settings
+        self.topic_filter = topic_filter
+        self.on_message = on_message
+        self.client = gmqtt.Client(client_id, clean_session=True)
+        if settings.username is not None:
+            self.client.set_auth_credentials(settings.username, settings.password)
+        self.client.on_message = self._on_message
+        self._subscribed = asyncio.Event()
+        self.client.on_subscribe = lambda *args: self._subscribed.set()
+
+    def _on_message(self, client: object, topic: str, payload: bytes, qos: int,
+                    properties: object) -> int:
+        self.on_message(topic, payload)
+        return 0
+
+    async def __aenter__(self) -> MqttSubscriber:
+        await _connect(self.client, self.settings, self.settings.ssl_context(), MQTTv311)
+        self.client.subscribe(self.topic_filter, qos=1)
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout):
+                await self._subscribed.wait()
+        except TimeoutError:
+            raise ConnectError(f"{self.settings.url} did not confirm the subscription") from None
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await _disconnect_all([self.client])

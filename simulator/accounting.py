@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 
 
-
 @dataclass
 class Reconciliation:
     """The result of comparing what was sent with what was received."""
@@ -100,8 +99,13 @@ class DeliveryTracker:
         extra = self.beyond.get(device)
         return extra is not None and seq in extra
 
-    def reconcile(self, next_seq: npt.NDArray[np.int64], devices: Sequence[int],
-                  not_delivered: set[tuple[int, int]], max_ranges: int = 10) -> Reconciliation:
+    def reconcile(
+        self,
+        next_seq: npt.NDArray[np.int64],
+        devices: Sequence[int],
+        not_delivered: set[tuple[int, int]],
+        max_ranges: int = 10,
+    ) -> Reconciliation:
         """Compare with the engine's per-device ``next_seq`` for the run's ``devices``."""
         undelivered = Counter(device for device, _ in not_delivered)
         expected = lost = 0
@@ -124,6 +128,12 @@ class DeliveryTracker:
                     open_start = None
             if open_start is not None and len(ranges) < max_ranges:
                 ranges.append((self.device_ids[device], open_start, sent - 1))
-        return Reconciliation(expected=expected, received=self.received, lost=lost,
-                              duplicated=self.duplicated, unexpected=self.unexpected,
-                              malformed=self.malformed, lost_ranges=ranges)
+        return Reconciliation(
+            expected=expected,
+            received=self.received,
+            lost=lost,
+            duplicated=self.duplicated,
+            unexpected=self.unexpected,
+            malformed=self.malformed,
+            lost_ranges=ranges,
+        )

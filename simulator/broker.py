@@ -36,7 +36,9 @@ def free_port() -> int:
 def choose_broker(kind: str) -> str:
     """The broker an ``auto``/``mosquitto``/``amqtt`` choice means on this machine."""
     if kind not in BROKER_KINDS:
-        raise ConfigError("--embedded-broker", f'expected one of {", ".join(BROKER_KINDS)}, got "{kind}"')
+        raise ConfigError(
+            "--embedded-broker", f'expected one of {", ".join(BROKER_KINDS)}, got "{kind}"'
+        )
     if kind == "auto":
         return "mosquitto" if shutil.which("mosquitto") else "amqtt"
     if kind == "mosquitto" and not shutil.which("mosquitto"):
@@ -72,8 +74,15 @@ class EmbeddedBroker:
                 "log_dest none\n"
             )
             return [shutil.which("mosquitto") or "mosquitto", "-c", str(config)]
-        return [sys.executable, "-m", "simulator.embedded_amqtt", "--host", self.host,
-                "--port", str(self.port)]
+        return [
+            sys.executable,
+            "-m",
+            "simulator.embedded_amqtt",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
 
     async def __aenter__(self) -> EmbeddedBroker:
         self._workdir = tempfile.TemporaryDirectory(prefix="barnstorm-broker-")
@@ -113,7 +122,9 @@ class EmbeddedBroker:
                     await writer.wait_closed()
                 return
             await asyncio.sleep(0.05)
-        raise ConnectError(f"the embedded {self.kind} broker did not listen within {_READY_TIMEOUT:g}s")
+        raise ConnectError(
+            f"the embedded {self.kind} broker did not listen within {_READY_TIMEOUT:g}s"
+        )
 
     async def stop(self) -> None:
         process, self._process = self._process, None
@@ -130,8 +141,12 @@ class EmbeddedBroker:
             self._workdir.cleanup()
             self._workdir = None
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         await self.stop()
 
 

@@ -37,7 +37,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
     table = Table.load(Path(value))
     known = {p.name for p in ctx.command.params if p.name}
     defaults: dict[str, Any] = {}
-    for key in table.keys():
+    for key in table:
         name = key.replace("-", "_")
         if name not in known or name == "config":
             raise table.error(key, f"not an option of `simulate {ctx.command.name}`")
@@ -56,25 +56,51 @@ def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
 
 def config_option(func: F) -> F:
     return click.option(
-        "--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
-        callback=_load_config_file, help="TOML file of option defaults (keys are option names).",
+        "--config",
+        type=click.Path(dir_okay=False),
+        is_eager=True,
+        expose_value=False,
+        callback=_load_config_file,
+        help="TOML file of option defaults (keys are option names).",
     )(func)
 
 
 def fleet_options(func: F) -> F:
-    for decorator in reversed([
-        option("--farms", type=click.IntRange(min=1), default=10, show_default=True,
-               help="Number of farms in the fleet."),
-        option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
-               help="Seed of everything random: same seed, same fleet and same readings."),
-        option("--farms-dir", type=click.Path(file_okay=False, path_type=Path),
-               help="Directory of farm templates (default: the shipped farms/)."),
-        option("--profiles-dir", type=click.Path(file_okay=False, path_type=Path),
-               help="Directory of device profiles (default: the shipped device_profiles/)."),
-        option("--topic-template", default=DEFAULT_TOPIC_TEMPLATE, show_default=True,
-               help="MQTT topic; placeholders {farm_id} {room_id} {device_type} {device_id} "
-                    "{kind} {site_id}."),
-    ]):
+    for decorator in reversed(
+        [
+            option(
+                "--farms",
+                type=click.IntRange(min=1),
+                default=10,
+                show_default=True,
+                help="Number of farms in the fleet.",
+            ),
+            option(
+                "--seed",
+                type=int,
+                default=DEFAULT_SEED,
+                show_default=True,
+                help="Seed of everything random: same seed, same fleet and same readings.",
+            ),
+            option(
+                "--farms-dir",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Directory of farm templates (default: the shipped farms/).",
+            ),
+            option(
+                "--profiles-dir",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Directory of device profiles (default: the shipped device_profiles/).",
+            ),
+            option(
+                "--topic-template",
+                default=DEFAULT_TOPIC_TEMPLATE,
+                show_default=True,
+                help="MQTT topic; placeholders {farm_id} {room_id} {device_type} {device_id} "
+                "{kind} {site_id}.",
+            ),
+        ]
+    ):
         func = decorator(func)
     return func
 
@@ -83,7 +109,9 @@ class DefaultGroup(click.Group):
     """``simulate --farms 5`` means ``simulate run --farms 5``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+        if not args or (
+            args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")
+        ):
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
@@ -102,35 +130,79 @@ def main_group() -> None:
 @main_group.command("run")
 @config_option
 @fleet_options
-@option("--duration", default="60s", show_default=True,
-        help='Simulated time to run: "90s", "30m", "8h", "365d". Real time is duration / speed.')
-@option("--speed", default="1", show_default=True,
-        help='Simulated seconds per real second ("60": an hour a minute), or "max".')
-@option("--start", default="now", show_default=True,
-        help='Simulated start, ISO 8601 ("2026-01-01", "2026-01-01T06:00:00Z") or "now".')
-@option("--mqtt", metavar="URL", help="Broker to publish to: mqtt://host:1883 or mqtts://host:8883.")
-@option("--output", type=click.Path(dir_okay=False, path_type=Path),
-        help="Write every message as a JSON line to FILE instead of publishing.")
+@option(
+    "--duration",
+    default="60s",
+    show_default=True,
+    help='Simulated time to run: "90s", "30m", "8h", "365d". Real time is duration / speed.',
+)
+@option(
+    "--speed",
+    default="1",
+    show_default=True,
+    help='Simulated seconds per real second ("60": an hour a minute), or "max".',
+)
+@option(
+    "--start",
+    default="now",
+    show_default=True,
+    help='Simulated start, ISO 8601 ("2026-01-01", "2026-01-01T06:00:00Z") or "now".',
+)
+@option(
+    "--mqtt", metavar="URL", help="Broker to publish to: mqtt://host:1883 or mqtts://host:8883."
+)
+@option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every message as a JSON line to FILE instead of publishing.",
+)
 @option("--qos", type=click.IntRange(0, 2), default=1, show_default=True, help="MQTT QoS.")
 @option("--mqtt-version", type=click.Choice(["3.1.1", "5"]), default="3.1.1", show_default=True)
 @option("--username", help="MQTT user name.")
 @option("--password", help="MQTT password (prefer BARNSTORM_PASSWORD).", show_default=False)
-@option("--ca-file", type=click.Path(dir_okay=False, path_type=Path), help="CA bundle for mqtts://.")
-@option("--cert-file", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate (mTLS).")
+@option(
+    "--ca-file", type=click.Path(dir_okay=False, path_type=Path), help="CA bundle for mqtts://."
+)
+@option(
+    "--cert-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Client certificate (mTLS).",
+)
 @option("--key-file", type=click.Path(dir_okay=False, path_type=Path), help="Client key (mTLS).")
 @option("--insecure", is_flag=True, help="Do not verify the broker's TLS certificate.")
-@option("--keepalive", type=click.IntRange(min=5), default=60, show_default=True,
-        help="MQTT keepalive, seconds.")
-@option("--connection", type=click.Choice(["per-device", "per-gateway"]),
-        help="One MQTT connection per device (default with --mqtt) or per site gateway "
-             "(default on the embedded broker).")
-@option("--connect-rate", type=click.FloatRange(min=0), default=500.0, show_default=True,
-        help="New connections per second during the ramp (0: all at once).")
+@option(
+    "--keepalive",
+    type=click.IntRange(min=5),
+    default=60,
+    show_default=True,
+    help="MQTT keepalive, seconds.",
+)
+@option(
+    "--connection",
+    type=click.Choice(["per-device", "per-gateway"]),
+    help="One MQTT connection per device (default with --mqtt) or per site gateway "
+    "(default on the embedded broker).",
+)
+@option(
+    "--connect-rate",
+    type=click.FloatRange(min=0),
+    default=500.0,
+    show_default=True,
+    help="New connections per second during the ramp (0: all at once).",
+)
 @option("--device-types", metavar="LIST", help="Only these device types, comma-separated.")
-@option("--embedded-broker", type=click.Choice(["auto", "mosquitto", "amqtt"]), default="auto",
-        show_default=True, help="Broker of the default run: mosquitto if on PATH, else amqtt.")
-@option("--report", type=click.Path(dir_okay=False, path_type=Path),
-        help="Write the JSON report to FILE.")
+@option(
+    "--embedded-broker",
+    type=click.Choice(["auto", "mosquitto", "amqtt"]),
+    default="auto",
+    show_default=True,
+    help="Broker of the default run: mosquitto if on PATH, else amqtt.",
+)
+@option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the JSON report to FILE.",
+)
 @option("--allow-loss", is_flag=True, help="Exit 0 even when messages were lost.")
 @option("--quiet", is_flag=True, help="No live progress view.")
 def run_command(**options: Any) -> None:
@@ -164,20 +236,25 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
     mqtt = None
     if options["mqtt"]:
         mqtt = MqttSettings.from_url(
-            options["mqtt"], qos=options["qos"], version=options["mqtt_version"],
-            username=options["username"], password=options["password"],
-            ca_file=options["ca_file"], cert_file=options["cert_file"],
-            key_file=options["key_file"], insecure=options["insecure"],
+            options["mqtt"],
+            qos=options["qos"],
+            version=options["mqtt_version"],
+            username=options["username"],
+            password=options["password"],
+            ca_file=options["ca_file"],
+            cert_file=options["cert_file"],
+            key_file=options["key_file"],
+            insecure=options["insecure"],
             keepalive=options["keepalive"],
         )
         for flag in ("ca_file", "cert_file", "key_file"):
             path = options[flag]
             if path is not None and not path.is_file():
                 raise ConfigError(f"--{flag.replace('_', '-')}", f"{path} is not a readable file")
-    elif options["mqtt_version"] != "3.1.1" or options["qos"] != 1:
-        if options["output"] is None:
-            raise ConfigError("--qos", "the embedded broker runs MQTT 3.1.1 at QoS 1; "
-                                       "give --mqtt to choose")
+    elif options["output"] is None and (options["mqtt_version"] != "3.1.1" or options["qos"] != 1):
+        raise ConfigError(
+            "--qos", "the embedded broker runs MQTT 3.1.1 at QoS 1; give --mqtt to choose"
+        )
     device_types = None
     if options["device_types"]:
         device_types = tuple(t.strip() for t in options["device_types"].split(",") if t.strip())
@@ -214,12 +291,28 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
 @main_group.command("fleet")
 @config_option
 @fleet_options
-@option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
-        envvar="BARNSTORM_FORMAT")
-@option("--output", type=click.Path(dir_okay=False, path_type=Path),
-        help="Write to FILE instead of standard output.")
-def fleet_command(farms: int, seed: int, farms_dir: Path | None, profiles_dir: Path | None,
-                  topic_template: str, fmt: str, output: Path | None) -> None:
+@option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv"]),
+    default="json",
+    show_default=True,
+    envvar="BARNSTORM_FORMAT",
+)
+@option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE instead of standard output.",
+)
+def fleet_command(
+    farms: int,
+    seed: int,
+    farms_dir: Path | None,
+    profiles_dir: Path | None,
+    topic_template: str,
+    fmt: str,
+    output: Path | None,
+) -> None:
     """Print the fleet (farms, sites, rooms, devices, topics) as JSON or CSV."""
     check_topic_template(topic_template)
     fleet, profiles = load_fleet(farms, seed, farms_dir, profiles_dir)
@@ -241,13 +334,20 @@ def _one_line(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``simulate`` console script."""
     try:
-        main_group.main(args=list(argv) if argv is not None else None, prog_name="simulate",
-                        standalone_mode=False)
+        main_group.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="simulate",
+            standalone_mode=False,
+        )
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(0)
     except click.UsageError as exc:
-        hint = f" (see simulate {exc.ctx.command.name} --help)" if exc.ctx and exc.ctx.command.name else ""
+        hint = (
+            f" (see simulate {exc.ctx.command.name} --help)"
+            if exc.ctx and exc.ctx.command.name
+            else ""
+        )
         click.echo(f"simulate: error: {_one_line(exc.format_message())}{hint}", err=True)
         sys.exit(EXIT_USAGE)
     except ConfigError as exc:

@@ -45,9 +45,17 @@ _RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 class Schedule:
     """When each device of one type sends one kind of message, and what it sends."""
 
-    def __init__(self, fleet: Fleet, profile: DeviceProfile, spec: MessageSpec, devices: IntArray,
-                 start: float, utc_offsets: FloatArray, seed: np.random.SeedSequence,
-                 topic_template: str) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        profile: DeviceProfile,
+        spec: MessageSpec,
+        devices: IntArray,
+        start: float,
+        utc_offsets: FloatArray,
+        seed: np.random.SeedSequence,
+        topic_template: str,
+    ) -> None:
         self.fleet = fleet
         self.profile = profile
         self.spec = spec
@@ -86,9 +94,17 @@ class Schedule:
         for device in self.devices.tolist():
             farm = fleet.farms[int(table.farm[device])]
             site_id = fleet.site_ids[int(table.site[device])]
-            topics.append(render_topic(template, farm.farm_id, fleet.room_of(device) or site_id,
-                                       self.profile.device_type, table.ids[device],
-                                       self.spec.kind, site_id))
+            topics.append(
+                render_topic(
+                    template,
+                    farm.farm_id,
+                    fleet.room_of(device) or site_id,
+                    self.profile.device_type,
+                    table.ids[device],
+                    self.spec.kind,
+                    site_id,
+                )
+            )
         return topics
 
     def _jitter(self, count: int) -> FloatArray:
@@ -122,15 +138,27 @@ class Schedule:
         self.next_due[idx] = self.base[idx] + self._jitter(len(idx))
         return idx, due
 
-    def readings(self, idx: IntArray, due: FloatArray, utc_offsets: FloatArray,
-                 modulators: Sequence[Modulator]) -> list[list[object]]:
+    def readings(
+        self,
+        idx: IntArray,
+        due: FloatArray,
+        utc_offsets: FloatArray,
+        modulators: Sequence[Modulator],
+    ) -> list[list[object]]:
         """Every field's values for the messages ``idx`` due at ``due``, as Python columns."""
-        batch = Batch(self.fleet, self.devices[idx], due, self.spec.interval, self.rng,
-                      modulators, farm_utc_offset=utc_offsets)
+        batch = Batch(
+            self.fleet,
+            self.devices[idx],
+            due,
+            self.spec.interval,
+            self.rng,
+            modulators,
+            farm_utc_offset=utc_offsets,
+        )
         for field, model in zip(self.spec.fields, self.models, strict=True):
             values = model.generate(batch)
             if values.dtype.kind == "f":
-                values = batch.modulate(field.name, values)
+                values = batch.modulate(field.name, np.asarray(values, np.float64))
             batch.values[field.name] = values
         return self.encoder.columns([batch.values[f.name] for f in self.spec.fields])
 
@@ -184,9 +212,21 @@ class Engine:
             devices_in_run.append(devices)
             kind_streams = stream.spawn(len(profile.messages))
             for spec, kind_stream in zip(profile.messages.values(), kind_streams, strict=True):
-                self.schedules.append(Schedule(fleet, profile, spec, devices, start,
-                                               self.utc_offsets, kind_stream, topic_template))
-        self.devices = np.sort(np.concatenate(devices_in_run)) if devices_in_run else np.zeros(0, np.int64)
+                self.schedules.append(
+                    Schedule(
+                        fleet,
+                        profile,
+                        spec,
+                        devices,
+                        start,
+                        self.utc_offsets,
+                        kind_stream,
+                        topic_template,
+                    )
+                )
+        self.devices = (
+            np.sort(np.concatenate(devices_in_run)) if devices_in_run else np.zeros(0, np.int64)
+        )
         #: per fleet device: the next sequence number (kept across reconnects).
         self.next_seq = np.zeros(fleet.devices.count, np.int64)
         self._owner_devices: dict[int, list[int]] = {}
@@ -204,7 +244,7 @@ class Engine:
     async def run(self, stop: asyncio.Event) -> None:
         """Connect the fleet (ramped) and produce messages until the end or ``stop``."""
         async with asyncio.TaskGroup() as group:
-            tasks = []
+            tasks: list[asyncio.Task[object]] = []
             if isinstance(self.clock, VirtualClock):
                 # As fast as possible: the whole fleet is online from the first instant.
                 await self._connect_all()
@@ -237,7 +277,9 @@ class Engine:
                     if delay > 0:
                         await asyncio.sleep(delay)
                     next_start = max(next_start + interval, loop.time() - 1.0)
-                group.create_task(self._connect_one(owner, limiter), name=f"barnstorm-connect-{owner}")
+                group.create_task(
+                    self._connect_one(owner, limiter), name=f"barnstorm-connect-{owner}"
+                )
 
     async def _connect_one(self, owner: int, limiter: asyncio.Semaphore) -> None:
         try:
@@ -246,8 +288,12 @@ class Engine:
                     await self.transport.connect(owner)
                 except (ConnectError, AuthError) as exc:
                     if delay is None or isinstance(exc, AuthError):
-                        log.warning("device connection %s gave up after %d attempts: %s",
-                                    owner, attempt + 1, exc)
+                        log.warning(
+                            "device connection %s gave up after %d attempts: %s",
+                            owner,
+                            attempt + 1,
+                            exc,
+                        )
                         return
                     await asyncio.sleep(delay)
                     continue
@@ -278,7 +324,9 @@ class Engine:
                 if virtual or clock.now() >= self.end:
                     return
                 # Nothing due before the end, or nothing connected yet: wait and look again.
-                await clock.sleep_until(min(self.end, clock.now() + _MAX_SLEEP * (clock.speed or 1)))
+                await clock.sleep_until(
+                    min(self.end, clock.now() + _MAX_SLEEP * (clock.speed or 1))
+                )
                 continue
             if not virtual:
                 upcoming = min(upcoming, clock.now() + _MAX_SLEEP * (clock.speed or 1))
@@ -306,8 +354,9 @@ class Engine:
         next_seq = self.next_seq
         send = self.transport.send
         owners = self.owners
-        for i, r, due in zip(which[order].tolist(), row[order].tolist(), due_all[order].tolist(),
-                             strict=True):
+        for i, r, due in zip(
+            which[order].tolist(), row[order].tolist(), due_all[order].tolist(), strict=True
+        ):
             schedule, idx, _ = fired[i]
             position = int(idx[r])
             device = int(schedule.devices[position])
@@ -315,7 +364,17 @@ class Engine:
             next_seq[device] = seq + 1
             values = [column[r] for column in columns[i]]
             payload = schedule.encoder.encode(device, seq, iso_utc(due), values)
-            send(Message(device, schedule.type_code, int(owners[device]), schedule.spec.kind, seq,
-                         schedule.topics[position], payload, clock.due_at(due)))
+            send(
+                Message(
+                    device,
+                    schedule.type_code,
+                    int(owners[device]),
+                    schedule.spec.kind,
+                    seq,
+                    schedule.topics[position],
+                    payload,
+                    clock.due_at(due),
+                )
+            )
         self.stats.generated += len(order)
         self.stats.simulated_until = float(due_all.max())

@@ -70,7 +70,9 @@ class FarmTemplate:
 def load_template(file: Path) -> FarmTemplate:
     """Load one farm template, raising :class:`ConfigError` that names file and key."""
     root = Table.load(file)
-    root.check_keys({"name", "weight", "locale", "country", "layout", "production", "climate", "devices"})
+    root.check_keys(
+        {"name", "weight", "locale", "country", "layout", "production", "climate", "devices"}
+    )
     layout = root.table("layout")
     layout.check_keys({"sites", "rooms_per_site", "pens_per_room", "pigs_per_pen"})
     production = root.table("production")
@@ -127,7 +129,7 @@ def _load_climate(table: Table) -> ClimateSpec:
 
 def _load_devices(table: Table) -> tuple[DeviceRule, ...]:
     rules = []
-    for device_type in table.keys():
+    for device_type in table:
         rule = table.table(device_type)
         rule.check_keys({"per_room", "per_site", "layouts"})
         if ("per_room" in rule) == ("per_site" in rule):
@@ -136,9 +138,13 @@ def _load_devices(table: Table) -> tuple[DeviceRule, ...]:
         layouts: tuple[tuple[str, ...], ...] = ()
         if "layouts" in rule:
             raw = rule.raw("layouts")
-            if not isinstance(raw, list) or not raw or not all(
-                isinstance(layout, list) and layout and all(isinstance(p, str) for p in layout)
-                for layout in raw
+            if (
+                not isinstance(raw, list)
+                or not raw
+                or not all(
+                    isinstance(layout, list) and layout and all(isinstance(p, str) for p in layout)
+                    for layout in raw
+                )
             ):
                 raise rule.error("layouts", "expected a list of lists of position labels")
             layouts = tuple(tuple(layout) for layout in raw)

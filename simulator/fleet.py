@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from faker import Faker
 
+from .errors import ConfigError
 from .farms import FarmTemplate
 from .models.base import SECONDS_PER_DAY, FloatArray, IntArray
 from .profiles import DeviceProfile
@@ -64,8 +65,18 @@ class RoomTable:
         self._empty_days: list[int] = []
         self._anchor: list[float] = []
 
-    def add(self, room_id: str, farm: int, site: int, template: int, pens: int, pigs: int,
-            batch_days: int, empty_days: int, anchor: float) -> int:
+    def add(
+        self,
+        room_id: str,
+        farm: int,
+        site: int,
+        template: int,
+        pens: int,
+        pigs: int,
+        batch_days: int,
+        empty_days: int,
+        anchor: float,
+    ) -> int:
         self.ids.append(room_id)
         self._farm.append(farm)
         self._site.append(site)
@@ -115,8 +126,16 @@ class DeviceTable:
         self._site: list[int] = []
         self._room: list[int] = []
 
-    def add(self, device_id: str, type_code: int, farm: int, site: int, room: int,
-            position: str, firmware: str) -> None:
+    def add(
+        self,
+        device_id: str,
+        type_code: int,
+        farm: int,
+        site: int,
+        room: int,
+        position: str,
+        firmware: str,
+    ) -> None:
         self.ids.append(device_id)
         self.client_ids.append(f"barnstorm-{device_id}")
         self.positions.append(position)
@@ -213,9 +232,13 @@ def build_fleet(
             fakers[template.locale] = Faker(template.locale)
         fake = fakers[template.locale]
         fake.seed_instance(int(rng.integers(2**62)))
-        latitude, longitude, city, country, timezone = fake.local_latlng(
-            country_code=template.country
-        )
+        place = fake.local_latlng(country_code=template.country)
+        if place is None:
+            raise ConfigError(
+                f"{template.source}: country",
+                f'no places known for country "{template.country}" (an ISO code such as NL)',
+            )
+        latitude, longitude, city, country, timezone = place
         farm_id = f"farm-{index + 1:05d}"
         sites: list[str] = []
         for site_number in range(1, _draw(rng, template.sites) + 1):
@@ -234,26 +257,53 @@ def build_fleet(
                 cycle = (batch_days + empty_days) * SECONDS_PER_DAY
                 anchor = _BATCH_EPOCH + float(rng.uniform(0, cycle))
                 room_id = f"{site_id}-r{room_number:02d}"
-                room = rooms.add(room_id, index, site_index, template_index, pens, pigs,
-                                 batch_days, empty_days, anchor)
-                _add_room_devices(devices, profiles, rng, template, index, site_index,
-                                  site_number, room, room_number)
-        farm_list.append(Farm(
-            index=index,
-            farm_id=farm_id,
-            name=f"{fake.last_name()} {_farm_word(template.locale)}",
-            city=city,
-            country=country,
-            latitude=float(latitude),
-            longitude=float(longitude),
-            timezone=timezone,
-            template=template.name,
-            site_ids=tuple(sites),
-        ))
+                room = rooms.add(
+                    room_id,
+                    index,
+                    site_index,
+                    template_index,
+                    pens,
+                    pigs,
+                    batch_days,
+                    empty_days,
+                    anchor,
+                )
+                _add_room_devices(
+                    devices,
+                    profiles,
+                    rng,
+                    template,
+                    index,
+                    site_index,
+                    site_number,
+                    room,
+                    room_number,
+                )
+        farm_list.append(
+            Farm(
+                index=index,
+                farm_id=farm_id,
+                name=f"{fake.last_name()} {_farm_word(template.locale)}",
+                city=city,
+                country=country,
+                latitude=float(latitude),
+                longitude=float(longitude),
+                timezone=timezone,
+                template=template.name,
+                site_ids=tuple(sites),
+            )
+        )
     rooms.freeze()
     devices.freeze()
-    return Fleet(seed, tuple(farm_list), tuple(site_ids), np.array(site_farm, np.int32),
-                 rooms, devices, tuple(templates))
+    return Fleet(
+        seed,
+        tuple(farm_list),
+        tuple(site_ids),
+        np.array(site_farm, np.int32),
+        rooms,
+        devices,
+        tuple(templates),
+    )
 
 
 def _draw(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
@@ -274,9 +324,15 @@ def _firmware(rng: np.random.Generator, profile: DeviceProfile) -> str:
     return versions[min(index, len(versions) - 1)]
 
 
-def _add_site_devices(devices: DeviceTable, profiles: Mapping[str, DeviceProfile],
-                      rng: np.random.Generator, template: FarmTemplate, farm: int,
-                      site: int, site_number: int) -> None:
+def _add_site_devices(
+    devices: DeviceTable,
+    profiles: Mapping[str, DeviceProfile],
+    rng: np.random.Generator,
+    template: FarmTemplate,
+    farm: int,
+    site: int,
+    site_number: int,
+) -> None:
     for rule in template.devices:
         if rule.per != "site":
             continue
@@ -287,9 +343,17 @@ def _add_site_devices(devices: DeviceTable, profiles: Mapping[str, DeviceProfile
             devices.add(device_id, code, farm, site, -1, str(n), _firmware(rng, profile))
 
 
-def _add_room_devices(devices: DeviceTable, profiles: Mapping[str, DeviceProfile],
-                      rng: np.random.Generator, template: FarmTemplate, farm: int, site: int,
-                      site_number: int, room: int, room_number: int) -> None:
+def _add_room_devices(
+    devices: DeviceTable,
+    profiles: Mapping[str, DeviceProfile],
+    rng: np.random.Generator,
+    template: FarmTemplate,
+    farm: int,
+    site: int,
+    site_number: int,
+    room: int,
+    room_number: int,
+) -> None:
     for rule in template.devices:
         if rule.per != "room":
             continue
@@ -307,8 +371,9 @@ def _add_room_devices(devices: DeviceTable, profiles: Mapping[str, DeviceProfile
 # Listing ---------------------------------------------------------------------------
 
 
-def fleet_records(fleet: Fleet, profiles: Mapping[str, DeviceProfile],
-                  topic_template: str) -> list[dict[str, object]]:
+def fleet_records(
+    fleet: Fleet, profiles: Mapping[str, DeviceProfile], topic_template: str
+) -> list[dict[str, object]]:
     """One flat record per device: what other tools need to address it."""
     from .payload import render_topic  # local import: payload imports this module
 
@@ -319,25 +384,33 @@ def fleet_records(fleet: Fleet, profiles: Mapping[str, DeviceProfile],
         device_type = table.type_names[int(table.type[i])]
         room = fleet.room_of(i)
         site_id = fleet.site_ids[int(table.site[i])]
-        records.append({
-            "farm_id": farm.farm_id,
-            "farm_name": farm.name,
-            "city": farm.city,
-            "country": farm.country,
-            "timezone": farm.timezone,
-            "site_id": site_id,
-            "room_id": room,
-            "device_id": table.ids[i],
-            "device_type": device_type,
-            "position": table.positions[i],
-            "firmware": table.firmware[i],
-            "client_id": table.client_ids[i],
-            "topics": [
-                render_topic(topic_template, farm.farm_id, room or site_id, device_type,
-                             table.ids[i], kind)
-                for kind in profiles[device_type].messages
-            ],
-        })
+        records.append(
+            {
+                "farm_id": farm.farm_id,
+                "farm_name": farm.name,
+                "city": farm.city,
+                "country": farm.country,
+                "timezone": farm.timezone,
+                "site_id": site_id,
+                "room_id": room,
+                "device_id": table.ids[i],
+                "device_type": device_type,
+                "position": table.positions[i],
+                "firmware": table.firmware[i],
+                "client_id": table.client_ids[i],
+                "topics": [
+                    render_topic(
+                        topic_template,
+                        farm.farm_id,
+                        room or site_id,
+                        device_type,
+                        table.ids[i],
+                        kind,
+                    )
+                    for kind in profiles[device_type].messages
+                ],
+            }
+        )
     return records
 
 
@@ -345,21 +418,33 @@ def fleet_json(fleet: Fleet, profiles: Mapping[str, DeviceProfile], topic_templa
     """The fleet as nested JSON: farms with their sites, rooms and devices."""
     rooms_by_farm: dict[int, list[dict[str, object]]] = {}
     for r, room_id in enumerate(fleet.rooms.ids):
-        rooms_by_farm.setdefault(int(fleet.rooms.farm[r]), []).append({
-            "room_id": room_id,
-            "site_id": fleet.site_ids[int(fleet.rooms.site[r])],
-            "pens": int(fleet.rooms.pens[r]),
-            "pigs": int(fleet.rooms.pigs[r]),
-            "stage": fleet.templates[int(fleet.rooms.template[r])].stage,
-            "batch_days": int(fleet.rooms.batch_days[r]),
-        })
+        rooms_by_farm.setdefault(int(fleet.rooms.farm[r]), []).append(
+            {
+                "room_id": room_id,
+                "site_id": fleet.site_ids[int(fleet.rooms.site[r])],
+                "pens": int(fleet.rooms.pens[r]),
+                "pigs": int(fleet.rooms.pigs[r]),
+                "stage": fleet.templates[int(fleet.rooms.template[r])].stage,
+                "batch_days": int(fleet.rooms.batch_days[r]),
+            }
+        )
     devices_by_farm: dict[str, list[dict[str, object]]] = {}
     for record in fleet_records(fleet, profiles, topic_template):
-        devices_by_farm.setdefault(str(record["farm_id"]), []).append({
-            key: record[key]
-            for key in ("device_id", "device_type", "site_id", "room_id", "position",
-                        "firmware", "client_id", "topics")
-        })
+        devices_by_farm.setdefault(str(record["farm_id"]), []).append(
+            {
+                key: record[key]
+                for key in (
+                    "device_id",
+                    "device_type",
+                    "site_id",
+                    "room_id",
+                    "position",
+                    "firmware",
+                    "client_id",
+                    "topics",
+                )
+            }
+        )
     document = {
         "seed": fleet.seed,
         "farms": [

@@ -24,8 +24,15 @@ _LINE_EVERY = 10.0
 
 
 class LiveView:
-    def __init__(self, metrics: Metrics, engine: Engine, clock: Clock, console: Console,
-                 *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        engine: Engine,
+        clock: Clock,
+        console: Console,
+        *,
+        enabled: bool = True,
+    ) -> None:
         self.metrics = metrics
         self.engine = engine
         self.clock = clock
@@ -74,14 +81,22 @@ class LiveView:
             table.add_column(column, justify="left" if column == "device type" else "right")
         for name, counts in zip(self.metrics.type_names, self.metrics.by_type, strict=True):
             if counts.sent:
-                table.add_row(name, f"{counts.sent:,}", f"{counts.acknowledged:,}",
-                              f"{counts.failed:,}", f"{counts.dropped:,}", f"{counts.in_flight:,}",
-                              f"{counts.latency.percentile(0.95) * 1000:,.1f}")
+                table.add_row(
+                    name,
+                    f"{counts.sent:,}",
+                    f"{counts.acknowledged:,}",
+                    f"{counts.failed:,}",
+                    f"{counts.dropped:,}",
+                    f"{counts.in_flight:,}",
+                    f"{counts.latency.percentile(0.95) * 1000:,.1f}",
+                )
         return Group(f"[bold]barnstorm[/] {self.headline()} · {rate:,.0f} msg/s", table)
 
     async def _show(self) -> None:
         if self.console.is_terminal:
-            with Live(self._table(), console=self.console, refresh_per_second=2, transient=True) as live:
+            with Live(
+                self._table(), console=self.console, refresh_per_second=2, transient=True
+            ) as live:
                 while True:
                     await asyncio.sleep(0.5)
                     live.update(self._table())

@@ -13,6 +13,7 @@ import string
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import ConfigError
 from .fleet import Fleet
@@ -40,11 +41,24 @@ def check_topic_template(template: str, where: str = "--topic-template") -> str:
     return template
 
 
-def render_topic(template: str, farm_id: str, room_id: str, device_type: str,
-                 device_id: str, kind: str, site_id: str = "") -> str:
+def render_topic(
+    template: str,
+    farm_id: str,
+    room_id: str,
+    device_type: str,
+    device_id: str,
+    kind: str,
+    site_id: str = "",
+) -> str:
     """A device's topic; gateways, which have no room, use their site id as ``room_id``."""
-    return template.format(farm_id=farm_id, room_id=room_id, device_type=device_type,
-                           device_id=device_id, kind=kind, site_id=site_id)
+    return template.format(
+        farm_id=farm_id,
+        room_id=room_id,
+        device_type=device_type,
+        device_id=device_id,
+        kind=kind,
+        site_id=site_id,
+    )
 
 
 def subscription_filter(template: str) -> str:
@@ -58,7 +72,9 @@ def subscription_filter(template: str) -> str:
 class PayloadEncoder:
     """Encodes the messages of one (device type, kind) into JSON bytes."""
 
-    def __init__(self, fleet: Fleet, device_type: str, kind: str, fields: Sequence[FieldSpec]) -> None:
+    def __init__(
+        self, fleet: Fleet, device_type: str, kind: str, fields: Sequence[FieldSpec]
+    ) -> None:
         self.fleet = fleet
         self.kind_json = _dumps(kind)
         self.names = [field.name for field in fields]
@@ -89,14 +105,19 @@ class PayloadEncoder:
         for column, decimals in zip(values, self.decimals, strict=True):
             array = np.asarray(column)
             if array.dtype.kind == "f":
-                nan = np.isnan(array)
+                nan: npt.NDArray[np.bool_] = np.isnan(array)
                 if decimals == 0:
                     plain: list[object] = np.where(nan, 0, array).astype(np.int64).tolist()
                 else:
                     rounded = np.round(array, decimals) if decimals is not None else array
                     plain = rounded.tolist()
                 if nan.any():
-                    plain = [None if missing else v for v, missing in zip(plain, nan.tolist(), strict=True)]
+                    plain = [
+                        None if missing else v
+                        for v, missing in zip(
+                            plain, np.asarray(nan, np.bool_).tolist(), strict=True
+                        )
+                    ]
             else:
                 plain = array.tolist()
             columns.append(plain)

@@ -67,7 +67,9 @@ def load_profile(file: Path) -> DeviceProfile:
     root.check_keys({"device_type", "id_prefix", "description", "firmware", "messages"})
     device_type = root.string("device_type")
     if not device_type.isidentifier():
-        raise root.error("device_type", f'"{device_type}" is not a simple name (letters, digits, _)')
+        raise root.error(
+            "device_type", f'"{device_type}" is not a simple name (letters, digits, _)'
+        )
     firmware = root.table("firmware")
     firmware.check_keys({"versions", "shares"})
     versions = firmware.string_list("versions")
@@ -76,8 +78,7 @@ def load_profile(file: Path) -> DeviceProfile:
         raise firmware.error("shares", "expected one non-negative share per version")
     total = sum(shares)
     messages_table = root.table("messages")
-    messages = {kind: _load_message(messages_table.table(kind), kind)
-                for kind in messages_table.keys()}
+    messages = {kind: _load_message(messages_table.table(kind), kind) for kind in messages_table}
     if not messages:
         raise messages_table.error(None, "no message kinds: a profile needs at least one")
     return DeviceProfile(
@@ -101,8 +102,8 @@ def _load_message(table: Table, kind: str) -> MessageSpec:
     else:
         interval = table.duration("every")
     fields_table = table.table("fields")
-    fields = []
-    for name in fields_table.keys():
+    fields: list[FieldSpec] = []
+    for name in fields_table:
         if name in ENVELOPE:
             raise fields_table.error(name, "is an envelope field and cannot be redefined")
         spec = fields_table.table(name)
@@ -149,8 +150,9 @@ def load_profiles(directory: Path | None = None) -> dict[str, DeviceProfile]:
         profile = load_profile(file)
         if profile.device_type in profiles:
             other = profiles[profile.device_type].source
-            raise ConfigError(f"{file}: device_type",
-                              f'"{profile.device_type}" is already defined in {other}')
+            raise ConfigError(
+                f"{file}: device_type", f'"{profile.device_type}" is already defined in {other}'
+            )
         profiles[profile.device_type] = profile
     if not profiles:
         raise ConfigError(str(folder), "holds no *.toml device profiles")

@@ -8,13 +8,15 @@ Schema (``schema_version`` 1; every count is an integer, latencies are milliseco
       "outcome": "completed" | "interrupted" | "failed",
       "error": null | "one-line message",
       "exit_code": 0,
-      "target": {"kind": "mqtt" | "file" | "memory", "url": ..., "embedded_broker": null | "amqtt" | "mosquitto",
+      "target": {"kind": "mqtt" | "file" | "memory", "url": ...,
+                 "embedded_broker": null | "amqtt" | "mosquitto",
                  "qos": 1, "connection": "per-device" | "per-gateway"},
       "fleet": {"farms", "sites", "rooms", "devices", "devices_in_run", "seed"},
       "time": {"simulated_start", "simulated_end", "speed", "wall_seconds", "max_clock_lag_ms"},
       "totals": COUNTS,
       "by_device_type": {"cough_monitor": COUNTS, ...},
-      "connections": {"up", "failed", "lost", "reconnected", "connected_at_end", "errors": {kind: n}},
+      "connections": {"up", "failed", "lost", "reconnected", "connected_at_end",
+                      "errors": {kind: n}},
       "accounting": null | {"expected", "received", "lost", "duplicated", "unexpected", "malformed",
                              "lost_ranges": [{"device_id", "first_seq", "last_seq"}]},
       "config": {the run's options, secrets removed}
@@ -51,8 +53,9 @@ def write_report(report: dict[str, Any], path: Path) -> None:
     """Write ``report`` atomically (a half-written report is worse than none)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                         delete=False, encoding="utf-8") as handle:
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
+        ) as handle:
             json.dump(report, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
         os.replace(handle.name, path)
@@ -81,22 +84,42 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     speed = "max" if time["speed"] is None else f"{time['speed']:g}x"
     console.print(
         f"[bold]barnstorm[/] {report['outcome']}: {report['fleet']['farms']} farms, "
-        f"{report['fleet']['devices_in_run']:,} devices → {target['kind']} {target.get('url') or ''}"
+        f"{report['fleet']['devices_in_run']:,} devices → "
+        f"{target['kind']} {target.get('url') or ''}"
         f" · speed {speed} · {time['wall_seconds']:.1f}s wall"
     )
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("device type", "sent", "acked", "unconf.", "failed", "dropped", "in flight",
-                   "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms"):
+    for column in (
+        "device type",
+        "sent",
+        "acked",
+        "unconf.",
+        "failed",
+        "dropped",
+        "in flight",
+        "msg/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+    ):
         table.add_column(column, justify="left" if column == "device type" else "right")
     rows = [*sorted(report["by_device_type"].items()), ("total", report["totals"])]
     for name, counts in rows:
         latency = counts["latency_ms"]
         table.add_row(
             f"[bold]{name}[/]" if name == "total" else name,
-            f"{counts['sent']:,}", f"{counts['acknowledged']:,}", f"{counts['unconfirmed']:,}",
-            f"{counts['failed']:,}", f"{counts['dropped']:,}", f"{counts['in_flight']:,}",
-            f"{counts['rate_per_s']:,.1f}", _fmt_ms(latency["p50"]), _fmt_ms(latency["p95"]),
-            _fmt_ms(latency["p99"]), _fmt_ms(latency["max"]),
+            f"{counts['sent']:,}",
+            f"{counts['acknowledged']:,}",
+            f"{counts['unconfirmed']:,}",
+            f"{counts['failed']:,}",
+            f"{counts['dropped']:,}",
+            f"{counts['in_flight']:,}",
+            f"{counts['rate_per_s']:,.1f}",
+            _fmt_ms(latency["p50"]),
+            _fmt_ms(latency["p95"]),
+            _fmt_ms(latency["p99"]),
+            _fmt_ms(latency["max"]),
         )
     console.print(table)
     connections = report["connections"]

@@ -84,7 +84,9 @@ class RunConfig:
             if isinstance(value, Path):
                 data[key] = str(value)
         if data["mqtt"]:
-            data["mqtt"] = {k: str(v) if isinstance(v, Path) else v for k, v in data["mqtt"].items()}
+            data["mqtt"] = {
+                k: str(v) if isinstance(v, Path) else v for k, v in data["mqtt"].items()
+            }
         data["device_types"] = list(self.device_types) if self.device_types else None
         return data
 
@@ -96,9 +98,13 @@ class RunResult:
     transport: Transport | None = None
 
 
-def load_fleet(farms: int, seed: int, farms_dir: Path | None, profiles_dir: Path | None,
-               device_types: tuple[str, ...] | None = None
-               ) -> tuple[Fleet, dict[str, DeviceProfile]]:
+def load_fleet(
+    farms: int,
+    seed: int,
+    farms_dir: Path | None,
+    profiles_dir: Path | None,
+    device_types: tuple[str, ...] | None = None,
+) -> tuple[Fleet, dict[str, DeviceProfile]]:
     """Load templates and profiles, check they fit together, and build the fleet."""
     profiles = load_profiles(profiles_dir)
     templates = load_templates(farms_dir)
@@ -106,8 +112,10 @@ def load_fleet(farms: int, seed: int, farms_dir: Path | None, profiles_dir: Path
     if device_types:
         unknown = [t for t in device_types if t not in profiles]
         if unknown:
-            raise ConfigError("--device-types", f'unknown device type "{unknown[0]}" '
-                              f'(known: {", ".join(sorted(profiles))})')
+            raise ConfigError(
+                "--device-types",
+                f'unknown device type "{unknown[0]}" (known: {", ".join(sorted(profiles))})',
+            )
     return build_fleet(templates, profiles, farms, seed), profiles
 
 
@@ -118,7 +126,7 @@ def check_templates(templates: list[FarmTemplate], profiles: Mapping[str, Device
                 raise ConfigError(
                     f"{template.source}: devices.{rule.device_type}",
                     f'no device profile for "{rule.device_type}" '
-                    f'(known: {", ".join(sorted(profiles))})',
+                    f"(known: {', '.join(sorted(profiles))})",
                 )
 
 
@@ -143,10 +151,14 @@ class Run:
 
     async def execute(self) -> RunResult:
         config = self.config
-        fleet, profiles = load_fleet(config.farms, config.seed, config.farms_dir,
-                                     config.profiles_dir, config.device_types)
-        clock: Clock = VirtualClock(config.start) if config.speed is None else ScaledClock(
-            config.start, config.speed)
+        fleet, profiles = load_fleet(
+            config.farms, config.seed, config.farms_dir, config.profiles_dir, config.device_types
+        )
+        clock: Clock = (
+            VirtualClock(config.start)
+            if config.speed is None
+            else ScaledClock(config.start, config.speed)
+        )
         per_gateway = config.embedded if config.per_gateway is None else config.per_gateway
         metrics = Metrics(fleet.devices.type_names, track_undelivered=config.embedded)
         tracker: DeliveryTracker | None = None
@@ -161,17 +173,33 @@ class Run:
                     self.broker_kind = broker.kind
                     mqtt = MqttSettings(host=broker.host, port=broker.port, qos=1)
                     tracker = DeliveryTracker(fleet.devices.ids)
-                    await stack.enter_async_context(MqttSubscriber(
-                        mqtt, subscription_filter(config.topic_template), tracker.on_message,
-                        client_id=f"barnstorm-accounting-{id(self):x}"))
+                    await stack.enter_async_context(
+                        MqttSubscriber(
+                            mqtt,
+                            subscription_filter(config.topic_template),
+                            tracker.on_message,
+                            client_id=f"barnstorm-accounting-{id(self):x}",
+                        )
+                    )
                 transport = self._transport(metrics, fleet, mqtt)
-                self.target_url = mqtt.url if mqtt else (str(config.output) if config.output else None)
+                self.target_url = (
+                    mqtt.url if mqtt else (str(config.output) if config.output else None)
+                )
                 await stack.enter_async_context(transport)
-                engine = Engine(fleet, profiles, transport, clock, start=config.start,
-                                duration=config.duration, seed=config.seed,
-                                topic_template=config.topic_template,
-                                device_types=config.device_types, per_gateway=per_gateway,
-                                connect_rate=config.connect_rate, modulators=config.modulators)
+                engine = Engine(
+                    fleet,
+                    profiles,
+                    transport,
+                    clock,
+                    start=config.start,
+                    duration=config.duration,
+                    seed=config.seed,
+                    topic_template=config.topic_template,
+                    device_types=config.device_types,
+                    per_gateway=per_gateway,
+                    connect_rate=config.connect_rate,
+                    modulators=config.modulators,
+                )
                 if mqtt is not None and engine.connections:
                     # One connection first: an unreachable broker or a refused login is a
                     # clear error now, not 15,000 failed connections later.
@@ -191,8 +219,11 @@ class Run:
             if tracker is not None and engine is not None and self.outcome != "failed":
                 await self._settle(tracker, metrics, engine)
                 self.accounting = tracker.reconcile(
-                    engine.next_seq, engine.devices.tolist(), metrics.undelivered or set())
-        report = self._report(fleet, metrics, engine, clock, per_gateway, time.monotonic() - wall_start)
+                    engine.next_seq, engine.devices.tolist(), metrics.undelivered or set()
+                )
+        report = self._report(
+            fleet, metrics, engine, clock, per_gateway, time.monotonic() - wall_start
+        )
         if config.report is not None:
             write_report(report, config.report)
         return RunResult(report, report["exit_code"], transport)
@@ -228,8 +259,15 @@ class Run:
             return EXIT_INTERRUPTED
         return EXIT_OK
 
-    def _report(self, fleet: Fleet, metrics: Metrics, engine: Engine | None, clock: Clock,
-                per_gateway: bool, wall: float) -> dict[str, Any]:
+    def _report(
+        self,
+        fleet: Fleet,
+        metrics: Metrics,
+        engine: Engine | None,
+        clock: Clock,
+        per_gateway: bool,
+        wall: float,
+    ) -> dict[str, Any]:
         config = self.config
         elapsed = metrics.elapsed()
         totals = metrics.totals()
@@ -274,8 +312,9 @@ class Run:
         }
 
 
-def run_blocking(config: RunConfig, *, summary: bool = True,
-                 on_start: Callable[[Run], None] | None = None) -> RunResult:
+def run_blocking(
+    config: RunConfig, *, summary: bool = True, on_start: Callable[[Run], None] | None = None
+) -> RunResult:
     """Run ``config`` in a fresh event loop; Ctrl-C and SIGTERM stop it cleanly."""
 
     async def main() -> RunResult:

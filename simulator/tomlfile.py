@@ -68,7 +68,8 @@ class Table:
     def __contains__(self, key: str) -> bool:
         return key in self._data
 
-    def keys(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str]:
+        """The keys, in file order."""
         return iter(self._data)
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
@@ -110,15 +111,15 @@ class Table:
             raise self.error(key, f"expected a number, got {_describe(value)}")
         return self._bounded(key, float(value), min, max)
 
-    def integer(
-        self, key: str, default: int | None = None, *, min: int | None = None
-    ) -> int:
+    def integer(self, key: str, default: int | None = None, *, min: int | None = None) -> int:
         value = self.raw(key, _MISSING if default is None else default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(key, f"expected an integer, got {_describe(value)}")
         return int(self._bounded(key, value, min, None))
 
-    def int_range(self, key: str, default: tuple[int, int] | None = None, *, min: int = 0) -> tuple[int, int]:
+    def int_range(
+        self, key: str, default: tuple[int, int] | None = None, *, min: int = 0
+    ) -> tuple[int, int]:
         """An integer or an inclusive ``[low, high]`` range."""
         value = self.raw(key, _MISSING if default is None else list(default))
         expected = "an integer or [min, max] of integers"
@@ -149,7 +150,7 @@ class Table:
             except ValueError as exc:
                 raise self.error(key, str(exc)) from None
         else:
-            raise self.error(key, f"expected a duration such as \"15m\", got {_describe(value)}")
+            raise self.error(key, f'expected a duration such as "15m", got {_describe(value)}')
         if positive and seconds <= 0:
             raise self.error(key, f"{_describe(value)} is not a positive duration")
         return seconds

@@ -26,9 +26,7 @@ def parse_duration(text: str) -> float:
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
     if position != len(cleaned) or position == 0:
-        raise ValueError(
-            f'expected a duration such as "30s", "15m", "8h" or "365d", got "{text}"'
-        )
+        raise ValueError(f'expected a duration such as "30s", "15m", "8h" or "365d", got "{text}"')
     return total
 
 

@@ -76,11 +76,11 @@ class Batch:
 
     @property
     def rooms(self) -> IntArray:
-        return self.fleet.devices.room[self.devices]
+        return self.fleet.devices.room[self.devices].astype(np.int64)
 
     @property
     def farms(self) -> IntArray:
-        return self.fleet.devices.farm[self.devices]
+        return self.fleet.devices.farm[self.devices].astype(np.int64)
 
     def local_hour(self) -> FloatArray:
         """Hour of the day (0–24) at each device's farm, for daily cycles."""
@@ -149,7 +149,9 @@ def model_class(name: str, table: Table, key: str) -> type[SignalModel]:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
-        raise ConfigError(table.where(key), f'unknown signal model "{name}" (known: {known})') from None
+        raise ConfigError(
+            table.where(key), f'unknown signal model "{name}" (known: {known})'
+        ) from None
 
 
 def registered_models() -> list[str]:

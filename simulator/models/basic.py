@@ -76,10 +76,17 @@ class Band(SignalModel):
         self.source = table.string("source")
         self.depends_on = (self.source,)
         raw = table.raw("bands")
-        if not isinstance(raw, list) or not raw or not all(
-            isinstance(b, list) and len(b) == 2 and isinstance(b[0], int | float)
-            and not isinstance(b[0], bool) and isinstance(b[1], str)
-            for b in raw
+        if (
+            not isinstance(raw, list)
+            or not raw
+            or not all(
+                isinstance(b, list)
+                and len(b) == 2
+                and isinstance(b[0], int | float)
+                and not isinstance(b[0], bool)
+                and isinstance(b[1], str)
+                for b in raw
+            )
         ):
             raise table.error("bands", 'expected a list of [lower_bound, "label"] pairs')
         ordered = sorted(((float(b[0]), str(b[1])) for b in raw), reverse=True)

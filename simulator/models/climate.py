@@ -10,9 +10,9 @@ through the latent names ``room_temperature`` and ``setpoint``.
 
 from __future__ import annotations
 
-import numpy as np
-
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..tomlfile import Table
 from .base import (
@@ -45,8 +45,9 @@ def setpoint(batch: Batch) -> FloatArray:
             mask = templates == code
             ages = [a for a, _ in climate.setpoint]
             temps = [c for _, c in climate.setpoint]
-            result[mask] = np.where(batch.occupied()[mask],
-                                    np.interp(age[mask], ages, temps), climate.empty_c)
+            result[mask] = np.where(
+                batch.occupied()[mask], np.interp(age[mask], ages, temps), climate.empty_c
+            )
         return batch.modulate("setpoint", result)
 
     return batch.cached("setpoint", compute)
@@ -222,7 +223,7 @@ class Heater(SignalModel):
 
 @register("temperature_swing_band")
 class TemperatureSwingBand(SignalModel):
-    """A colour for the day's temperature swing (green, yellow from ``yellow_c``, red from ``red_c``)."""
+    """A colour for the day's temperature swing: green, yellow from ``yellow_c``, red from ``red_c``."""
 
     output = "U"
     params = frozenset({"yellow_c", "red_c", "spread"})

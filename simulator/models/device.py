@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 @register("rssi")
 class Rssi(SignalModel):
-    """Received signal strength (dBm): a fixed level per device, drawn from ``range``, plus noise."""
+    """Received signal strength (dBm): a fixed level per device drawn from ``range``, plus noise."""
 
     output = "i"
     params = frozenset({"range", "noise_sd"})

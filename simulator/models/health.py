@@ -47,10 +47,16 @@ class CoughCount(SignalModel):
     """Coughs detected in one report interval (an integer)."""
 
     output = "i"
-    params = frozenset({
-        "per_100_pigs_per_hour", "sensitivity", "false_positives_per_hour", "dispersion",
-        "night_factor", "peak_hour",
-    })
+    params = frozenset(
+        {
+            "per_100_pigs_per_hour",
+            "sensitivity",
+            "false_positives_per_hour",
+            "dispersion",
+            "night_factor",
+            "peak_hour",
+        }
+    )
 
     def __init__(self, table: Table) -> None:
         super().__init__(table)
@@ -66,11 +72,15 @@ class CoughCount(SignalModel):
         base = rng.uniform(*self.base, len(devices))
         sensitivity = rng.uniform(*self.sensitivity, len(devices))
         #: the healthy rate each monitor detects at the daily mean, coughs per hour
-        self.per_hour = per_device(fleet, devices, pigs_heard(fleet, devices) / 100.0 * base * sensitivity)
+        self.per_hour = per_device(
+            fleet, devices, pigs_heard(fleet, devices) / 100.0 * base * sensitivity
+        )
 
     def rate(self, batch: Batch) -> FloatArray:
         """Coughs per hour the monitor detects now, before false positives."""
-        daily = 1.0 + self.night_factor * np.cos(_TWO_PI * (batch.local_hour() - self.peak_hour) / 24.0)
+        daily = 1.0 + self.night_factor * np.cos(
+            _TWO_PI * (batch.local_hour() - self.peak_hour) / 24.0
+        )
         rate = self.per_hour[batch.devices] * daily * batch.occupied()
         return batch.modulate("cough_rate", np.asarray(rate, np.float64))
 

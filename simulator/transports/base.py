@@ -54,7 +54,9 @@ class ResultSink(Protocol):
 
     def message_sent(self, message: Message) -> None: ...
 
-    def message_done(self, message: Message, outcome: Outcome, error: str | None = None) -> None: ...
+    def message_done(
+        self, message: Message, outcome: Outcome, error: str | None = None
+    ) -> None: ...
 
     def connection_event(self, event: str, error: str | None = None) -> None:
         """``up``, ``failed``, ``lost`` or ``reconnected``; ``error`` names an error kind."""

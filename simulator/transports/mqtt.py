@@ -14,6 +14,7 @@ either way a connection is named by the fleet index of the device that owns it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Iterable
@@ -63,7 +64,9 @@ class MqttSettings:
         """Parse ``mqtt://[user:pass@]host[:port]`` or ``mqtts://...``."""
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
-            raise ConfigError("--mqtt", f'expected mqtt://host:port or mqtts://host:port, got "{url}"')
+            raise ConfigError(
+                "--mqtt", f'expected mqtt://host:port or mqtts://host:port, got "{url}"'
+            )
         tls = parts.scheme in ("mqtts", "ssl")
         try:
             port = parts.port or (8883 if tls else 1883)
@@ -79,15 +82,15 @@ class MqttSettings:
         if not self.tls:
             return False
         try:
-            context = ssl.create_default_context(
-                cafile=str(self.ca_file) if self.ca_file else None
-            )
+            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
             if self.cert_file:
                 context.load_cert_chain(
                     str(self.cert_file), str(self.key_file) if self.key_file else None
                 )
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError("--ca-file/--cert-file/--key-file", f"cannot load TLS files: {exc}") from None
+            raise ConfigError(
+                "--ca-file/--cert-file/--key-file", f"cannot load TLS files: {exc}"
+            ) from None
         if self.insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -226,22 +229,28 @@ class MqttTransport(Transport):
         await super().close()
 
 
-async def _connect(client: Any, settings: MqttSettings, tls: ssl.SSLContext | bool,
-                   version: int) -> None:
+async def _connect(
+    client: Any, settings: MqttSettings, tls: ssl.SSLContext | bool, version: int
+) -> None:
     """Connect one gmqtt client, translating its failures into barnstorm errors."""
     try:
         async with asyncio.timeout(settings.connect_timeout):
-            await client.connect(settings.host, settings.port, ssl=tls,
-                                 keepalive=settings.keepalive, version=version)
+            await client.connect(
+                settings.host, settings.port, ssl=tls, keepalive=settings.keepalive, version=version
+            )
     except gmqtt.MQTTConnectError as exc:
         code = getattr(exc, "_code", None)
         if code in _AUTH_CODES:
             raise AuthError(f"{settings.url} refused the login ({exc})") from None
         raise ConnectError(f"{settings.url} refused the connection ({exc})") from None
     except ssl.SSLError as exc:
-        raise ConnectError(f"TLS handshake with {settings.url} failed: {exc.reason or exc}") from None
+        raise ConnectError(
+            f"TLS handshake with {settings.url} failed: {exc.reason or exc}"
+        ) from None
     except TimeoutError:
-        raise ConnectError(f"{settings.url} did not answer within {settings.connect_timeout:g}s") from None
+        raise ConnectError(
+            f"{settings.url} did not answer within {settings.connect_timeout:g}s"
+        ) from None
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise ConnectError(f"cannot connect to {settings.url}: {reason.lower()}") from None
@@ -250,18 +259,14 @@ async def _connect(client: Any, settings: MqttSettings, tls: ssl.SSLContext | bo
 async def _abandon(client: Any) -> None:
     """Make sure a client whose connect failed does not keep retrying in the background."""
     client.stop_reconnect()
-    try:
+    with contextlib.suppress(Exception):  # best effort: the connection already failed
         await asyncio.wait_for(client.disconnect(), 1.0)
-    except Exception:  # noqa: S110 - best effort on a connection that already failed
-        pass
 
 
 async def _disconnect_all(clients: Iterable[Any], timeout: float = 5.0) -> None:
     async def one(client: Any) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a broker that is gone cannot be told goodbye
             await asyncio.wait_for(client.disconnect(), timeout)
-        except Exception:  # noqa: S110 - a broker that is gone cannot be told goodbye
-            pass
 
     await asyncio.gather(*(one(c) for c in clients))
 
@@ -273,8 +278,13 @@ class MqttSubscriber:
     tests as an independent observer.
     """
 
-    def __init__(self, settings: MqttSettings, topic_filter: str,
-                 on_message: Callable[[str, bytes], None], client_id: str) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        topic_filter: str,
+        on_message: Callable[[str, bytes], None],
+        client_id: str,
+    ) -> None:
         self.settings = settings
         self.topic_filter = topic_filter
         self.on_message = on_message
@@ -285,8 +295,9 @@ class MqttSubscriber:
         self._subscribed = asyncio.Event()
         self.client.on_subscribe = lambda *args: self._subscribed.set()
 
-    def _on_message(self, client: object, topic: str, payload: bytes, qos: int,
-                    properties: object) -> int:
+    def _on_message(
+        self, client: object, topic: str, payload: bytes, qos: int, properties: object
+    ) -> int:
         self.on_message(topic, payload)
         return 0
 

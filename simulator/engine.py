@@ -31,7 +31,7 @@ from .models.base import Batch, FloatArray, IntArray, Modulator, SignalModel
 from .payload import PayloadEncoder, render_topic
 from .profiles import DeviceProfile, MessageSpec
 from .transports.base import Message, Transport
-from .units import iso_utc
+from .units import iso_stamps
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ _MAX_SLEEP = 0.25
 #: Connections attempted at once during the ramp.
 _CONNECT_CONCURRENCY = 256
 _RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+#: Messages per as-fast-as-possible tick to aim for.
+_BATCH_MESSAGES = 4096
 
 
 class Schedule:
@@ -128,15 +130,30 @@ class Schedule:
         return float(self.next_due[self.active].min())
 
     def fire(self, horizon: float) -> tuple[IntArray, FloatArray] | None:
-        """Take every message due before ``horizon``: (schedule positions, due instants)."""
-        due_mask = self.active & (self.next_due < horizon)
-        idx = np.flatnonzero(due_mask)
+        """Take every message due before ``horizon``: (schedule positions, due instants).
+
+        A device may be due several times before a far horizon (as fast as possible); all
+        its occurrences are taken at once from a grid of upcoming instants, so a tick is
+        a few large numpy batches rather than many small ones.
+        """
+        idx = np.flatnonzero(self.active & (self.next_due < horizon))
         if not len(idx):
             return None
-        due = self.next_due[idx].copy()
-        self.base[idx] += self.spec.interval
-        self.next_due[idx] = self.base[idx] + self._jitter(len(idx))
-        return idx, due
+        interval = self.spec.interval
+        base = self.base[idx]
+        # Occurrence k of device i is due at base + k * interval + jitter; column 0 is the
+        # instant already drawn. The last column always lies beyond the horizon.
+        columns = max(int((horizon - base.min()) // interval), 0) + 3
+        grid = base[:, None] + interval * np.arange(columns)[None, :]
+        if columns > 1:
+            grid[:, 1:] += self._jitter(len(idx) * (columns - 1)).reshape(len(idx), columns - 1)
+        grid[:, 0] = self.next_due[idx]
+        taken = grid < horizon  # a prefix of each row: jitter stays under half an interval
+        counts = taken.sum(axis=1)
+        rows = np.arange(len(idx))
+        self.base[idx] = base + counts * interval
+        self.next_due[idx] = grid[rows, counts]
+        return np.repeat(idx, counts), grid[taken]
 
     def readings(
         self,
@@ -233,8 +250,10 @@ class Engine:
         for device in self.devices.tolist():
             self._owner_devices.setdefault(int(self.owners[device]), []).append(device)
         self._connected_owners: list[int] = []
-        #: interval of the fastest schedule: the look-ahead of an as-fast-as-possible tick.
-        self.window = min((s.spec.interval for s in self.schedules), default=60.0)
+        #: look-ahead of an as-fast-as-possible tick: long enough for batches of a few
+        #: thousand messages, so numpy's per-call overhead is spread over many readings.
+        rate = sum(len(s.devices) / s.spec.interval for s in self.schedules)
+        self.window = float(np.clip(_BATCH_MESSAGES / rate, 60.0, 86400.0)) if rate else 60.0
 
     @property
     def connections(self) -> list[int]:
@@ -339,7 +358,8 @@ class Engine:
         """Send every message due before ``horizon``, in time order."""
         fired: list[tuple[Schedule, IntArray, FloatArray]] = []
         for schedule in self.schedules:
-            while (taken := schedule.fire(horizon)) is not None:
+            taken = schedule.fire(horizon)
+            if taken is not None:
                 fired.append((schedule, *taken))
         if not fired:
             return
@@ -350,12 +370,17 @@ class Engine:
         row = np.concatenate([np.arange(len(idx)) for _, idx, _ in fired])
         due_all = np.concatenate([due for _, _, due in fired])
         order = np.argsort(due_all, kind="stable")
+        stamps = iso_stamps(due_all[order])
         clock = self.clock
         next_seq = self.next_seq
         send = self.transport.send
         owners = self.owners
-        for i, r, due in zip(
-            which[order].tolist(), row[order].tolist(), due_all[order].tolist(), strict=True
+        for i, r, due, ts in zip(
+            which[order].tolist(),
+            row[order].tolist(),
+            due_all[order].tolist(),
+            stamps,
+            strict=True,
         ):
             schedule, idx, _ = fired[i]
             position = int(idx[r])
@@ -363,7 +388,7 @@ class Engine:
             seq = int(next_seq[device])
             next_seq[device] = seq + 1
             values = [column[r] for column in columns[i]]
-            payload = schedule.encoder.encode(device, seq, iso_utc(due), values)
+            payload = schedule.encoder.encode(device, seq, ts, values)
             send(
                 Message(
                     device,

@@ -105,11 +105,12 @@ class PayloadEncoder:
         for column, decimals in zip(values, self.decimals, strict=True):
             array = np.asarray(column)
             if array.dtype.kind == "f":
-                nan: npt.NDArray[np.bool_] = np.isnan(array)
+                floats: npt.NDArray[np.float64] = np.asarray(array, np.float64)
+                nan = np.isnan(floats)
                 if decimals == 0:
-                    plain: list[object] = np.where(nan, 0, array).astype(np.int64).tolist()
+                    plain: list[object] = np.where(nan, 0, floats).astype(np.int64).tolist()
                 else:
-                    rounded = np.round(array, decimals) if decimals is not None else array
+                    rounded = np.round(floats, decimals) if decimals is not None else floats
                     plain = rounded.tolist()
                 if nan.any():
                     plain = [

@@ -124,7 +124,7 @@ def _load_message(table: Table, kind: str) -> MessageSpec:
         kind=kind,
         interval=interval,
         daily_at=daily_at,
-        jitter=table.number("jitter", 0.0, min=0.0, max=0.5),
+        jitter=table.number("jitter", 0.0, min=0.0, max=0.45),
         fields=tuple(fields),
     )
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import numpy as np
+import numpy.typing as npt
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -76,3 +79,9 @@ def iso_utc(epoch: float) -> str:
     """``2026-01-01T06:00:00.000Z`` for an epoch instant."""
     moment = datetime.fromtimestamp(epoch, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def iso_stamps(epochs: npt.NDArray[np.float64]) -> list[str]:
+    """:func:`iso_utc` for many instants at once (millisecond precision, truncated)."""
+    millis = np.floor(epochs * 1000.0).astype("datetime64[ms]")
+    return [f"{stamp}Z" for stamp in np.datetime_as_string(millis, unit="ms").tolist()]

@@ -223,7 +223,7 @@ class Heater(SignalModel):
 
 @register("temperature_swing_band")
 class TemperatureSwingBand(SignalModel):
-    """A colour for the day's temperature swing: green, yellow from ``yellow_c``, red from ``red_c``."""
+    """A colour for the day's temperature swing: green, yellow from ``yellow_c``, red ``red_c``."""
 
     output = "U"
     params = frozenset({"yellow_c", "red_c", "spread"})

@@ -1,0 +1,90 @@
+"""Shared fixtures: the real Mosquitto broker, an independent subscriber, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MOSQUITTO_HOST = "127.0.0.1"
+MOSQUITTO_PORT = 1883
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> str:
+    """The machine's Mosquitto on 127.0.0.1:1883, started if it is not running."""
+    if not port_open(MOSQUITTO_HOST, MOSQUITTO_PORT):
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        subprocess.run([binary, "-d", "-c", "/etc/mosquitto/mosquitto.conf"], check=True)
+        deadline = time.monotonic() + 10
+        while not port_open(MOSQUITTO_HOST, MOSQUITTO_PORT):
+            if time.monotonic() > deadline:
+                raise RuntimeError("mosquitto did not start on 127.0.0.1:1883")
+            time.sleep(0.1)
+    return f"mqtt://{MOSQUITTO_HOST}:{MOSQUITTO_PORT}"
+
+
+@dataclass
+class Observer:
+    """An independent MQTT subscriber (paho, not barnstorm's gmqtt) recording every message."""
+
+    topic_filter: str
+    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        with self.lock:
+            self.messages.append((message.topic, json.loads(message.payload)))
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count() < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def topic_root() -> str:
+    """A topic prefix no other test (or run) publishes under."""
+    return f"bstest/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def observer(mosquitto: str, topic_root: str) -> Iterator[Observer]:
+    """A paho subscriber on ``topic_root/#`` at QoS 2, connected before the test runs."""
+    watcher = Observer(f"{topic_root}/#")
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"observer-{uuid.uuid4().hex}")
+    client.max_queued_messages_set(0)
+    client.on_message = watcher.on_message
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.connect(MOSQUITTO_HOST, MOSQUITTO_PORT)
+    client.loop_start()
+    client.subscribe(watcher.topic_filter, qos=2)
+    assert subscribed.wait(10), "the observer's subscription was not acknowledged"
+    yield watcher
+    client.disconnect()
+    client.loop_stop()

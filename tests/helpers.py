@@ -1,0 +1,41 @@
+"""Helpers for tests that run the real ``simulate`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def report(self, path: Path) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+
+def simulate(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 240, cwd: Path | None = None
+) -> Completed:
+    """Run the real ``simulate`` command (``python -m simulator``) and capture its output."""
+    environment = {**os.environ, "COLUMNS": "160", **(env or {})}
+    process = subprocess.run(
+        [sys.executable, "-m", "simulator", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        cwd=cwd or ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    return Completed(process.returncode, process.stdout, process.stderr)

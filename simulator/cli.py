@@ -209,6 +209,8 @@ def run_command(**options: Any) -> None:
     """Run the fleet against a target and report what happened."""
     config = build_run_config(options)
     result = run_blocking(config)
+    if result.report["error"]:
+        click.echo(f"simulate: error: {_one_line(result.report['error'])}", err=True)
     sys.exit(result.exit_code)
 
 

@@ -77,8 +77,6 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
         )
         for lost in accounting["lost_ranges"]:
             console.print(f"  {lost['device_id']} seq {lost['first_seq']}–{lost['last_seq']}")
-    if report.get("error"):
-        console.print(f"[bold red]error:[/] {report['error']}")
     time = report["time"]
     target = report["target"]
     speed = "max" if time["speed"] is None else f"{time['speed']:g}x"

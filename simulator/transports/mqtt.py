@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -72,9 +73,10 @@ class MqttSettings:
             port = parts.port or (8883 if tls else 1883)
         except ValueError:
             raise ConfigError("--mqtt", f'"{url}" has an invalid port') from None
-        if parts.username and "username" not in options:
+        # Credentials in the URL count unless given separately.
+        if parts.username and options.get("username") is None:
             options["username"] = unquote(parts.username)
-        if parts.password and "password" not in options:
+        if parts.password and options.get("password") is None:
             options["password"] = unquote(parts.password)
         return cls(host=parts.hostname, port=port, tls=tls, **options)
 
@@ -252,7 +254,7 @@ async def _connect(
             f"{settings.url} did not answer within {settings.connect_timeout:g}s"
         ) from None
     except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
+        reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
         raise ConnectError(f"cannot connect to {settings.url}: {reason.lower()}") from None
 
 

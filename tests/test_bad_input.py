@@ -1,0 +1,246 @@
+"""Bad input gets one line naming the flag, file or key, a non-zero exit, and no traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from simulator.broker import free_port
+from tests.helpers import ROOT, Completed, simulate
+
+
+def _one_line_error(result: Completed, code: int, *fragments: str) -> str:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("simulate: error: ")
+    for fragment in fragments:
+        assert fragment in line, line
+    return line
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--farms", "0"], ["--farms", "0", ">=1"]),
+        (["--farms", "many"], ["--farms", "many"]),
+        (["--speed", "-1"], ["--speed", '"-1"', 'number > 0 or "max"']),
+        (["--duration", "banana"], ["--duration", '"banana"', 'such as "30s"']),
+        (["--duration", "0s"], ["--duration", "positive"]),
+        (["--start", "someday"], ["--start", "ISO 8601"]),
+        (["--qos", "3"], ["--qos"]),
+        (["--mqtt", "http://x"], ["--mqtt", "mqtt://host:port"]),
+        (["--device-types", "toaster"], ["--device-types", '"toaster"', "cough_monitor"]),
+        (["--topic-template", "t/{farm}"], ["--topic-template", "{farm}"]),
+        (["--topic-template", "t/#"], ["--topic-template", "wildcard"]),
+        (["--report", "/nonexistent/dir/r.json"], ["--report", "does not exist"]),
+        (["--no-such-flag"], ["--no-such-flag"]),
+    ],
+)
+def test_bad_flags_name_the_flag(args: list[str], fragments: list[str]) -> None:
+    """Each bad flag value is refused before anything starts, naming the flag and what was
+    expected."""
+    _one_line_error(simulate(*args, "--quiet"), 2, *fragments)
+
+
+def _copy_dirs(tmp_path: Path) -> tuple[Path, Path]:
+    farms = tmp_path / "farms"
+    profiles = tmp_path / "profiles"
+    shutil.copytree(ROOT / "farms", farms)
+    shutil.copytree(ROOT / "device_profiles", profiles)
+    return farms, profiles
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "fragments"),
+    [
+        (
+            "farms/eu_finisher.toml",
+            "rooms_per_site = [4, 8]",
+            "rooms_per_site = -5",
+            ["eu_finisher.toml: layout.rooms_per_site", "-5 is not >= 1"],
+        ),
+        (
+            "farms/eu_finisher.toml",
+            "sites = [1, 3]",
+            'sites = "two"',
+            ["eu_finisher.toml: layout.sites", 'got "two"'],
+        ),
+        (
+            "farms/eu_finisher.toml",
+            'stage = "finisher"\n',
+            "",
+            ["eu_finisher.toml: production.stage", "missing"],
+        ),
+        (
+            "farms/eu_finisher.toml",
+            "cough_monitor = { per_room = 1 }",
+            "toaster = { per_room = 1 }",
+            ["eu_finisher.toml: devices.toaster", "no device profile"],
+        ),
+        (
+            "profiles/cough_monitor.toml",
+            'model = "room_temperature", offset_sd = 0.3, noise_sd = 0.1',
+            'model = "thermometer_9000", offset_sd = 0.3, noise_sd = 0.1',
+            [
+                "cough_monitor.toml: messages.summary.fields.temp_c_1.model",
+                'unknown signal model "thermometer_9000"',
+            ],
+        ),
+        (
+            "profiles/cough_monitor.toml",
+            'every = "15m"',
+            "every = true",
+            ["cough_monitor.toml: messages.summary.every", "expected a duration"],
+        ),
+        (
+            "profiles/cough_monitor.toml",
+            "sd = 1.5, min = 40.0",
+            'sd = "loud", min = 40.0',
+            ["cough_monitor.toml: messages.summary.fields", "expected a number"],
+        ),
+        (
+            "profiles/gateway.toml",
+            'device_type = "gateway"\n',
+            "",
+            ["gateway.toml: device_type", "missing"],
+        ),
+        (
+            "profiles/climate_node.toml",
+            "[messages.reading]",
+            "[messages.reading\n",
+            ["climate_node.toml", "not valid TOML"],
+        ),
+        (
+            "profiles/cough_monitor.toml",
+            'source = "rehs"',
+            'source = "rehs_later"',
+            ["cough_monitor.toml: messages.daily.fields.rehs_color.source", '"rehs_later"'],
+        ),
+    ],
+)
+def test_bad_files_name_the_file_and_key(
+    tmp_path: Path, file: str, old: str, new: str, fragments: list[str]
+) -> None:
+    """A farm or profile file with a wrong type, an unknown model, a negative count or a
+    missing field is refused with its file and key named."""
+    farms, profiles = _copy_dirs(tmp_path)
+    _edit(tmp_path / file, old, new)
+    result = simulate(
+        "--farms",
+        "2",
+        "--farms-dir",
+        str(farms),
+        "--profiles-dir",
+        str(profiles),
+        "--output",
+        str(tmp_path / "out.jsonl"),
+        "--speed",
+        "max",
+        "--quiet",
+    )
+    _one_line_error(result, 2, *fragments)
+
+
+def test_unreachable_broker_is_one_line_and_still_writes_the_report(tmp_path: Path) -> None:
+    """A broker nobody listens on ends the run with exit 1, a line naming the broker, and a
+    report that says the run failed."""
+    report = tmp_path / "r.json"
+    port = free_port()
+    result = simulate(
+        "--farms", "2", "--mqtt", f"mqtt://127.0.0.1:{port}", "--report", str(report), "--quiet"
+    )
+    _one_line_error(result, 1, f"cannot connect to mqtt://127.0.0.1:{port}: connection refused")
+    data = result.report(report)
+    assert data["outcome"] == "failed"
+    assert "connection refused" in data["error"]
+    assert data["totals"]["sent"] == 0
+
+
+@pytest.fixture
+def password_broker(tmp_path: Path) -> Iterator[int]:
+    """A Mosquitto on a free port that requires user barn / password storm."""
+    passwords = tmp_path / "passwd"
+    passwords.write_text("")
+    subprocess.run(["mosquitto_passwd", "-b", str(passwords), "barn", "storm"], check=True)
+    port = free_port()
+    config = tmp_path / "mosquitto.conf"
+    # As root, mosquitto drops to its own user, who cannot read pytest's private tmp dir.
+    user = "user root\n" if os.geteuid() == 0 else ""
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\n"
+        f"password_file {passwords}\nlog_dest none\n{user}"
+    )
+    process = subprocess.Popen([shutil.which("mosquitto") or "mosquitto", "-c", str(config)])
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert time.monotonic() < deadline, "mosquitto with a password file did not start"
+        time.sleep(0.05)
+    yield port
+    process.terminate()
+    process.wait(10)
+
+
+def test_refused_login_is_one_line(tmp_path: Path, password_broker: int) -> None:
+    """Wrong credentials end the run with exit 1 and a line saying the login was refused,
+    without the password anywhere in the output or the report."""
+    report = tmp_path / "r.json"
+    result = simulate(
+        "--farms",
+        "2",
+        "--mqtt",
+        f"mqtt://127.0.0.1:{password_broker}",
+        "--username",
+        "barn",
+        "--password",
+        "wrong-secret",
+        "--report",
+        str(report),
+        "--quiet",
+    )
+    _one_line_error(result, 1, f"mqtt://127.0.0.1:{password_broker} refused the login")
+    assert "wrong-secret" not in result.stdout + result.stderr + report.read_text()
+    ok = simulate(
+        "--farms",
+        "2",
+        "--mqtt",
+        f"mqtt://barn:storm@127.0.0.1:{password_broker}",
+        "--duration",
+        "5m",
+        "--speed",
+        "100",
+        "--quiet",
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_config_file_keys_are_checked(tmp_path: Path) -> None:
+    """A --config file sets defaults by option name; an unknown key is named with its file."""
+    good = tmp_path / "good.toml"
+    good.write_text(
+        'farms = 2\nspeed = "max"\nduration = "1h"\nquiet = true\n'
+        f'output = "{tmp_path / "o.jsonl"}"\n'
+    )
+    assert simulate("--config", str(good)).returncode == 0
+    assert (tmp_path / "o.jsonl").stat().st_size > 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("farmz = 2\n")
+    _one_line_error(simulate("--config", str(bad)), 2, "bad.toml: farmz", "not an option")

@@ -16,6 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parent.parent
 MOSQUITTO_HOST = "127.0.0.1"
@@ -74,7 +75,7 @@ def topic_root() -> str:
 def observer(mosquitto: str, topic_root: str) -> Iterator[Observer]:
     """A paho subscriber on ``topic_root/#`` at QoS 2, connected before the test runs."""
     watcher = Observer(f"{topic_root}/#")
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"observer-{uuid.uuid4().hex}")
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"observer-{uuid.uuid4().hex}")
     client.max_queued_messages_set(0)
     client.on_message = watcher.on_message
     subscribed = threading.Event()

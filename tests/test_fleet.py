@@ -99,10 +99,12 @@ def test_fleet_state_lives_in_arrays(profiles: Profiles, templates: Templates) -
     assert fleet.devices.count > 10_000
     for column in ("type", "farm", "site", "room"):
         array = getattr(fleet.devices, column)
-        assert isinstance(array, np.ndarray) and len(array) == fleet.devices.count
+        assert isinstance(array, np.ndarray)
+        assert len(array) == fleet.devices.count
     for column in ("farm", "site", "pigs", "batch_days", "anchor"):
         array = getattr(fleet.rooms, column)
-        assert isinstance(array, np.ndarray) and len(array) == fleet.rooms.count
+        assert isinstance(array, np.ndarray)
+        assert len(array) == fleet.rooms.count
     ages = fleet.rooms.age_days(np.arange(fleet.rooms.count), np.full(fleet.rooms.count, 1.7e9))
     cycle = fleet.rooms.batch_days + fleet.rooms.empty_days
     assert np.all((ages >= 0) & (ages < cycle))

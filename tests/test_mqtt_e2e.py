@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Observer
-from tests.helpers import simulate
+from tests.helpers import ROOT, simulate
 
 
 def _seqs_by_device(observer: Observer) -> dict[str, list[int]]:
@@ -107,3 +112,57 @@ def test_qos0_counts_messages_as_unconfirmed_not_acknowledged(
     assert totals["unconfirmed"] == totals["sent"] > 0
     observer.wait_for(totals["sent"])
     assert observer.count() == totals["sent"]
+
+
+def test_ctrl_c_stops_the_run_and_still_writes_a_balanced_report(
+    tmp_path: Path, mosquitto: str, observer: Observer, topic_root: str
+) -> None:
+    """SIGINT in the middle of a long run stops it within seconds with exit 130; the report
+    is written and its books balance (sent = acknowledged + failed + dropped + in flight)."""
+    report_file = tmp_path / "report.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--farms",
+            "10",
+            "--duration",
+            "8h",
+            "--speed",
+            "600",
+            "--mqtt",
+            mosquitto,
+            "--topic-template",
+            f"{topic_root}/{{device_id}}/{{kind}}",
+            "--report",
+            str(report_file),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(6)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    stdout, stderr = process.communicate(timeout=30)
+    assert time.monotonic() - stopped < 10
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    report = json.loads(report_file.read_text())
+    assert report["outcome"] == "interrupted"
+    totals = report["totals"]
+    assert totals["sent"] > 100
+    assert totals["sent"] == (
+        totals["acknowledged"]
+        + totals["unconfirmed"]
+        + totals["failed"]
+        + totals["dropped"]
+        + totals["in_flight"]
+    )
+    observer.wait_for(totals["acknowledged"])
+    assert observer.count() >= totals["acknowledged"]
+    assert "interrupted" in stdout

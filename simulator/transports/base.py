@@ -72,6 +72,7 @@ class Transport(ABC):
     def __init__(self, sink: ResultSink) -> None:
         self.sink = sink
         self._state = "new"
+        self._connected: set[int] = set()
 
     async def __aenter__(self) -> Self:
         if self._state == "closed":
@@ -91,11 +92,18 @@ class Transport(ABC):
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Prepare resources (files, pools) before the first connection."""
 
-    async def connect(self, connection: int) -> None:  # noqa: B027 - optional hook
-        """Establish connection ``connection`` (a fleet device index); idempotent."""
+    async def connect(self, connection: int) -> None:
+        """Establish connection ``connection`` (a fleet device index); idempotent.
+
+        Connection-less transports (file, memory) only report it up, once.
+        """
+        self.check_open()
+        if connection not in self._connected:
+            self._connected.add(connection)
+            self.sink.connection_event("up")
 
     def is_connected(self, connection: int) -> bool:
-        return True
+        return connection in self._connected
 
     @abstractmethod
     def send(self, message: Message) -> None:

@@ -20,16 +20,6 @@ class MemoryTransport(Transport):
         super().__init__(sink)
         self.keep = keep
         self.messages: list[Message] = []
-        self.connected: set[int] = set()
-
-    async def connect(self, connection: int) -> None:
-        self.check_open()
-        if connection not in self.connected:
-            self.connected.add(connection)
-            self.sink.connection_event("up")
-
-    def is_connected(self, connection: int) -> bool:
-        return connection in self.connected
 
     def send(self, message: Message) -> None:
         self.check_open()

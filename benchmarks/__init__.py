@@ -1,0 +1,1 @@
+"""barnstorm's benchmarks: ``python -m benchmarks [all|fleet|engine] [--json FILE]``."""

@@ -1,0 +1,162 @@
+"""Benchmarks, each printed as barnstorm's figure, a baseline measured in the same run, and the
+ratio between them (these machines are noisy: absolute times mean little, ratios travel).
+
+    python -m benchmarks            # all
+    python -m benchmarks fleet      # build the 500-farm fleet
+    python -m benchmarks engine     # generate and encode messages as fast as possible
+    python -m benchmarks all --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from faker import Faker
+
+from simulator.clock import VirtualClock
+from simulator.engine import Engine
+from simulator.farms import load_templates
+from simulator.fleet import build_fleet
+from simulator.metrics import Metrics
+from simulator.profiles import load_profiles
+from simulator.transports.memory import MemoryTransport
+from simulator.units import parse_instant
+
+
+def _best_of(repeats: int, work: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def bench_fleet(farms: int = 500) -> dict[str, Any]:
+    """Fleet build vs. the baseline of Faker alone making the same farms' names and places."""
+    profiles = load_profiles()
+    templates = load_templates()
+    build_fleet(templates, profiles, 5)  # warm imports and Faker locales
+    fakers = {t.locale: Faker(t.locale) for t in templates}
+
+    def names_only() -> None:
+        rng = np.random.default_rng(1)
+        for i in range(farms):
+            template = templates[i % len(templates)]
+            fake = fakers[template.locale]
+            fake.seed_instance(int(rng.integers(2**62)))
+            fake.local_latlng(country_code=template.country)
+            fake.last_name()
+
+    fleet = build_fleet(templates, profiles, farms)
+    ours = _best_of(5, lambda: build_fleet(templates, profiles, farms))
+    baseline = _best_of(5, names_only)
+    return {
+        "name": "fleet",
+        "what": f"build {farms} farms ({fleet.devices.count:,} devices, "
+        f"{fleet.rooms.count:,} rooms)",
+        "barnstorm_s": round(ours, 4),
+        "baseline": "Faker names and places for the same farms, nothing else",
+        "baseline_s": round(baseline, 4),
+        "ratio": round(ours / baseline, 2),
+    }
+
+
+def bench_engine(farms: int = 50, hours: float = 24.0) -> dict[str, Any]:
+    """Messages generated and encoded per second (speed max, memory transport) vs. the
+    baseline of json.dumps alone on payload-shaped dicts: the floor of per-message Python work."""
+    fleet_profiles = load_profiles()
+    fleet = build_fleet(load_templates(), fleet_profiles, farms)
+    start = parse_instant("2026-01-01")
+
+    async def run() -> int:
+        metrics = Metrics(fleet.devices.type_names)
+        transport = MemoryTransport(metrics, keep=False)
+        engine = Engine(
+            fleet,
+            fleet_profiles,
+            transport,
+            VirtualClock(start),
+            start=start,
+            duration=hours * 3600,
+            seed=1,
+            topic_template="t/{device_id}/{kind}",
+        )
+        async with transport:
+            await engine.run(asyncio.Event())
+        return metrics.totals().sent
+
+    started = time.perf_counter()
+    sent = asyncio.run(run())
+    ours = time.perf_counter() - started
+    sample = {
+        "device_id": "cm-00001-1-01-1",
+        "device_type": "cough_monitor",
+        "farm_id": "farm-00001",
+        "room_id": "farm-00001-s1-r01",
+        "fw": "4.2.1",
+        "seq": 1,
+        "ts": "2026-01-01T00:00:00.000Z",
+        "kind": "summary",
+        "cough_count": 12,
+        "temp_c_1": 21.3,
+        "temp_c_2": 21.1,
+        "rh_pct": 66.2,
+        "sound_leq_dba": 70.4,
+        "rssi_dbm": -71,
+    }
+    encode = json.JSONEncoder(separators=(",", ":")).encode
+
+    def baseline_work() -> None:
+        for i in range(sent):
+            sample["seq"] = i
+            encode(sample).encode()
+
+    baseline = _best_of(3, baseline_work)
+    return {
+        "name": "engine",
+        "what": f"{sent:,} messages of {farms} farms over {hours:g} simulated hours, speed max",
+        "barnstorm_msg_per_s": round(sent / ours),
+        "baseline": "json.dumps of a payload-shaped dict per message, nothing else",
+        "baseline_msg_per_s": round(sent / baseline),
+        "ratio": round(baseline / ours, 3),
+    }
+
+
+BENCHMARKS = {"fleet": bench_fleet, "engine": bench_engine}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "which", nargs="*", help=f"all (default) or any of: {', '.join(BENCHMARKS)}"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    args = parser.parse_args()
+    names = list(BENCHMARKS) if not args.which or "all" in args.which else args.which
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r} (known: all, {', '.join(BENCHMARKS)})")
+    results = []
+    for name in names:
+        result = BENCHMARKS[name]()
+        results.append(result)
+        print(f"{result['name']}: {result['what']}")
+        for key, value in result.items():
+            if key not in ("name", "what"):
+                print(f"  {key}: {value}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

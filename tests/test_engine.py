@@ -1,0 +1,232 @@
+"""The engine on virtual and scaled time, against barnstorm's own seams (memory transports)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from simulator.clock import ScaledClock, VirtualClock
+from simulator.engine import Engine
+from simulator.metrics import Metrics
+from simulator.models.base import Batch, FloatArray
+from simulator.run import load_fleet
+from simulator.transports.base import Message, Outcome
+from simulator.transports.memory import MemoryTransport
+from simulator.units import parse_instant
+
+START = parse_instant("2026-02-02T00:00:00Z")
+
+
+def _engine(
+    transport_cls: type[MemoryTransport] = MemoryTransport,
+    *,
+    farms: int = 4,
+    clock: VirtualClock | ScaledClock | None = None,
+    duration: float = 3600.0,
+    **kwargs: object,
+) -> tuple[Engine, MemoryTransport, Metrics]:
+    fleet, profiles = load_fleet(farms, 99, None, None)
+    metrics = Metrics(fleet.devices.type_names)
+    transport = transport_cls(metrics)
+    engine = Engine(
+        fleet,
+        profiles,
+        transport,
+        clock or VirtualClock(START),
+        start=START,
+        duration=duration,
+        seed=99,
+        topic_template="t/{device_id}/{kind}",
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return engine, transport, metrics
+
+
+async def _run(engine: Engine, transport: MemoryTransport) -> None:
+    async with transport:
+        await engine.run(asyncio.Event())
+        await transport.drain(5.0)
+
+
+async def test_a_simulated_day_takes_no_real_day() -> None:
+    """On the virtual clock a whole day of a fleet runs at once, every device sends each kind
+    at its interval, and seq counts up per device in time order."""
+    engine, transport, metrics = _engine(duration=86400.0)
+    await _run(engine, transport)
+    payloads = transport.payloads()
+    per_device: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for payload in payloads:
+        per_device[str(payload["device_id"])].append(payload)
+    counts = {"summary": 96, "reading": 288, "heartbeat": 1440}
+    for device, messages in per_device.items():
+        assert [m["seq"] for m in messages] == list(range(len(messages)))
+        assert [m["ts"] for m in messages] == sorted(str(m["ts"]) for m in messages)
+        kinds: dict[str, int] = defaultdict(int)
+        for message in messages:
+            kinds[str(message["kind"])] += 1
+        for kind, expected in counts.items():
+            if kind in kinds:
+                assert abs(kinds[kind] - expected) <= 1, (device, kind, kinds[kind])
+        if "summary" in kinds:
+            assert kinds["daily"] == 1, device
+    totals = metrics.totals()
+    assert totals.sent == totals.acknowledged == len(payloads)
+    assert engine.stats.connected_devices == engine.fleet.devices.count
+
+
+async def test_device_types_filter_limits_the_run() -> None:
+    """--device-types keeps only the named types; the others send nothing."""
+    engine, transport, _ = _engine(device_types=["climate_node"])
+    await _run(engine, transport)
+    assert {p["device_type"] for p in transport.payloads()} == {"climate_node"}
+
+
+class SlowAcks(MemoryTransport):
+    """Acknowledges every message 0.3 s after it was handed over (a slow target)."""
+
+    async def open(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.pending = 0
+
+    def send(self, message: Message) -> None:
+        self.sink.message_sent(message)
+        self.messages.append(message)
+        self.pending += 1
+        self.loop.call_later(0.3, self._ack, message)
+
+    def _ack(self, message: Message) -> None:
+        self.pending -= 1
+        self.sink.message_done(message, Outcome.ACKNOWLEDGED)
+
+    @property
+    def in_flight(self) -> int:
+        return self.pending
+
+
+async def test_schedule_is_open_loop_and_latency_counts_from_the_intended_instant() -> None:
+    """A slow target does not slow the schedule: messages leave at their intended instants
+    while earlier ones are still unacknowledged, and their latency includes the full wait."""
+    clock = ScaledClock(START, speed=600.0)
+    engine, transport, metrics = _engine(SlowAcks, clock=clock, duration=600.0, connect_rate=None)
+    await _run(engine, transport)
+    messages = transport.messages
+    assert len(messages) > 50
+    lateness = [m.sent_at - m.due for m in messages if m.due is not None]
+    # handed over within a few scheduler ticks of the intended instant, not 0.3 s apart
+    assert np.percentile(lateness, 95) < 0.1
+    sent_times = sorted(m.sent_at for m in messages)
+    assert sent_times[-1] - sent_times[0] < 1.5  # 600 simulated seconds at 600x
+    totals = metrics.totals()
+    assert totals.acknowledged == totals.sent
+    assert totals.latency.percentile(0.5) >= 0.29
+
+
+class RecordedConnects(MemoryTransport):
+    """Records when each connection was made."""
+
+    async def open(self) -> None:
+        self.connect_times: list[float] = []
+
+    async def connect(self, connection: int) -> None:
+        self.connect_times.append(asyncio.get_running_loop().time())
+        await super().connect(connection)
+
+
+async def test_connect_ramp_spreads_connections_over_time() -> None:
+    """With --connect-rate 200/s, 100 connections take about half a second, not an instant,
+    and a device starts sending only once its connection is up."""
+    clock = ScaledClock(START, speed=1.0)
+    engine, transport, _ = _engine(
+        RecordedConnects, farms=4, clock=clock, duration=2.0, connect_rate=200.0
+    )
+    owners = len(engine.connections)
+    assert owners > 60
+    await _run(engine, transport)
+    times = transport.connect_times  # type: ignore[attr-defined]
+    assert len(times) == owners
+    spread = max(times) - min(times)
+    assert spread == pytest.approx((owners - 1) / 200.0, abs=0.15)
+
+
+class DoubleCoughs:
+    """A modulator standing in for an outbreak: twice the cough rate on one farm."""
+
+    def modulate(self, name: str, batch: Batch, values: FloatArray) -> FloatArray:
+        if name != "cough_rate":
+            return values
+        return np.where(batch.farms == 0, values * 3.0, values)
+
+
+async def test_modulators_reach_latent_rates_of_the_models() -> None:
+    """A modulator on the latent cough rate triples the coughs of the farm it targets and no
+    other: events can shape any field without touching the models."""
+    plain, plain_transport, _ = _engine(farms=3, duration=3 * 86400.0)
+    await _run(plain, plain_transport)
+    boosted, boosted_transport, _ = _engine(
+        farms=3, duration=3 * 86400.0, modulators=[DoubleCoughs()]
+    )
+    await _run(boosted, boosted_transport)
+
+    def coughs(transport: MemoryTransport) -> dict[str, int]:
+        totals: dict[str, int] = defaultdict(int)
+        for payload in transport.payloads():
+            if payload["kind"] == "summary":
+                totals[str(payload["farm_id"])] += int(payload["cough_count"])
+        return totals
+
+    before, after = coughs(plain_transport), coughs(boosted_transport)
+    assert after["farm-00001"] > 2.0 * before["farm-00001"]
+    for farm in ("farm-00002", "farm-00003"):
+        assert after[farm] == pytest.approx(before[farm], rel=0.1)
+
+
+async def test_stopping_mid_run_keeps_every_message_on_the_books() -> None:
+    """A stop in the middle of a run ends it promptly and every message produced so far is
+    accounted for (sent = acknowledged + failed + dropped + in flight)."""
+    clock = ScaledClock(START, speed=300.0)
+    engine, transport, metrics = _engine(SlowAcks, clock=clock, duration=86400.0, connect_rate=None)
+    stop = asyncio.Event()
+    async with transport:
+        asyncio.get_running_loop().call_later(1.0, stop.set)
+        started = asyncio.get_running_loop().time()
+        await engine.run(stop)
+        assert asyncio.get_running_loop().time() - started < 2.0
+        totals = metrics.totals()
+        assert totals.sent > 0
+        assert totals.in_flight > 0  # the slow target still owes acknowledgements
+        assert totals.sent == totals.settled + totals.in_flight
+        await transport.drain(2.0)
+    totals = metrics.totals()
+    assert totals.in_flight == 0
+    assert totals.acknowledged == totals.sent
+
+
+def test_payload_is_json_with_the_envelope_first() -> None:
+    """A payload starts with the envelope in the documented order, then the fields."""
+    engine, transport, _ = _engine(farms=1, duration=900.0)
+    asyncio.run(_run(engine, transport))
+    message = next(m for m in transport.messages if b'"kind":"summary"' in m.payload)
+    payload = json.loads(message.payload)
+    assert list(payload)[:8] == [
+        "device_id",
+        "device_type",
+        "farm_id",
+        "room_id",
+        "fw",
+        "seq",
+        "ts",
+        "kind",
+    ]
+    assert list(payload)[8:] == [
+        "cough_count",
+        "temp_c_1",
+        "temp_c_2",
+        "rh_pct",
+        "sound_leq_dba",
+        "rssi_dbm",
+    ]
+    assert message.topic == f"t/{payload['device_id']}/summary"

@@ -1,0 +1,107 @@
+"""One contract that every transport keeps (memory, file, and MQTT against Mosquitto)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from simulator.errors import ClosedError
+from simulator.transports.base import Message, Outcome, Transport
+from simulator.transports.file import FileTransport
+from simulator.transports.memory import MemoryTransport
+from simulator.transports.mqtt import MqttSettings, MqttTransport
+
+
+class RecordingSink:
+    """Records every result a transport reports."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self.done: list[tuple[Message, Outcome, str | None]] = []
+        self.events: list[str] = []
+
+    def message_sent(self, message: Message) -> None:
+        self.sent.append(message)
+
+    def message_done(self, message: Message, outcome: Outcome, error: str | None = None) -> None:
+        self.done.append((message, outcome, error))
+
+    def connection_event(self, event: str, error: str | None = None) -> None:
+        self.events.append(event)
+
+
+Factory = Callable[[RecordingSink, Path, str], Transport]
+CLIENT_IDS = [f"barnstorm-contract-{i}" for i in range(4)]
+
+
+def _memory(sink: RecordingSink, tmp: Path, broker: str) -> Transport:
+    return MemoryTransport(sink)
+
+
+def _file(sink: RecordingSink, tmp: Path, broker: str) -> Transport:
+    return FileTransport(sink, tmp / "out.jsonl")
+
+
+def _mqtt(sink: RecordingSink, tmp: Path, broker: str) -> Transport:
+    return MqttTransport(sink, MqttSettings.from_url(broker, qos=1), CLIENT_IDS)
+
+
+def _message(i: int, connection: int = 0) -> Message:
+    payload = json.dumps({"device_id": f"d{connection}", "seq": i}).encode()
+    return Message(
+        connection, 0, connection, "summary", i, f"bstest/contract/{connection}", payload, None
+    )
+
+
+@pytest.fixture(params=[_memory, _file, _mqtt], ids=["memory", "file", "mqtt"])
+def factory(request: pytest.FixtureRequest, mosquitto: str) -> Factory:
+    return request.param  # type: ignore[no-any-return]
+
+
+async def test_every_message_gets_exactly_one_outcome(
+    factory: Factory, tmp_path: Path, mosquitto: str
+) -> None:
+    """Sent messages are reported once as sent and once as done, acknowledged, in order."""
+    sink = RecordingSink()
+    async with factory(sink, tmp_path, mosquitto) as transport:
+        await transport.connect(0)
+        await transport.connect(0)  # idempotent
+        assert transport.is_connected(0)
+        for i in range(200):
+            transport.send(_message(i))
+        await transport.drain(10.0)
+        assert transport.in_flight == 0
+    assert [m.seq for m in sink.sent] == list(range(200))
+    assert sorted(m.seq for m, _, _ in sink.done) == list(range(200))
+    assert {outcome for _, outcome, _ in sink.done} == {Outcome.ACKNOWLEDGED}
+    assert sink.events.count("up") == 1
+
+
+async def test_a_closed_transport_says_so(factory: Factory, tmp_path: Path, mosquitto: str) -> None:
+    """Sending before opening or after closing, or reopening, raises ClosedError in plain words."""
+    sink = RecordingSink()
+    transport = factory(sink, tmp_path, mosquitto)
+    with pytest.raises(ClosedError, match="not open"):
+        transport.send(_message(0))
+    async with transport:
+        pass
+    with pytest.raises(ClosedError, match="closed"):
+        transport.send(_message(1))
+    with pytest.raises(ClosedError, match="cannot be opened again"):
+        async with transport:
+            pass
+
+
+async def test_mqtt_drops_messages_of_a_connection_that_is_not_up(
+    tmp_path: Path, mosquitto: str
+) -> None:
+    """A message for a connection that is down is counted as dropped, never silently lost."""
+    sink = RecordingSink()
+    async with _mqtt(sink, tmp_path, mosquitto) as transport:
+        transport.send(_message(0, connection=3))
+    assert [(outcome, error) for _, outcome, error in sink.done] == [
+        (Outcome.DROPPED, "not_connected")
+    ]

@@ -47,6 +47,8 @@ from rich.table import Table
 from .errors import ConfigError
 
 SCHEMA_VERSION = 1
+#: a scheduler lag past this is worth a warning: the simulator itself was the bottleneck.
+_LAG_WARNING_MS = 1000.0
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:
@@ -80,12 +82,21 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     time = report["time"]
     target = report["target"]
     speed = "max" if time["speed"] is None else f"{time['speed']:g}x"
+    where = f"{target['kind']} {target.get('url') or ''}".strip()
+    if target["kind"] == "mqtt":
+        embedded = f"embedded {target['embedded_broker']} " if target["embedded_broker"] else ""
+        where = f"{embedded}{target['url']} (QoS {target['qos']}, {target['connection']})"
     console.print(
         f"[bold]barnstorm[/] {report['outcome']}: {report['fleet']['farms']} farms, "
-        f"{report['fleet']['devices_in_run']:,} devices → "
-        f"{target['kind']} {target.get('url') or ''}"
+        f"{report['fleet']['devices_in_run']:,} devices → {where}"
         f" · speed {speed} · {time['wall_seconds']:.1f}s wall"
     )
+    if time["max_clock_lag_ms"] > _LAG_WARNING_MS:
+        console.print(
+            f"[yellow]warning: the simulator fell up to {time['max_clock_lag_ms'] / 1000:.1f}s "
+            "behind its schedule; latencies include that delay (fewer devices per process, "
+            "or a lower --speed)[/]"
+        )
     table = Table(show_edge=False, pad_edge=False)
     for column in (
         "device type",

@@ -23,6 +23,7 @@ from .errors import BarnstormError, ConfigError
 from .fleet import DEFAULT_SEED, fleet_csv, fleet_json
 from .payload import DEFAULT_TOPIC_TEMPLATE, check_topic_template
 from .run import EXIT_FAILED, EXIT_USAGE, RunConfig, load_fleet, run_blocking
+from .scenarios import load_scenario
 from .tomlfile import Table
 from .transports.mqtt import MqttSettings
 from .units import parse_duration, parse_instant, parse_speed
@@ -203,6 +204,17 @@ def main_group() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the JSON report to FILE.",
 )
+@option(
+    "--scenario",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Events to play (outbreak, heatwave, outage...): a TOML file, see scenarios/.",
+)
+@option(
+    "--clean",
+    is_flag=True,
+    help="No fleet imperfections: no jitter, clock drift, duplicates, spikes, stuck "
+    "sensors, missing fields or firmware payload differences.",
+)
 @option("--allow-loss", is_flag=True, help="Exit 0 even when messages were lost.")
 @option("--quiet", is_flag=True, help="No live progress view.")
 def run_command(**options: Any) -> None:
@@ -287,6 +299,8 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         profiles_dir=options["profiles_dir"],
         live=not options["quiet"],
         allow_loss=options["allow_loss"],
+        scenario=load_scenario(options["scenario"]) if options["scenario"] else None,
+        clean=options["clean"],
     )
 
 

@@ -19,19 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from .clock import Clock, VirtualClock
 from .errors import AuthError, ConnectError
 from .fleet import Fleet
+from .imperfections import DeviceFlaws
 from .models.base import Batch, FloatArray, IntArray, Modulator, SignalModel
-from .payload import PayloadEncoder, render_topic
+from .models.episodes import Outbreaks, RunContext, Weather
+from .payload import PayloadEncoder, malform, render_topic
 from .profiles import DeviceProfile, MessageSpec
-from .transports.base import Message, Transport
-from .units import iso_stamps
+from .scenarios import Scenario
+from .transports.base import BACKFILL, DUPLICATE, MALFORMED, Message, Outcome, Transport
+from .units import iso_stamp_bytes
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,7 @@ class Schedule:
         utc_offsets: FloatArray,
         seed: np.random.SeedSequence,
         topic_template: str,
+        flaws: DeviceFlaws,
     ) -> None:
         self.fleet = fleet
         self.profile = profile
@@ -85,7 +91,8 @@ class Schedule:
             model = field.instantiate()
             model.bind(fleet, devices, model_rng)
             self.models.append(model)
-        self.encoder = PayloadEncoder(fleet, profile.device_type, spec.kind, spec.fields)
+        self.encoder = PayloadEncoder(fleet, profile, spec.kind, spec.fields)
+        self.flaws = flaws
         self.topics = self._topics(topic_template)
         self._position = {int(d): i for i, d in enumerate(devices)}
 
@@ -161,23 +168,31 @@ class Schedule:
         due: FloatArray,
         utc_offsets: FloatArray,
         modulators: Sequence[Modulator],
-    ) -> list[list[object]]:
-        """Every field's values for the messages ``idx`` due at ``due``, as Python columns."""
+        context: RunContext | None,
+    ) -> tuple[list[list[object]], list[list[bool]] | None]:
+        """Every field's values for the messages ``idx`` due at ``due``, as Python columns,
+        and which fields each message leaves out (None: none does)."""
+        devices = self.devices[idx]
         batch = Batch(
             self.fleet,
-            self.devices[idx],
+            devices,
             due,
             self.spec.interval,
             self.rng,
             modulators,
             farm_utc_offset=utc_offsets,
+            context=context,
         )
-        for field, model in zip(self.spec.fields, self.models, strict=True):
+        for index, (field, model) in enumerate(zip(self.spec.fields, self.models, strict=True)):
             values = model.generate(batch)
             if values.dtype.kind == "f":
                 values = batch.modulate(field.name, np.asarray(values, np.float64))
+                if model.sensor:
+                    values = self.flaws.apply(field.name, index, devices, due, values, self.rng)
             batch.values[field.name] = values
-        return self.encoder.columns([batch.values[f.name] for f in self.spec.fields])
+        columns = self.encoder.columns([batch.values[f.name] for f in self.spec.fields])
+        missing = self.flaws.missing(len(idx), len(self.spec.fields), self.rng)
+        return columns, (missing.tolist() if missing is not None else None)
 
 
 @dataclass
@@ -188,6 +203,56 @@ class EngineStats:
     generated: int = 0
     connected_devices: int = 0
     simulated_until: float = 0.0
+    buffered: int = 0  # messages waiting in offline devices right now
+    backfilled: int = 0  # messages sent late from a buffer
+    buffer_overflows: int = 0  # messages dropped because a buffer was full
+    duplicates: int = 0
+    malformed: int = 0
+
+
+class _Buffers:
+    """What offline devices keep to send later: bounded per device, oldest dropped first."""
+
+    def __init__(self, capacity: npt.NDArray[np.int64], rate_per_s: FloatArray) -> None:
+        self.capacity = capacity
+        self.rate = rate_per_s
+        self.pending: dict[int, deque[Message]] = {}
+        self.credit: dict[int, float] = {}
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self.pending.values())
+
+    def add(self, message: Message) -> Message | None:
+        """Keep ``message``; return the one that fell out of a full buffer, if any."""
+        queue = self.pending.setdefault(message.device, deque())
+        if self.capacity[message.device] <= 0:
+            return message
+        queue.append(message)
+        if len(queue) > self.capacity[message.device]:
+            return queue.popleft()
+        return None
+
+    def release(
+        self, online: Callable[[list[int]], npt.NDArray[np.bool_]], elapsed: float
+    ) -> list[Message]:
+        """Messages online devices may send now, at their backfill rate."""
+        devices = [d for d, queue in self.pending.items() if queue]
+        if not devices:
+            return []
+        released: list[Message] = []
+        for device, ok in zip(devices, online(devices).tolist(), strict=True):
+            if not ok:
+                self.credit.pop(device, None)
+                continue
+            credit = self.credit.get(device, 1.0) + elapsed * float(self.rate[device])
+            queue = self.pending[device]
+            count = min(int(credit), len(queue))
+            released.extend(queue.popleft() for _ in range(count))
+            self.credit[device] = credit - count
+            if not queue:
+                del self.pending[device]
+                self.credit.pop(device, None)
+        return released
 
 
 class Engine:
@@ -208,26 +273,50 @@ class Engine:
         per_gateway: bool = False,
         connect_rate: float | None = None,
         modulators: Sequence[Modulator] = (),
+        scenario: Scenario | None = None,
+        clean: bool = False,
+        realistic: bool = True,
     ) -> None:
         self.fleet = fleet
         self.transport = transport
         self.clock = clock
         self.start = start
         self.end = start + duration
-        self.modulators = list(modulators)
+        self.scenario = scenario
+        if scenario is not None:
+            scenario.bind(fleet, start, seed)
+        self.modulators = [*modulators, *(scenario.modulators if scenario else ())]
         self.connect_rate = connect_rate
         self.stats = EngineStats(simulated_until=start)
         self.utc_offsets = fleet.utc_offsets(start)
+        #: outbreaks and weather; ``realistic=False`` gives a healthy fleet in mild weather.
+        self.context = (
+            RunContext(Outbreaks(seed, [t.health for t in fleet.templates]), Weather(seed))
+            if realistic
+            else None
+        )
         selected = sorted(device_types) if device_types else sorted(profiles)
         self.owners = fleet.connection_owners(per_gateway)
+        self.owner_list: list[int] = self.owners.tolist()
         streams = np.random.SeedSequence([seed, 1]).spawn(len(selected))
         self.schedules: list[Schedule] = []
         devices_in_run: list[IntArray] = []
+        capacity = np.zeros(fleet.devices.count, np.int64)
+        backfill = np.zeros(fleet.devices.count, np.float64)
         for device_type, stream in zip(selected, streams, strict=True):
-            profile = profiles[device_type]
+            profile = profiles[device_type].clean() if clean else profiles[device_type]
             devices = fleet.devices.of_type(device_type)
             devices_in_run.append(devices)
-            kind_streams = stream.spawn(len(profile.messages))
+            capacity[devices] = profile.buffer_messages
+            backfill[devices] = profile.backfill_per_minute / 60.0
+            flaw_stream, *kind_streams = stream.spawn(len(profile.messages) + 1)
+            flaws = DeviceFlaws(
+                profile.imperfections,
+                fleet.devices.count,
+                devices,
+                np.random.default_rng(flaw_stream),
+                seed,
+            )
             for spec, kind_stream in zip(profile.messages.values(), kind_streams, strict=True):
                 self.schedules.append(
                     Schedule(
@@ -239,6 +328,7 @@ class Engine:
                         self.utc_offsets,
                         kind_stream,
                         topic_template,
+                        flaws,
                     )
                 )
         self.devices = (
@@ -250,6 +340,10 @@ class Engine:
         for device in self.devices.tolist():
             self._owner_devices.setdefault(int(self.owners[device]), []).append(device)
         self._connected_owners: list[int] = []
+        self._activated = np.zeros(fleet.devices.count, np.bool_)
+        self.buffers = _Buffers(capacity, backfill)
+        self._rng = np.random.default_rng([seed, 2])
+        self._last_tick = start
         #: look-ahead of an as-fast-as-possible tick: long enough for batches of a few
         #: thousand messages, so numpy's per-call overhead is spread over many readings.
         rate = sum(len(s.devices) / s.spec.interval for s in self.schedules)
@@ -262,13 +356,20 @@ class Engine:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect the fleet (ramped) and produce messages until the end or ``stop``."""
+        virtual = isinstance(self.clock, VirtualClock)
         async with asyncio.TaskGroup() as group:
             tasks: list[asyncio.Task[object]] = []
-            if isinstance(self.clock, VirtualClock):
+            if virtual:
                 # As fast as possible: the whole fleet is online from the first instant.
                 await self._connect_all()
             else:
                 tasks.append(group.create_task(self._connect_all(), name="barnstorm-connect-ramp"))
+                if self.scenario is not None:
+                    tasks.append(
+                        group.create_task(
+                            self._drop_connections(), name="barnstorm-scenario-connections"
+                        )
+                    )
             producer = group.create_task(self._produce(), name="barnstorm-producer")
             stopper = group.create_task(stop.wait(), name="barnstorm-stop-watch")
             tasks += [producer, stopper]
@@ -276,6 +377,12 @@ class Engine:
             for task in tasks:
                 task.cancel()
         self.stats.simulated_until = min(self.clock.now(), self.end)
+        # What is still buffered in offline devices never left them: on the books as dropped.
+        for queue in self.buffers.pending.values():
+            for message in queue:
+                self._drop(message, "offline_at_stop")
+        self.buffers.pending.clear()
+        self.stats.buffered = 0
 
     # Connections ---------------------------------------------------------------------
 
@@ -300,7 +407,7 @@ class Engine:
                     self._connect_one(owner, limiter), name=f"barnstorm-connect-{owner}"
                 )
 
-    async def _connect_one(self, owner: int, limiter: asyncio.Semaphore) -> None:
+    async def _connect_one(self, owner: int, limiter: asyncio.Semaphore | None = None) -> None:
         try:
             for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
                 try:
@@ -319,17 +426,43 @@ class Engine:
                 self._connected_owners.append(owner)
                 return
         finally:
-            limiter.release()
+            if limiter is not None:
+                limiter.release()
+
+    async def _drop_connections(self) -> None:
+        """Drop the connections of devices a scenario takes offline, and bring them all back
+        at once when the window ends (outages, power loss, reconnect storms)."""
+        assert self.scenario is not None
+        windows = [e for e in self.scenario.events if hasattr(e, "offline")]
+        edges = sorted({e.start for e in windows} | {e.end for e in windows})
+        for edge in edges:
+            if edge >= self.end:
+                break
+            await self.clock.sleep_until(edge)
+            devices = self.devices
+            offline = self.scenario.offline(devices, np.full(len(devices), edge))
+            down = set() if offline is None else {int(self.owners[d]) for d in devices[offline]}
+            for owner in down:
+                if self.transport.is_connected(owner):
+                    await self.transport.disconnect(owner)
+            connected = self.transport.is_connected
+            back = [o for o in self.connections if o not in down and not connected(o)]
+            async with asyncio.TaskGroup() as group:  # together: the thundering herd
+                for owner in back:
+                    group.create_task(self._connect_one(owner), name=f"barnstorm-reconnect-{owner}")
 
     def _activate_new_connections(self) -> None:
         if not self._connected_owners:
             return
         owners, self._connected_owners = self._connected_owners, []
         devices = [d for owner in owners for d in self._owner_devices.get(owner, ())]
+        # A reconnect does not restart a schedule: only first connections activate one.
+        fresh = [d for d in devices if not self._activated[d]]
         now = self.clock.now()
         for schedule in self.schedules:
-            schedule.activate(devices, now)
-        self.stats.connected_devices += len(devices)
+            schedule.activate(fresh, now)
+        self._activated[fresh] = True
+        self.stats.connected_devices += len(fresh)
 
     # Production ----------------------------------------------------------------------
 
@@ -341,11 +474,13 @@ class Engine:
             upcoming = min((s.earliest() for s in self.schedules), default=float("inf"))
             if upcoming >= self.end:
                 if virtual or clock.now() >= self.end:
+                    self._release_backfill(self.end)
                     return
                 # Nothing due before the end, or nothing connected yet: wait and look again.
                 await clock.sleep_until(
                     min(self.end, clock.now() + _MAX_SLEEP * (clock.speed or 1))
                 )
+                self._release_backfill(clock.now())
                 continue
             if not virtual:
                 upcoming = min(upcoming, clock.now() + _MAX_SLEEP * (clock.speed or 1))
@@ -353,6 +488,42 @@ class Engine:
             now = clock.now()
             horizon = min(now + self.window if virtual else np.nextafter(now, np.inf), self.end)
             self._tick(horizon)
+            self._release_backfill(min(horizon, self.end))
+
+    def _online(self, devices: IntArray, times: FloatArray) -> npt.NDArray[np.bool_]:
+        """Whether each device can send at ``times``: connected and in no offline window."""
+        owners = self.owners[devices]
+        unique = np.unique(owners)
+        connected = {int(o): self.transport.is_connected(int(o)) for o in unique.tolist()}
+        online = np.fromiter((connected[int(o)] for o in owners.tolist()), np.bool_, len(owners))
+        if self.scenario is not None:
+            offline = self.scenario.offline(devices, times)
+            if offline is not None:
+                online &= ~offline
+        return online
+
+    def _drop(self, message: Message, reason: str) -> None:
+        """A buffered message (already counted as sent) that will never leave its device."""
+        self.transport.sink.message_done(message, Outcome.DROPPED, reason)
+
+    def _release_backfill(self, now: float) -> None:
+        elapsed = max(now - self._last_tick, 0.0)
+        self._last_tick = now
+        if not self.buffers.pending:
+            return
+
+        def online(devices: list[int]) -> npt.NDArray[np.bool_]:
+            array = np.array(devices, np.int64)
+            return self._online(array, np.full(len(array), now))
+
+        released = self.buffers.release(online, elapsed)
+        due = self.clock.due_at(now)
+        for message in released:
+            message.due = due  # latency of a backfilled message runs from its release
+            message.flags |= BACKFILL
+        self.transport.send_many(released)
+        self.stats.backfilled += len(released)
+        self.stats.buffered = len(self.buffers)
 
     def _tick(self, horizon: float) -> None:
         """Send every message due before ``horizon``, in time order."""
@@ -364,42 +535,163 @@ class Engine:
         if not fired:
             return
         self.stats.ticks += 1
-        columns = [s.readings(idx, due, self.utc_offsets, self.modulators) for s, idx, due in fired]
         # Merge the batches into one time-ordered stream (stable: ties keep schedule order).
-        which = np.concatenate([np.full(len(idx), i) for i, (_, idx, _) in enumerate(fired)])
-        row = np.concatenate([np.arange(len(idx)) for _, idx, _ in fired])
+        sizes = [len(idx) for _, idx, _ in fired]
+        bounds = np.cumsum([0, *sizes])
         due_all = np.concatenate([due for _, _, due in fired])
+        devices_all = np.concatenate([s.devices[idx] for s, idx, _ in fired])
         order = np.argsort(due_all, kind="stable")
-        stamps = iso_stamps(due_all[order])
-        clock = self.clock
-        next_seq = self.next_seq
-        send = self.transport.send
-        owners = self.owners
-        for i, r, due, ts in zip(
-            which[order].tolist(),
-            row[order].tolist(),
-            due_all[order].tolist(),
-            stamps,
-            strict=True,
-        ):
-            schedule, idx, _ = fired[i]
-            position = int(idx[r])
-            device = int(schedule.devices[position])
-            seq = int(next_seq[device])
-            next_seq[device] = seq + 1
-            values = [column[r] for column in columns[i]]
-            payload = schedule.encoder.encode(device, seq, ts, values)
-            send(
-                Message(
-                    device,
-                    schedule.type_code,
-                    int(owners[device]),
-                    schedule.spec.kind,
-                    seq,
-                    schedule.topics[position],
-                    payload,
-                    clock.due_at(due),
-                )
+        # Sequence numbers follow time order per device, across its message kinds.
+        seq_all = np.empty(len(order), np.int64)
+        sorted_devices = devices_all[order]
+        by_device = np.argsort(sorted_devices, kind="stable")
+        grouped = sorted_devices[by_device]
+        first = np.r_[True, grouped[1:] != grouped[:-1]]
+        starts = np.maximum.accumulate(np.where(first, np.arange(len(grouped)), 0))
+        rank = np.arange(len(grouped)) - starts
+        seq_sorted = np.empty(len(order), np.int64)
+        seq_sorted[by_device] = self.next_seq[grouped] + rank
+        seq_all[order] = seq_sorted
+        np.maximum.at(self.next_seq, sorted_devices, seq_sorted + 1)
+        # The device's own clock stamps the message: drift since its last daily sync.
+        stamped = due_all.copy()
+        for i, (schedule, _, _) in enumerate(fired):
+            part = slice(bounds[i], bounds[i + 1])
+            stamped[part] += schedule.flaws.clock_error(devices_all[part], due_all[part])
+        stamps = iso_stamp_bytes(stamped)
+        # Encode each batch in one tight pass.
+        payloads: list[bytes] = []
+        for i, (schedule, idx, due) in enumerate(fired):
+            columns, missing = schedule.readings(
+                idx, due, self.utc_offsets, self.modulators, self.context
             )
+            part = slice(bounds[i], bounds[i + 1])
+            encode = schedule.encoder.encode
+            rows = zip(*columns, strict=True) if columns else iter([()] * sizes[i])
+            if missing is None:
+                payloads.extend(
+                    [
+                        encode(d, q, t, e, row, None)
+                        for d, q, t, e, row in zip(
+                            devices_all[part].tolist(),
+                            seq_all[part].tolist(),
+                            stamps[part],
+                            stamped[part].tolist(),
+                            rows,
+                            strict=True,
+                        )
+                    ]
+                )
+            else:
+                payloads.extend(
+                    [
+                        encode(d, q, t, e, row, gaps)
+                        for d, q, t, e, row, gaps in zip(
+                            devices_all[part].tolist(),
+                            seq_all[part].tolist(),
+                            stamps[part],
+                            stamped[part].tolist(),
+                            rows,
+                            missing,
+                            strict=True,
+                        )
+                    ]
+                )
+        due_sorted = due_all[order]
+        online = self._online(devices_all[order], due_sorted)
+        duplicate = self._rng.random(len(order)) < self._duplicate_rate(
+            np.searchsorted(bounds, order, side="right") - 1, fired
+        )
+        malformed = (
+            self.scenario.malformations(devices_all[order], due_sorted, self._rng)
+            if self.scenario is not None
+            else None
+        )
+        # Who each message is: its schedule, its topic.
+        schedules = [s for s, _, _ in fired for _ in range(0)]  # filled below, per index
+        kinds: list[str] = []
+        type_codes: list[int] = []
+        topics: list[str] = []
+        for schedule, idx, _ in fired:
+            count = len(idx)
+            kinds.extend([schedule.spec.kind] * count)
+            type_codes.extend([schedule.type_code] * count)
+            schedule_topics = schedule.topics
+            topics.extend([schedule_topics[p] for p in idx.tolist()])
+        del schedules
+        clock_due = (
+            (lambda _due: None) if isinstance(self.clock, VirtualClock) else self.clock.due_at
+        )
+        owners = self.owner_list
+        buffers = self.buffers
+        sink = self.transport.sink
+        outgoing: list[Message] = []
+        append = outgoing.append
+        flat_devices = devices_all.tolist()
+        flat_seq = seq_all.tolist()
+        for k, (j, due, is_online, twice) in enumerate(
+            zip(
+                order.tolist(),
+                due_sorted.tolist(),
+                online.tolist(),
+                duplicate.tolist(),
+                strict=True,
+            )
+        ):
+            device = flat_devices[j]
+            payload = payloads[j]
+            flags = 0
+            how = malformed[k] if malformed is not None else None
+            if how is not None:
+                payload = malform(payload, how)
+                flags = MALFORMED
+                self.stats.malformed += 1
+            message = Message(
+                device,
+                type_codes[j],
+                owners[device],
+                kinds[j],
+                flat_seq[j],
+                topics[j],
+                payload,
+                clock_due(due),
+                0.0,
+                flags,
+            )
+            if not is_online:
+                # Sent by the schedule, kept by the device until it is back online.
+                sink.message_sent(message)
+                overflow = buffers.add(message)
+                if overflow is not None:
+                    self._drop(overflow, "buffer_overflow")
+                    self.stats.buffer_overflows += 1
+                continue
+            append(message)
+            if twice:
+                # A QoS 1 resend after a lost acknowledgement: same seq, same payload.
+                append(
+                    Message(
+                        device,
+                        message.type_code,
+                        message.connection,
+                        message.kind,
+                        message.seq,
+                        message.topic,
+                        payload,
+                        message.due,
+                        0.0,
+                        flags | DUPLICATE,
+                    )
+                )
+                self.stats.duplicates += 1
+        self.transport.send_many(outgoing)
         self.stats.generated += len(order)
-        self.stats.simulated_until = float(due_all.max())
+        self.stats.buffered = len(buffers)
+        self.stats.simulated_until = float(due_sorted[-1])
+
+    @staticmethod
+    def _duplicate_rate(
+        which: IntArray, fired: list[tuple[Schedule, IntArray, FloatArray]]
+    ) -> FloatArray:
+        rates = np.array([s.flaws.rates.duplicate_rate for s, _, _ in fired])
+        return np.asarray(rates[which], np.float64)

@@ -8,10 +8,11 @@ See ``farms/eu_finisher.toml`` for a commented example.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .models.episodes import HealthSpec
 from .tomlfile import Table
 
 STAGES = ("nursery", "finisher", "wean_to_finish")
@@ -40,11 +41,19 @@ class ClimateSpec:
     peak_hour: float
     empty_c: float
     rh_pct: tuple[float, float]
+    #: humidity range in summer (rh_pct is winter's); humidity moves between them.
+    rh_summer_pct: tuple[float, float] = (40.0, 65.0)
+    #: how much warmer than outdoors a stocked barn runs when it is hot outside.
+    heat_gain_c: float = 2.5
 
     @property
     def rh_mid(self) -> float:
-        """Relative humidity (%) at the setpoint: the middle of the template's range."""
+        """Relative humidity (%) at the setpoint in winter: the middle of its range."""
         return (self.rh_pct[0] + self.rh_pct[1]) / 2.0
+
+    @property
+    def rh_summer_mid(self) -> float:
+        return (self.rh_summer_pct[0] + self.rh_summer_pct[1]) / 2.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,7 @@ class FarmTemplate:
     empty_days: tuple[int, int]
     climate: ClimateSpec
     devices: tuple[DeviceRule, ...]
+    health: HealthSpec = field(default_factory=HealthSpec)
 
 
 def load_template(file: Path) -> FarmTemplate:
@@ -95,11 +105,22 @@ def load_template(file: Path) -> FarmTemplate:
         empty_days=production.int_range("empty_days", min=0),
         climate=_load_climate(root.table("climate")),
         devices=_load_devices(root.table("devices")),
+        health=HealthSpec.load(root.table("health", required=False)),
     )
 
 
 def _load_climate(table: Table) -> ClimateSpec:
-    table.check_keys({"setpoint", "diurnal_amplitude_c", "peak_hour", "empty_c", "rh_pct"})
+    table.check_keys(
+        {
+            "setpoint",
+            "diurnal_amplitude_c",
+            "peak_hour",
+            "empty_c",
+            "rh_pct",
+            "rh_summer_pct",
+            "heat_gain_c",
+        }
+    )
     points = table.raw("setpoint")
     if (
         not isinstance(points, list)
@@ -115,16 +136,24 @@ def _load_climate(table: Table) -> ClimateSpec:
     ages = [float(p[0]) for p in points]
     if ages != sorted(ages):
         raise table.error("setpoint", "ages must increase")
-    rh = table.number_list("rh_pct", [60.0, 75.0])
-    if len(rh) != 2 or not 0 <= rh[0] <= rh[1] <= 100:
-        raise table.error("rh_pct", "expected [low, high] with 0 <= low <= high <= 100")
+    rh = _percent_range(table, "rh_pct", [60.0, 80.0])
+    rh_summer = _percent_range(table, "rh_summer_pct", [40.0, 65.0])
     return ClimateSpec(
         setpoint=tuple((float(a), float(c)) for a, c in points),
         diurnal_amplitude_c=table.number("diurnal_amplitude_c", 1.0, min=0.0),
         peak_hour=table.number("peak_hour", 15.0, min=0.0, max=24.0),
         empty_c=table.number("empty_c", 13.0),
         rh_pct=(rh[0], rh[1]),
+        rh_summer_pct=(rh_summer[0], rh_summer[1]),
+        heat_gain_c=table.number("heat_gain_c", 2.5, min=0.0, max=10.0),
     )
+
+
+def _percent_range(table: Table, key: str, default: list[float]) -> list[float]:
+    values = table.number_list(key, default)
+    if len(values) != 2 or not 0 <= values[0] <= values[1] <= 100:
+        raise table.error(key, "expected [low, high] with 0 <= low <= high <= 100")
+    return values
 
 
 def _load_devices(table: Table) -> tuple[DeviceRule, ...]:

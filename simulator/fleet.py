@@ -185,6 +185,10 @@ class Fleet:
             offsets.append(cache[farm.timezone])
         return np.array(offsets, np.float64)
 
+    @cached_property
+    def farm_latitude(self) -> FloatArray:
+        return np.array([farm.latitude for farm in self.farms], np.float64)
+
     def room_of(self, device: int) -> str | None:
         room = int(self.devices.room[device])
         return self.rooms.ids[room] if room >= 0 else None

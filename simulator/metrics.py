@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .transports.base import Message, Outcome
+from .transports.base import BACKFILL, DUPLICATE, MALFORMED, Message, Outcome
 
 _SUB_BITS = 6  # 64 sub-buckets per power of two: values within ~1.6 %
 _SUB = 1 << _SUB_BITS
@@ -109,6 +109,12 @@ class Counts:
     failed: int = 0
     dropped: int = 0
     bytes: int = 0
+    #: resends that repeat a seq (counted apart: not in sent or its outcomes).
+    duplicates: int = 0
+    #: deliberately malformed payloads (part of sent).
+    malformed: int = 0
+    #: sent late from an offline device's buffer (part of sent).
+    backfilled: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     latency: Histogram = field(default_factory=Histogram)
 
@@ -127,6 +133,9 @@ class Counts:
         self.failed += other.failed
         self.dropped += other.dropped
         self.bytes += other.bytes
+        self.duplicates += other.duplicates
+        self.malformed += other.malformed
+        self.backfilled += other.backfilled
         self.errors.update(other.errors)
         self.latency.merge(other.latency)
 
@@ -140,6 +149,9 @@ class Counts:
             "dropped": self.dropped,
             "in_flight": self.in_flight,
             "bytes": self.bytes,
+            "duplicates": self.duplicates,
+            "malformed": self.malformed,
+            "backfilled": self.backfilled,
             "rate_per_s": round(delivered / seconds, 3) if seconds > 0 else 0.0,
             "latency_ms": self.latency.summary_ms(),
             "errors": dict(sorted(self.errors.items())),
@@ -186,10 +198,25 @@ class Metrics:
     def message_sent(self, message: Message) -> None:
         message.sent_at = time.monotonic()
         counts = self.by_type[message.type_code]
-        counts.sent += 1
         counts.bytes += len(message.payload)
+        flags = message.flags
+        if flags:
+            if flags & DUPLICATE:
+                counts.duplicates += 1
+                return
+            if flags & BACKFILL:
+                counts.backfilled += 1
+                return  # counted as sent when its offline device buffered it
+            if flags & MALFORMED:
+                counts.malformed += 1
+                if self.undelivered is not None:
+                    # A broken payload cannot be read back: not expected at the far side.
+                    self.undelivered.add((message.device, message.seq))
+        counts.sent += 1
 
     def message_done(self, message: Message, outcome: Outcome, error: str | None = None) -> None:
+        if message.flags & DUPLICATE:
+            return
         counts = self.by_type[message.type_code]
         if outcome is Outcome.ACKNOWLEDGED:
             counts.acknowledged += 1
@@ -206,6 +233,22 @@ class Metrics:
             return
         start = message.due if message.due is not None else message.sent_at
         counts.latency.record(max(time.monotonic() - start, 0.0))
+
+    def messages_written(self, messages: list[Message]) -> None:
+        """Sent and acknowledged at once, without latency (a local write)."""
+        sent = [0] * len(self.by_type)
+        size = [0] * len(self.by_type)
+        for message in messages:
+            if message.flags:
+                self.message_sent(message)
+                self.message_done(message, Outcome.ACKNOWLEDGED)
+                continue
+            sent[message.type_code] += 1
+            size[message.type_code] += len(message.payload)
+        for counts, count, nbytes in zip(self.by_type, sent, size, strict=True):
+            counts.sent += count
+            counts.acknowledged += count
+            counts.bytes += nbytes
 
     def connection_event(self, event: str, error: str | None = None) -> None:
         setattr(self.connections, event, getattr(self.connections, event) + 1)

@@ -9,10 +9,11 @@ model is one class and one registry entry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import ConfigError
+from .imperfections import FirmwareVariant, Imperfections
 from .models import SignalModel, model_class
 from .tomlfile import Table
 
@@ -59,19 +60,42 @@ class DeviceProfile:
     #: (versions, shares): the fleet's firmware mix for this type.
     firmware: tuple[tuple[str, ...], tuple[float, ...]]
     messages: dict[str, MessageSpec]
+    #: payload differences of some firmware versions from the fields above.
+    variants: dict[str, FirmwareVariant] = field(default_factory=dict)
+    imperfections: Imperfections = field(default_factory=Imperfections)
+    #: messages a device keeps while offline (the oldest are dropped past it).
+    buffer_messages: int = 1000
+    #: buffered messages a device sends per simulated minute once back online.
+    backfill_per_minute: float = 60.0
+
+    def clean(self) -> DeviceProfile:
+        """This profile with every imperfection off: no jitter, drift, duplicates, spikes,
+        stuck sensors, missing fields or firmware payload differences."""
+        messages = {kind: replace(spec, jitter=0.0) for kind, spec in self.messages.items()}
+        return replace(self, messages=messages, variants={}, imperfections=Imperfections())
 
 
 def load_profile(file: Path) -> DeviceProfile:
     """Load one profile, raising :class:`ConfigError` that names the file and key."""
     root = Table.load(file)
-    root.check_keys({"device_type", "id_prefix", "description", "firmware", "messages"})
+    root.check_keys(
+        {
+            "device_type",
+            "id_prefix",
+            "description",
+            "firmware",
+            "messages",
+            "imperfections",
+            "buffer",
+        }
+    )
     device_type = root.string("device_type")
     if not device_type.isidentifier():
         raise root.error(
             "device_type", f'"{device_type}" is not a simple name (letters, digits, _)'
         )
     firmware = root.table("firmware")
-    firmware.check_keys({"versions", "shares"})
+    firmware.check_keys({"versions", "shares", "variants"})
     versions = firmware.string_list("versions")
     shares = firmware.number_list("shares", [1.0] * len(versions))
     if len(shares) != len(versions) or any(s < 0 for s in shares) or sum(shares) <= 0:
@@ -81,6 +105,15 @@ def load_profile(file: Path) -> DeviceProfile:
     messages = {kind: _load_message(messages_table.table(kind), kind) for kind in messages_table}
     if not messages:
         raise messages_table.error(None, "no message kinds: a profile needs at least one")
+    field_names = {f.name for spec in messages.values() for f in spec.fields}
+    variants_table = firmware.table("variants", required=False)
+    variants = {}
+    for version in variants_table:
+        if version not in versions:
+            raise variants_table.error(version, f"is not one of the versions {', '.join(versions)}")
+        variants[version] = FirmwareVariant.load(variants_table.table(version), field_names)
+    buffer = root.table("buffer", required=False)
+    buffer.check_keys({"max_messages", "backfill_per_minute"})
     return DeviceProfile(
         device_type=device_type,
         id_prefix=root.string("id_prefix", device_type[:2]),
@@ -88,6 +121,10 @@ def load_profile(file: Path) -> DeviceProfile:
         description=root.string("description", device_type),
         firmware=(tuple(versions), tuple(s / total for s in shares)),
         messages=messages,
+        variants=variants,
+        imperfections=Imperfections.load(root.table("imperfections", required=False)),
+        buffer_messages=buffer.integer("max_messages", 1000, min=0),
+        backfill_per_minute=buffer.number("backfill_per_minute", 60.0, min=0.001),
     )
 
 
@@ -112,12 +149,12 @@ def _load_message(table: Table, kind: str) -> MessageSpec:
         decimals = spec.integer("decimals", min=0) if "decimals" in spec else None
         if model.output == "i":
             decimals = 0  # integer fields are written as integers whatever the profile says
-        field = FieldSpec(name, model, spec, decimals)
-        instance = field.instantiate()  # validates the parameters now, not mid-run
+        field_spec = FieldSpec(name, model, spec, decimals)
+        instance = field_spec.instantiate()  # validates the parameters now, not mid-run
         for source in instance.depends_on:
             if source not in {f.name for f in fields}:
                 raise spec.error("source", f'"{source}" is not a field defined above "{name}"')
-        fields.append(field)
+        fields.append(field_spec)
     if not fields:
         raise fields_table.error(None, "no fields")
     return MessageSpec(

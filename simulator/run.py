@@ -33,6 +33,7 @@ from .models.base import Modulator
 from .payload import DEFAULT_TOPIC_TEMPLATE, subscription_filter
 from .profiles import DeviceProfile, load_profiles
 from .report import SCHEMA_VERSION, print_summary, write_report
+from .scenarios import Scenario
 from .transports.base import Transport
 from .transports.file import FileTransport
 from .transports.memory import MemoryTransport
@@ -68,6 +69,8 @@ class RunConfig:
     live: bool = True
     allow_loss: bool = False
     drain_timeout: float = 10.0
+    scenario: Scenario | None = field(default=None, compare=False)
+    clean: bool = False
     modulators: tuple[Modulator, ...] = field(default=(), compare=False)
 
     @property
@@ -78,6 +81,7 @@ class RunConfig:
         """The configuration as shown in reports: no passwords, plain JSON values."""
         data = asdict(self)
         data.pop("modulators")
+        data["scenario"] = self.scenario.source if self.scenario else None
         if self.mqtt is not None:
             data["mqtt"] = {**asdict(self.mqtt), "password": "***" if self.mqtt.password else None}
         for key, value in data.items():
@@ -199,6 +203,8 @@ class Run:
                     per_gateway=per_gateway,
                     connect_rate=config.connect_rate,
                     modulators=config.modulators,
+                    scenario=config.scenario,
+                    clean=config.clean,
                 )
                 if mqtt is not None and engine.connections:
                     # One connection first: an unreachable broker or a refused login is a

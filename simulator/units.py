@@ -85,3 +85,10 @@ def iso_stamps(epochs: npt.NDArray[np.float64]) -> list[str]:
     """:func:`iso_utc` for many instants at once (millisecond precision, truncated)."""
     millis = np.floor(epochs * 1000.0).astype("datetime64[ms]")
     return [f"{stamp}Z" for stamp in np.datetime_as_string(millis, unit="ms").tolist()]
+
+
+def iso_stamp_bytes(epochs: npt.NDArray[np.float64]) -> list[bytes]:
+    """JSON string literals (quotes included) of :func:`iso_utc` for many instants."""
+    millis = np.floor(epochs * 1000.0).astype("datetime64[ms]")
+    text = np.datetime_as_string(millis, unit="ms").astype("S23")
+    return [b'"%sZ"' % stamp for stamp in text.tolist()]

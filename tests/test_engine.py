@@ -14,7 +14,7 @@ from simulator.engine import Engine
 from simulator.metrics import Metrics
 from simulator.models.base import Batch, FloatArray
 from simulator.run import load_fleet
-from simulator.transports.base import Message, Outcome
+from simulator.transports.base import Message, Outcome, Transport
 from simulator.transports.memory import MemoryTransport
 from simulator.units import parse_instant
 
@@ -97,6 +97,8 @@ class SlowAcks(MemoryTransport):
         self.messages.append(message)
         self.pending += 1
         self.loop.call_later(0.3, self._ack, message)
+
+    send_many = Transport.send_many  # one by one, through send() above
 
     def _ack(self, message: Message) -> None:
         self.pending -= 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
@@ -26,6 +26,7 @@ from ..tomlfile import Table
 
 if TYPE_CHECKING:
     from ..fleet import Fleet
+    from .episodes import RunContext
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -54,6 +55,8 @@ class Batch:
     modulators: Sequence[Modulator] = ()
     #: UTC offset (seconds) of every farm of the fleet, for local time of day.
     farm_utc_offset: FloatArray | None = None
+    #: the run's outbreaks and weather (None: a healthy fleet in mild weather).
+    context: RunContext | None = None
     #: fields computed so far for this batch, in profile order.
     values: dict[str, Values] = field(default_factory=dict)
     _cache: dict[str, FloatArray] = field(default_factory=dict)
@@ -65,6 +68,10 @@ class Batch:
         for modulator in self.modulators:
             values = modulator.modulate(name, self, values)
         return values
+
+    def shifted(self, seconds: float) -> Batch:
+        """The same messages ``seconds`` earlier (for smoothing over past days)."""
+        return replace(self, times=self.times - seconds, values={}, _cache={})
 
     def cached(self, key: str, compute: Callable[[], FloatArray]) -> FloatArray:
         """Share a derived array (local hour, room temperature) between fields."""
@@ -110,6 +117,8 @@ class SignalModel(ABC):
     name: ClassVar[str]
     #: numpy dtype kind of the output: "f" float, "i" integer, "b" bool, "U" string.
     output: ClassVar[str] = "f"
+    #: a physical sensor: its readings can spike or get stuck (fleet imperfections).
+    sensor: ClassVar[bool] = False
     #: parameter keys the model accepts besides ``model``, ``decimals`` and ``missing``.
     params: ClassVar[frozenset[str]] = frozenset()
 
@@ -163,3 +172,23 @@ def per_device(fleet: Fleet, devices: IntArray, values: FloatArray) -> FloatArra
     state = np.zeros(fleet.devices.count, np.float64)
     state[devices] = values
     return state
+
+
+def hash_uniform(*keys: npt.ArrayLike | int) -> FloatArray:
+    """A deterministic uniform in [0, 1) per element from integer keys (splitmix64 mixing).
+
+    Per-(device, day) or per-(room, batch) traits drawn this way are the same whichever
+    tick, window or order evaluates them.
+    """
+    with np.errstate(over="ignore"):
+        state: npt.NDArray[np.uint64] = np.asarray(np.uint64(0x9E3779B97F4A7C15))
+        for key in keys:
+            if isinstance(key, int):
+                state = state ^ np.uint64(key & 0xFFFFFFFFFFFFFFFF)
+            else:
+                state = state ^ np.asarray(key).astype(np.int64).astype(np.uint64)
+            state = state * np.uint64(0xBF58476D1CE4E5B9)
+            state = state ^ (state >> np.uint64(31))
+            state = state * np.uint64(0x94D049BB133111EB)
+            state = state ^ (state >> np.uint64(29))
+        return np.asarray((state >> np.uint64(11)).astype(np.float64) / float(1 << 53), np.float64)

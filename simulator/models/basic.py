@@ -29,6 +29,8 @@ class Constant(SignalModel):
 class Gaussian(SignalModel):
     """Normal noise around ``mean`` with ``sd``, optionally clipped to [min, max]."""
 
+    sensor = True
+
     params = frozenset({"mean", "sd", "min", "max"})
 
     def __init__(self, table: Table) -> None:

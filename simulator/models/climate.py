@@ -60,8 +60,18 @@ def _template_value(batch: Batch, attribute: str) -> FloatArray:
     return np.asarray(table[templates], np.float64)
 
 
+def outdoor_temperature(batch: Batch) -> FloatArray | None:
+    """The weather outside each device's barn, when the run has weather."""
+    return batch.context.weather.outdoor(batch) if batch.context is not None else None
+
+
 def room_temperature(batch: Batch) -> FloatArray:
-    """Air temperature of each device's room: setpoint, daily cycle and slow wander."""
+    """Air temperature of each device's room.
+
+    A stocked room follows its setpoint with a daily cycle and a slow room-specific
+    wander; when it is hot outside it runs ``heat_gain_c`` above outdoors instead. An
+    empty room drifts halfway from ``empty_c`` toward the outdoor temperature.
+    """
 
     def compute() -> FloatArray:
         hour = batch.local_hour()
@@ -74,7 +84,15 @@ def room_temperature(batch: Batch) -> FloatArray:
         wander = 0.25 * np.sin(_TWO_PI * days / 2.7 + room * 1.7) + 0.15 * np.sin(
             _TWO_PI * days / 6.1 + room * 0.61
         )
-        return batch.modulate("room_temperature", setpoint(batch) + daily + wander)
+        controlled = setpoint(batch) + daily + wander
+        outdoor = outdoor_temperature(batch)
+        if outdoor is not None:
+            gain = _template_value(batch, "heat_gain_c")
+            empty = _template_value(batch, "empty_c")
+            stocked = np.maximum(controlled, outdoor + gain + wander)
+            drifting = empty + 0.5 * (outdoor - empty) + wander
+            controlled = np.where(batch.occupied(), stocked, drifting)
+        return batch.modulate("room_temperature", controlled)
 
     return batch.cached("room_temperature", compute)
 
@@ -102,6 +120,8 @@ class _Sensor(SignalModel):
 class RoomTemperature(_Sensor):
     """The room's air temperature as one thermometer reads it (°C)."""
 
+    sensor = True
+
     def generate(self, batch: Batch) -> Values:
         return self.read(batch, room_temperature(batch))
 
@@ -118,6 +138,8 @@ class DailyMeanTemperature(_Sensor):
 class RoomHumidity(_Sensor):
     """Relative humidity (%), moving against temperature within the template's range."""
 
+    sensor = True
+
     params = _Sensor.params | {"per_degree"}
 
     def __init__(self, table: Table) -> None:
@@ -126,6 +148,11 @@ class RoomHumidity(_Sensor):
 
     def generate(self, batch: Batch) -> Values:
         rh = _template_value(batch, "rh_mid")
+        outdoor = outdoor_temperature(batch)
+        if outdoor is not None:
+            # Winter's range when it is freezing outside, summer's from 25 °C.
+            summer = np.clip(outdoor / 25.0, 0.0, 1.0)
+            rh = rh + summer * (_template_value(batch, "rh_summer_mid") - rh)
         deviation = room_temperature(batch) - setpoint(batch)
         humidity = np.asarray(rh, np.float64) - self.per_degree * deviation
         return np.clip(self.read(batch, humidity), 5.0, 100.0)
@@ -162,6 +189,8 @@ class _Ventilated(SignalModel):
 class Ventilation(_Ventilated):
     """Ventilation rate in % of capacity."""
 
+    sensor = True
+
     def generate(self, batch: Batch) -> Values:
         return np.clip(self.vent(batch) + batch.rng.normal(0, self.noise_sd, len(batch)), 0, 100)
 
@@ -169,6 +198,8 @@ class Ventilation(_Ventilated):
 @register("co2")
 class Co2(_Ventilated):
     """CO2 (ppm): outdoor level when empty or fully ventilated, up to ``high_ppm``."""
+
+    sensor = True
 
     params = _Ventilated.params | {"outdoor_ppm", "high_ppm"}
 
@@ -188,6 +219,8 @@ class Co2(_Ventilated):
 @register("nh3")
 class Nh3(_Ventilated):
     """Ammonia (ppm), higher with less ventilation and at night."""
+
+    sensor = True
 
     params = _Ventilated.params | {"low_ppm", "high_ppm", "night_factor"}
 

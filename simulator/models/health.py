@@ -42,6 +42,31 @@ def pigs_heard(fleet: Fleet, devices: IntArray) -> FloatArray:
     return heard
 
 
+def outbreak_multiplier(batch: Batch) -> FloatArray:
+    """How many times its healthy rate each monitor's room coughs now (1: healthy)."""
+
+    def compute() -> FloatArray:
+        if batch.context is None:
+            natural = np.ones(len(batch))
+        else:
+            natural = batch.context.outbreaks.multiplier(batch)
+        return batch.modulate("outbreak", natural)
+
+    return batch.cached("outbreak", compute)
+
+
+def smoothed_multiplier(
+    batch: Batch,
+    days: tuple[float, ...] = (0.25, 0.75, 1.5, 2.5),
+    weights: tuple[float, ...] = (0.35, 0.3, 0.2, 0.15),
+) -> FloatArray:
+    """The outbreak multiplier averaged over the past few days (what a daily score sees)."""
+    total = np.zeros(len(batch))
+    for back, weight in zip(days, weights, strict=True):
+        total += weight * outbreak_multiplier(batch.shifted(back * 86400.0))
+    return total
+
+
 @register("cough_count")
 class CoughCount(SignalModel):
     """Coughs detected in one report interval (an integer)."""
@@ -81,7 +106,7 @@ class CoughCount(SignalModel):
         daily = 1.0 + self.night_factor * np.cos(
             _TWO_PI * (batch.local_hour() - self.peak_hour) / 24.0
         )
-        rate = self.per_hour[batch.devices] * daily * batch.occupied()
+        rate = self.per_hour[batch.devices] * daily * batch.occupied() * outbreak_multiplier(batch)
         return batch.modulate("cough_rate", np.asarray(rate, np.float64))
 
     def generate(self, batch: Batch) -> Values:
@@ -95,23 +120,28 @@ class CoughCount(SignalModel):
 class RespiratoryScore(SignalModel):
     """The daily respiratory health score, 1–99 (lower is worse), null while collecting data.
 
-    A healthy room scores near ``median`` with rare dips; the score is null (``blue``)
-    while the room is empty and for ``collecting_days`` after placement.
+    The score follows the room's cough rate relative to its healthy baseline, smoothed
+    over the past days: near ``median`` when healthy, falling by ``per_doubling`` points
+    each time the rate doubles. It is null (``blue``) while the room is empty, for
+    ``collecting_days`` after placement, and on a share of days a device is offline.
     """
 
     output = "i"
-    params = frozenset({"median", "spread", "collecting_days", "offline_share"})
+    params = frozenset({"median", "spread", "per_doubling", "collecting_days", "offline_share"})
 
     def __init__(self, table: Table) -> None:
         super().__init__(table)
         self.median = table.number("median", 96.0, min=1.0, max=99.0)
         self.spread = table.number("spread", 0.6, min=0.0)
+        self.per_doubling = table.number("per_doubling", 42.0, min=0.0)
         self.collecting = table.number("collecting_days", 3.0, min=0.0)
         self.offline = table.number("offline_share", 0.0, min=0.0, max=1.0)
 
     def generate(self, batch: Batch) -> Values:
         gap = 100.0 - self.median
+        ratio = np.maximum(smoothed_multiplier(batch), 1.0)
         score = 100.0 - gap * batch.rng.lognormal(0.0, self.spread, len(batch))
+        score -= self.per_doubling * np.log2(ratio)
         score = np.clip(np.round(batch.modulate("respiratory_score", score)), 1.0, 99.0)
         scoring = batch.occupied() & (batch.batch_age_days() >= self.collecting)
         scoring &= batch.rng.random(len(batch)) >= self.offline

@@ -32,6 +32,12 @@ class Outcome(Enum):
     DROPPED = "dropped"  # never handed over: the connection was down
 
 
+#: Message flags.
+DUPLICATE = 1  # a resend of a message already sent (same seq): counted apart
+MALFORMED = 2  # deliberately broken payload (a bad_payloads scenario)
+BACKFILL = 4  # sent late from an offline device's buffer
+
+
 @dataclass(slots=True)
 class Message:
     """One message on its way out."""
@@ -47,6 +53,7 @@ class Message:
     due: float | None
     #: real monotonic instant it was handed to the transport.
     sent_at: float = 0.0
+    flags: int = 0
 
 
 class ResultSink(Protocol):
@@ -60,6 +67,11 @@ class ResultSink(Protocol):
 
     def connection_event(self, event: str, error: str | None = None) -> None:
         """``up``, ``failed``, ``lost`` or ``reconnected``; ``error`` names an error kind."""
+        ...
+
+    def messages_written(self, messages: list[Message]) -> None:
+        """Bulk form of sent + acknowledged, for transports whose delivery is a local
+        write (file, memory): no latency worth measuring."""
         ...
 
 
@@ -105,9 +117,20 @@ class Transport(ABC):
     def is_connected(self, connection: int) -> bool:
         return connection in self._connected
 
+    async def disconnect(self, connection: int) -> None:
+        """Drop connection ``connection`` (a scenario's outage); ``connect`` brings it back."""
+        if connection in self._connected:
+            self._connected.discard(connection)
+            self.sink.connection_event("lost")
+
     @abstractmethod
     def send(self, message: Message) -> None:
         """Hand ``message`` over without waiting; report its outcome to the sink."""
+
+    def send_many(self, messages: list[Message]) -> None:
+        """Hand over a tick's messages in order; transports may do it in bulk."""
+        for message in messages:
+            self.send(message)
 
     @property
     def in_flight(self) -> int:

@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
+import orjson
+
 from ..errors import ConfigError, SendError
 from .base import Message, Outcome, ResultSink, Transport
 
-_FLUSH_BYTES = 1 << 20
+_FLUSH_MESSAGES = 4096
 
 
 class FileTransport(Transport):
@@ -27,6 +29,10 @@ class FileTransport(Transport):
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._pending: list[Message] = []
+        #: the encoded start of each topic's lines.
+        self._heads: dict[str, bytes] = {}
+        #: the first write error, if any (the messages it hit are counted as failed).
+        self.error: str | None = None
 
     async def open(self) -> None:
         try:
@@ -35,13 +41,23 @@ class FileTransport(Transport):
             raise ConfigError("--output", f"cannot write {self.path}: {exc.strerror}") from None
 
     def send(self, message: Message) -> None:
+        self.send_many([message])
+
+    def send_many(self, messages: list[Message]) -> None:
         self.check_open()
-        self.sink.message_sent(message)
-        topic = message.topic.replace("\\", "\\\\").replace('"', '\\"').encode()
-        self._buffer.append(b'{"topic":"' + topic + b'","payload":' + message.payload + b"}\n")
-        self._pending.append(message)
-        self._buffered += len(message.payload) + 64
-        if self._buffered >= _FLUSH_BYTES:
+        heads = self._heads
+        append = self._buffer.append
+        for message in messages:
+            head = heads.get(message.topic)
+            if head is None:
+                head = b'{"topic":' + orjson.dumps(message.topic) + b',"payload":'
+                heads[message.topic] = head
+            append(head)
+            append(message.payload)
+            append(b"}\n")
+        self._pending.extend(messages)
+        self._buffered += len(messages)
+        if self._buffered >= _FLUSH_MESSAGES:
             self._flush()
 
     @property
@@ -54,14 +70,15 @@ class FileTransport(Transport):
         pending, self._pending = self._pending, []
         try:
             self._handle.write(b"".join(self._buffer))
-            outcome, error = Outcome.ACKNOWLEDGED, None
         except OSError as exc:
-            outcome, error = Outcome.FAILED, SendError.kind
-            self._write_error = exc
+            for message in pending:
+                self.sink.message_sent(message)
+                self.sink.message_done(message, Outcome.FAILED, SendError.kind)
+            self.error = f"cannot write {self.path}: {exc.strerror or exc}"
+        else:
+            self.sink.messages_written(pending)
         self._buffer.clear()
         self._buffered = 0
-        for message in pending:
-            self.sink.message_done(message, outcome, error)
 
     async def drain(self, timeout: float) -> None:
         self._flush()

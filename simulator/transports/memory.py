@@ -28,6 +28,12 @@ class MemoryTransport(Transport):
             self.messages.append(message)
         self.sink.message_done(message, Outcome.ACKNOWLEDGED)
 
+    def send_many(self, messages: list[Message]) -> None:
+        self.check_open()
+        if self.keep:
+            self.messages.extend(messages)
+        self.sink.messages_written(messages)
+
     def payloads(self) -> list[dict[str, Any]]:
         """Every kept payload, decoded."""
         return [json.loads(m.payload) for m in self.messages]

@@ -188,6 +188,15 @@ class MqttTransport(Transport):
         self._connections[connection] = state
         self.sink.connection_event("up")
 
+    async def disconnect(self, connection: int) -> None:
+        state = self._connections.pop(connection, None)
+        if state is None:
+            return
+        state.closing = True
+        state.store.fail_all("connection_dropped")
+        self.sink.connection_event("lost")
+        await _disconnect_all([state.client])
+
     def is_connected(self, connection: int) -> bool:
         state = self._connections.get(connection)
         return state is not None and bool(state.client.is_connected)

@@ -1,0 +1,226 @@
+"""Respiratory outbreaks of a room, and the weather outside its barn.
+
+Both are stateless functions of (room or farm, time) drawn from hashes of the run's
+seed, so a room's outbreaks in one batch are the same whatever window a run covers, and
+any tick can evaluate them for any batch of messages at once.
+
+Outbreaks (REALISM.md): about 3–4 episodes per monitor-year, most in weeks 3–9 after
+placement. Acute (influenza-like, ~70 %): 1–2 silent days, coughing peaks at 3–10x by
+day 3–5, back to baseline by day 7–10. Chronic (mycoplasma-like, ~30 %): ramps over 2–4
+weeks to 2–4x and holds for weeks, often in some pens only. An episode reaches each
+monitor of its room with some probability and a lag of days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..tomlfile import Table
+from .base import SECONDS_PER_DAY, Batch, FloatArray, IntArray, hash_uniform
+
+_SLOTS = 6  # at most this many episodes per room and batch
+_TWO_PI = 2.0 * np.pi
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    """A farm template's disease pressure (``[health]``)."""
+
+    outbreaks_per_year: float = 3.5  # per monitor and year of a stocked room
+    acute_share: float = 0.7
+    reach: float = 0.85  # chance an episode reaches a given monitor of its room
+    max_lag_days: float = 3.0
+    risk_weeks: tuple[float, float] = (3.0, 9.0)
+    in_risk_weeks: float = 0.75  # share of onsets inside risk_weeks
+
+    @classmethod
+    def load(cls, table: Table) -> HealthSpec:
+        table.check_keys(
+            {
+                "outbreaks_per_year",
+                "acute_share",
+                "reach",
+                "max_lag_days",
+                "risk_weeks",
+                "in_risk_weeks",
+            }
+        )
+        weeks = table.number_list("risk_weeks", [3.0, 9.0])
+        if len(weeks) != 2 or not 0 <= weeks[0] < weeks[1]:
+            raise table.error("risk_weeks", "expected [first_week, last_week], first < last")
+        return cls(
+            outbreaks_per_year=table.number("outbreaks_per_year", 3.5, min=0.0, max=50.0),
+            acute_share=table.number("acute_share", 0.7, min=0.0, max=1.0),
+            reach=table.number("reach", 0.85, min=0.01, max=1.0),
+            max_lag_days=table.number("max_lag_days", 3.0, min=0.0),
+            risk_weeks=(weeks[0], weeks[1]),
+            in_risk_weeks=table.number("in_risk_weeks", 0.75, min=0.0, max=1.0),
+        )
+
+
+def acute_curve(
+    days: FloatArray, peak: FloatArray, peak_day: FloatArray, end_day: FloatArray
+) -> FloatArray:
+    """Multiplier of an acute episode ``days`` after coughing starts: up to ``peak`` on
+    ``peak_day``, back to 1 by ``end_day``."""
+    rising = np.clip(days / np.maximum(peak_day, 0.1), 0.0, 1.0)
+    falling = np.clip((end_day - days) / np.maximum(end_day - peak_day, 0.1), 0.0, 1.0)
+    shape = np.where(days < peak_day, rising, falling)
+    return np.asarray(np.where((days >= 0) & (days < end_day), 1.0 + (peak - 1.0) * shape, 1.0))
+
+
+def chronic_curve(
+    days: FloatArray, peak: FloatArray, ramp: FloatArray, hold: FloatArray
+) -> FloatArray:
+    """Multiplier of a chronic episode: a ramp to ``peak``, a hold, a week to fade."""
+    fade = 7.0
+    rising = np.clip(days / np.maximum(ramp, 0.1), 0.0, 1.0)
+    falling = np.clip((ramp + hold + fade - days) / fade, 0.0, 1.0)
+    shape = np.minimum(rising, falling)
+    return np.asarray(np.where(days >= 0, 1.0 + (peak - 1.0) * shape, 1.0))
+
+
+_PRIMES = np.array(
+    [
+        7919.0,
+        104729.0,
+        1299709.0,
+        15485863.0,
+        179424673.0,
+        2038074743.0,
+        22801763489.0,
+        252097800623.0,
+        2760727302517.0,
+    ]
+)
+
+
+def _traits(base: FloatArray, count: int) -> list[FloatArray]:
+    """``count`` further uniforms from one hashed uniform: fractional parts of prime multiples."""
+    return [np.asarray(np.mod(base * _PRIMES[i] + 0.5 * i, 1.0)) for i in range(count)]
+
+
+class Outbreaks:
+    """The natural respiratory episodes of every room of a fleet, for one run's seed."""
+
+    def __init__(self, seed: int, specs: list[HealthSpec]) -> None:
+        self.seed = seed
+        self.specs = specs
+
+    def _spec_array(self, templates: IntArray, attribute: str) -> FloatArray:
+        values = np.array([getattr(s, attribute) for s in self.specs], np.float64)
+        return np.asarray(values[templates], np.float64)
+
+    def multiplier(self, batch: Batch) -> FloatArray:
+        """Each message's cough-rate multiplier from the natural episodes of its room."""
+        fleet = batch.fleet
+        rooms = np.maximum(batch.rooms, 0)
+        in_room = batch.rooms >= 0
+        table = fleet.rooms
+        cycle_days = table.batch_days[rooms] + table.empty_days[rooms]
+        elapsed = (batch.times - table.anchor[rooms]) / SECONDS_PER_DAY
+        cycle = np.floor(elapsed / cycle_days).astype(np.int64)
+        age = elapsed - cycle * cycle_days
+        # Episode traits belong to a (room, batch) or a (device, room, batch): draw them once
+        # per distinct key in this batch of messages, then spread them to the messages.
+        room_keys, room_of = np.unique(rooms * 1_000_003 + cycle, return_inverse=True)
+        key_rooms = room_keys // 1_000_003
+        key_cycles = room_keys - key_rooms * 1_000_003
+        device_keys, device_of = np.unique(batch.devices * 1_000_003 + cycle, return_inverse=True)
+        key_devices = device_keys // 1_000_003
+        device_cycles = device_keys - key_devices * 1_000_003
+        device_rooms = fleet.devices.room[key_devices].astype(np.int64)
+
+        templates = table.template[key_rooms].astype(np.int64)
+        batch_days = table.batch_days[key_rooms]
+        rate = self._spec_array(templates, "outbreaks_per_year")
+        reach = self._spec_array(
+            table.template[np.maximum(device_rooms, 0)].astype(np.int64), "reach"
+        )
+        acute_share = self._spec_array(templates, "acute_share")
+        max_lag = self._spec_array(
+            table.template[np.maximum(device_rooms, 0)].astype(np.int64), "max_lag_days"
+        )
+        in_risk = self._spec_array(templates, "in_risk_weeks")
+        first_week = np.array([s.risk_weeks[0] for s in self.specs])[templates] * 7.0
+        last_week = np.array([s.risk_weeks[1] for s in self.specs])[templates] * 7.0
+        # Episodes per room and batch, spread over the slots (binomial ~ Poisson).
+        expected = rate / self._spec_array(templates, "reach") * batch_days / 365.0
+        result = np.ones(len(batch), np.float64)
+        seed = self.seed
+        alive = in_room & (age < table.batch_days[rooms])
+        for slot in range(_SLOTS):
+            # One hash per key and slot; further traits are decorrelated from it cheaply.
+            base = hash_uniform(seed, key_rooms, key_cycles, slot)
+            exists_key = base < expected / _SLOTS
+            if not exists_key.any():
+                continue
+            (u_onset, u_window, u_kind, u_peak, u_time, u_len, u_silent, u_pens) = _traits(base, 8)
+            late_end = np.maximum(batch_days - 10.0, 4.0)
+            onset = np.where(
+                u_window < in_risk,
+                first_week + u_onset * (last_week - first_week),
+                3.0 + u_onset * (late_end - 3.0),
+            )
+            acute = u_kind < acute_share
+            silent = 1.0 + u_silent  # 1–2 silent days
+            pens = 0.5 + 0.5 * u_pens  # share of the airspace affected
+            u_reach, u_lag = _traits(
+                hash_uniform(seed, device_rooms, device_cycles, slot, key_devices), 2
+            )
+            reached = (u_reach < reach)[device_of]
+            lag = (u_lag * max_lag)[device_of]
+            exists = exists_key[room_of]
+            acute_m = acute[room_of]
+            days = age - onset[room_of] - lag - np.where(acute_m, silent[room_of], 0.0)
+            peak_u, time_u, len_u = u_peak[room_of], u_time[room_of], u_len[room_of]
+            # Peaks of 3–10x by day 3–5 of the episode, back to baseline by day 7–10.
+            acute_mult = acute_curve(
+                days, 3.0 + 7.0 * peak_u, 1.0 + 2.0 * time_u, 5.0 + 3.0 * len_u
+            )
+            chronic_peak = 1.0 + pens[room_of] * (1.0 + 2.0 * peak_u)
+            chronic_mult = chronic_curve(
+                days, chronic_peak, 14.0 + 14.0 * time_u, 14.0 + 28.0 * len_u
+            )
+            episode = np.where(acute_m, acute_mult, chronic_mult)
+            active = exists & reached & alive
+            result = np.where(active, np.maximum(result, episode), result)
+        return result
+
+
+@dataclass(frozen=True)
+class Weather:
+    """Outdoor temperature by a farm's latitude, the season, the hour and passing fronts."""
+
+    seed: int
+
+    def outdoor(self, batch: Batch) -> FloatArray:
+        def compute() -> FloatArray:
+            farms = batch.farms
+            latitude = batch.fleet.farm_latitude[farms]
+            north = latitude >= 0
+            lat = np.abs(latitude)
+            annual_mean = 30.0 - 0.38 * lat
+            amplitude = 4.0 + 0.1 * lat
+            day_of_year = (batch.times / SECONDS_PER_DAY) % 365.25
+            peak_day = np.where(north, 200.0, 17.0)
+            season = amplitude * np.cos(_TWO_PI * (day_of_year - peak_day) / 365.25)
+            daily = 4.0 * np.cos(_TWO_PI * (batch.local_hour() - 15.0) / 24.0)
+            days = batch.times / SECONDS_PER_DAY
+            fronts = np.zeros(len(batch))
+            for period, size, salt in ((3.1, 1.6, 1), (7.3, 1.4, 2), (17.9, 1.2, 3)):
+                phase = _TWO_PI * hash_uniform(self.seed, farms, salt)
+                fronts += size * np.sin(_TWO_PI * days / period + phase)
+            return batch.modulate("outdoor_temperature", annual_mean + season + daily + fronts)
+
+        return batch.cached("outdoor_temperature", compute)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Run-wide processes that signal models read through :attr:`Batch.context`."""
+
+    outbreaks: Outbreaks
+    weather: Weather

@@ -142,6 +142,18 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
             f"[green]delivery: all {accounting['expected']:,} messages the broker accepted "
             f"were received[/] ({accounting['duplicated']:,} duplicates)"
         )
+    extra = report["totals"]
+    notes = [
+        f"{extra[key]:,} {label}"
+        for key, label in (
+            ("backfilled", "backfilled after being offline"),
+            ("duplicates", "duplicates (same seq)"),
+            ("malformed", "malformed on purpose"),
+        )
+        if extra.get(key)
+    ]
+    if notes:
+        console.print("fleet behaviour: " + ", ".join(notes))
     errors = report["totals"]["errors"]
     if errors:
         console.print("errors: " + ", ".join(f"{kind} {n:,}" for kind, n in errors.items()))

@@ -413,10 +413,13 @@ def load_scenario(file: Path) -> Scenario:
             known = ", ".join(sorted(_EVENTS))
             raise table.error("type", f'unknown event type "{kind}" (known: {known})')
         events.append(_EVENTS[kind](table, index))
+    description = root.raw("description", "")
+    if not isinstance(description, str):
+        raise root.error("description", "expected a string")
     return Scenario(
         name=root.string("name", file.stem),
         source=str(file),
-        description=root.string("description", ""),
+        description=description,
         events=events,
     )
 

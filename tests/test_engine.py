@@ -41,6 +41,7 @@ def _engine(
         duration=duration,
         seed=99,
         topic_template="t/{device_id}/{kind}",
+        clean=True,  # exact seq and timing checks: no duplicates, drift or jitter
         **kwargs,  # type: ignore[arg-type]
     )
     return engine, transport, metrics

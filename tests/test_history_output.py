@@ -35,9 +35,10 @@ def test_same_seed_same_start_gives_byte_identical_files(tmp_path: Path) -> None
 
 
 def test_history_lines_hold_the_envelope_and_a_gap_free_seq(tmp_path: Path) -> None:
-    """Every line is {"topic", "payload"} with the full envelope; per device, seq counts up
-    from 0 in time order and every kind arrives at its interval."""
-    out = _write(tmp_path, "h.jsonl")
+    """Every line is {"topic", "payload"} with the full envelope; per device (--clean: no
+    duplicates, no clock drift), seq counts up from 0 in time order and every kind arrives
+    at its interval."""
+    out = _write(tmp_path, "h.jsonl", "--clean")
     lines = [json.loads(line) for line in out.open()]
     envelope = {"device_id", "device_type", "farm_id", "room_id", "fw", "seq", "ts", "kind"}
     by_device: dict[str, list[dict[str, object]]] = {}

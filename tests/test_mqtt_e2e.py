@@ -70,15 +70,21 @@ def test_every_acknowledged_message_reaches_an_independent_subscriber(
     assert totals["failed"] == totals["dropped"] == totals["in_flight"] == 0
     assert report["target"]["connection"] == connection
 
-    observer.wait_for(totals["acknowledged"])
-    assert observer.count() == totals["acknowledged"]
+    # Devices resend about 0.5 % of messages with the same seq (a fleet imperfection).
+    observer.wait_for(totals["acknowledged"] + totals["duplicates"])
+    assert observer.count() == totals["acknowledged"] + totals["duplicates"]
     seqs = _seqs_by_device(observer)
     for device, received in seqs.items():
-        assert sorted(received) == list(range(len(received))), device
+        assert sorted(set(received)) == list(range(len(set(received)))), device
+    assert sum(len(r) - len(set(r)) for r in seqs.values()) == totals["duplicates"]
     by_type = report["by_device_type"]
     for device_type, counts in by_type.items():
-        seen = sum(1 for _, p in observer.messages if p["device_type"] == device_type)
-        assert seen == counts["acknowledged"], device_type
+        seen = {
+            (p["device_id"], p["seq"])
+            for _, p in observer.messages
+            if p["device_type"] == device_type
+        }
+        assert len(seen) == counts["acknowledged"], device_type
     # the latency a publisher reports is measured, not zero
     assert 0 < totals["latency_ms"]["p50"] <= totals["latency_ms"]["max"]
 
@@ -110,8 +116,8 @@ def test_qos0_counts_messages_as_unconfirmed_not_acknowledged(
     totals = result.report(report_file)["totals"]
     assert totals["acknowledged"] == 0
     assert totals["unconfirmed"] == totals["sent"] > 0
-    observer.wait_for(totals["sent"])
-    assert observer.count() == totals["sent"]
+    observer.wait_for(totals["sent"] + totals["duplicates"])
+    assert observer.count() == totals["sent"] + totals["duplicates"]
 
 
 def test_ctrl_c_stops_the_run_and_still_writes_a_balanced_report(

@@ -32,6 +32,11 @@ class RecordingSink:
     def connection_event(self, event: str, error: str | None = None) -> None:
         self.events.append(event)
 
+    def messages_written(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.message_sent(message)
+            self.message_done(message, Outcome.ACKNOWLEDGED)
+
 
 Factory = Callable[[RecordingSink, Path, str], Transport]
 CLIENT_IDS = [f"barnstorm-contract-{i}" for i in range(4)]

@@ -90,7 +90,8 @@ def room_temperature(batch: Batch) -> FloatArray:
             gain = _template_value(batch, "heat_gain_c")
             empty = _template_value(batch, "empty_c")
             stocked = np.maximum(controlled, outdoor + gain + wander)
-            drifting = empty + 0.5 * (outdoor - empty) + wander
+            # Washed and idle, a room lags the weather: 11–14 °C in a mild winter.
+            drifting = empty + 0.3 * (outdoor - 8.0) + wander
             controlled = np.where(batch.occupied(), stocked, drifting)
         return batch.modulate("room_temperature", controlled)
 

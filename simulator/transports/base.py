@@ -85,6 +85,7 @@ class Transport(ABC):
         self.sink = sink
         self._state = "new"
         self._connected: set[int] = set()
+        self._ever: set[int] = set()
 
     async def __aenter__(self) -> Self:
         if self._state == "closed":
@@ -112,7 +113,8 @@ class Transport(ABC):
         self.check_open()
         if connection not in self._connected:
             self._connected.add(connection)
-            self.sink.connection_event("up")
+            self.sink.connection_event("reconnected" if connection in self._ever else "up")
+            self._ever.add(connection)
 
     def is_connected(self, connection: int) -> bool:
         return connection in self._connected

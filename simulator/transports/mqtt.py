@@ -166,6 +166,7 @@ class MqttTransport(Transport):
         self.settings = settings
         self.client_ids = client_ids
         self._connections: dict[int, _Connection] = {}
+        self._ever: set[int] = set()  # connections that were up once: coming back is a reconnect
         self._ssl: ssl.SSLContext | bool = False
         self._version = MQTTv50 if settings.version == "5" else MQTTv311
 
@@ -186,7 +187,8 @@ class MqttTransport(Transport):
             await _abandon(state.client)
             raise
         self._connections[connection] = state
-        self.sink.connection_event("up")
+        self.sink.connection_event("reconnected" if connection in self._ever else "up")
+        self._ever.add(connection)
 
     async def disconnect(self, connection: int) -> None:
         state = self._connections.pop(connection, None)

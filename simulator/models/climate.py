@@ -70,7 +70,7 @@ def room_temperature(batch: Batch) -> FloatArray:
 
     A stocked room follows its setpoint with a daily cycle and a slow room-specific
     wander; when it is hot outside it runs ``heat_gain_c`` above outdoors instead. An
-    empty room drifts halfway from ``empty_c`` toward the outdoor temperature.
+    empty room sits near ``empty_c``, drifting with the outdoor temperature.
     """
 
     def compute() -> FloatArray:

@@ -215,6 +215,13 @@ def main_group() -> None:
     help="No fleet imperfections: no jitter, clock drift, duplicates, spikes, stuck "
     "sensors, missing fields or firmware payload differences.",
 )
+@option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes for history (--output with --speed max), split by farm.",
+)
 @option("--allow-loss", is_flag=True, help="Exit 0 even when messages were lost.")
 @option("--quiet", is_flag=True, help="No live progress view.")
 def run_command(**options: Any) -> None:
@@ -281,6 +288,8 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
     if output is not None and not output.parent.resolve().is_dir():
         raise ConfigError("--output", f"directory {output.parent} does not exist")
     connection = options["connection"]
+    if options["processes"] > 1 and (output is None or speed is not None):
+        raise ConfigError("--processes", "works for history only: give --output and --speed max")
     return RunConfig(
         farms=options["farms"],
         seed=options["seed"],
@@ -301,6 +310,7 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         allow_loss=options["allow_loss"],
         scenario=load_scenario(options["scenario"]) if options["scenario"] else None,
         clean=options["clean"],
+        processes=options["processes"],
     )
 
 

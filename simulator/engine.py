@@ -169,7 +169,7 @@ class Schedule:
         utc_offsets: FloatArray,
         modulators: Sequence[Modulator],
         context: RunContext | None,
-    ) -> tuple[list[list[object]], list[list[bool]] | None]:
+    ) -> tuple[list[list[object]], list[list[bool] | None] | None]:
         """Every field's values for the messages ``idx`` due at ``due``, as Python columns,
         and which fields each message leaves out (None: none does)."""
         devices = self.devices[idx]
@@ -192,7 +192,12 @@ class Schedule:
             batch.values[field.name] = values
         columns = self.encoder.columns([batch.values[f.name] for f in self.spec.fields])
         missing = self.flaws.missing(len(idx), len(self.spec.fields), self.rng)
-        return columns, (missing.tolist() if missing is not None else None)
+        if missing is None:
+            return columns, None
+        # Only rows that really leave a field out take the slower encoding path.
+        rows: list[list[bool]] = missing.tolist()
+        gaps: list[bool] = np.asarray(missing.any(axis=1), np.bool_).tolist()
+        return columns, [row if gap else None for row, gap in zip(rows, gaps, strict=True)]
 
 
 @dataclass
@@ -276,6 +281,7 @@ class Engine:
         scenario: Scenario | None = None,
         clean: bool = False,
         realistic: bool = True,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.fleet = fleet
         self.transport = transport
@@ -306,6 +312,10 @@ class Engine:
         for device_type, stream in zip(selected, streams, strict=True):
             profile = profiles[device_type].clean() if clean else profiles[device_type]
             devices = fleet.devices.of_type(device_type)
+            index, count = shard
+            if count > 1:
+                # Shards split the fleet by farm, so a site and its gateway stay together.
+                devices = devices[fleet.devices.farm[devices] % count == index]
             devices_in_run.append(devices)
             capacity[devices] = profile.buffer_messages
             backfill[devices] = profile.backfill_per_minute / 60.0

@@ -8,12 +8,16 @@ still settles its books and writes the report of what it measured.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import json
+import multiprocessing
+import shutil
 import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +75,10 @@ class RunConfig:
     drain_timeout: float = 10.0
     scenario: Scenario | None = field(default=None, compare=False)
     clean: bool = False
+    #: worker processes for history output (--output with --speed max).
+    processes: int = 1
+    #: (index, count): the part of the fleet (by farm) this process runs.
+    shard: tuple[int, int] = (0, 1)
     modulators: tuple[Modulator, ...] = field(default=(), compare=False)
 
     @property
@@ -205,6 +213,7 @@ class Run:
                     modulators=config.modulators,
                     scenario=config.scenario,
                     clean=config.clean,
+                    shard=config.shard,
                 )
                 if mqtt is not None and engine.connections:
                     # One connection first: an unreachable broker or a refused login is a
@@ -318,10 +327,89 @@ class Run:
         }
 
 
+def _run_shard(config: RunConfig) -> dict[str, Any]:
+    """One process of a sharded history run (module level: it crosses a process boundary)."""
+    return asyncio.run(Run(config, Console(stderr=True, quiet=True)).execute()).report
+
+
+def run_sharded(config: RunConfig) -> RunResult:
+    """History over several processes: each writes the farms of its shard to a part file,
+    then the parts are joined in shard order (each part is in time order)."""
+    assert config.output is not None
+    count = config.processes
+    parts = [config.output.with_name(f".{config.output.name}.part{i}") for i in range(count)]
+    shards = [
+        replace(config, output=part, shard=(i, count), processes=1, report=None, live=False)
+        for i, part in enumerate(parts)
+    ]
+    started = time.monotonic()
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
+        reports = list(pool.map(_run_shard, shards))
+    try:
+        with config.output.open("wb") as joined:
+            for part in parts:
+                with part.open("rb") as piece:
+                    shutil.copyfileobj(piece, joined, 1 << 22)
+    finally:
+        for part in parts:
+            part.unlink(missing_ok=True)
+    report = merge_reports(reports, time.monotonic() - started)
+    report["config"] = config.public()
+    report["target"]["url"] = str(config.output)
+    if config.report is not None:
+        write_report(report, config.report)
+    return RunResult(report, report["exit_code"])
+
+
+def merge_reports(reports: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+    """One report from the reports of a run's shards: counts add up, the worst outcome wins."""
+    merged: dict[str, Any] = json.loads(json.dumps(reports[0]))
+
+    def add(into: dict[str, Any], other: dict[str, Any]) -> None:
+        for key, value in other.items():
+            if isinstance(value, bool) or key in ("latency_ms", "rate_per_s"):
+                continue
+            if isinstance(value, int) and isinstance(into.get(key), int):
+                into[key] += value
+            elif isinstance(value, dict) and isinstance(into.get(key), dict):
+                add(into[key], value)
+            elif isinstance(value, dict) and key not in into:
+                into[key] = dict(value)
+
+    for other in reports[1:]:
+        add(merged["totals"], other["totals"])
+        add(merged["by_device_type"], other["by_device_type"])
+        add(merged["connections"], other["connections"])
+        merged["fleet"]["devices_in_run"] += other["fleet"]["devices_in_run"]
+        merged["time"]["simulated_end"] = max(
+            merged["time"]["simulated_end"], other["time"]["simulated_end"]
+        )
+        for key in ("error", "outcome"):
+            if other[key] not in (None, "completed") and merged[key] in (None, "completed"):
+                merged[key] = other[key]
+        merged["exit_code"] = max(merged["exit_code"], other["exit_code"])
+    merged["time"]["wall_seconds"] = round(wall, 3)
+    merged["time"]["processes"] = len(reports)
+    for counts in (merged["totals"], *merged["by_device_type"].values()):
+        delivered = counts["acknowledged"] + counts["unconfirmed"]
+        counts["rate_per_s"] = round(delivered / wall, 3) if wall > 0 else 0.0
+    return merged
+
+
 def run_blocking(
     config: RunConfig, *, summary: bool = True, on_start: Callable[[Run], None] | None = None
 ) -> RunResult:
     """Run ``config`` in a fresh event loop; Ctrl-C and SIGTERM stop it cleanly."""
+
+    if config.processes > 1:
+        result = run_sharded(config)
+        if summary:
+            out = Console(file=sys.stdout)
+            print_summary(
+                result.report, out if out.is_terminal else Console(file=sys.stdout, width=160)
+            )
+        return result
 
     async def main() -> RunResult:
         run = Run(config)

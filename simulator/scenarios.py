@@ -21,7 +21,7 @@ storm), or on payloads (bad payloads).
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -89,6 +89,22 @@ class Event(ABC):
 
     def active(self, times: FloatArray) -> BoolArray:
         return np.asarray((times >= self.start) & (times < self.end), np.bool_)
+
+    def offline(self, devices: IntArray, times: FloatArray) -> BoolArray | None:
+        """Which of these messages fall while their device is offline (None: no effect)."""
+        return None
+
+
+def _in_window(event: Event, devices: IntArray, times: FloatArray) -> BoolArray:
+    """Messages of the event's devices that fall inside its time window."""
+    return np.asarray(event.target.devices[devices] & event.active(times), np.bool_)
+
+
+class OfflineWindow(Event):
+    """An event during which its devices are offline: they buffer, then backfill."""
+
+    def offline(self, devices: IntArray, times: FloatArray) -> BoolArray | None:
+        return _in_window(self, devices, times)
 
 
 _EVENTS: dict[str, type[Event]] = {}
@@ -262,8 +278,9 @@ class VentilationFailure(ModulatingEvent):
         self.power_loss = power_loss
 
     def _since(self, batch: Batch) -> tuple[BoolArray, FloatArray]:
-        hit = self.target.devices[batch.devices] & self.active(batch.times)
-        return hit, np.maximum(batch.times - self.start, 0.0)
+        return _in_window(self, batch.devices, batch.times), np.maximum(
+            batch.times - self.start, 0.0
+        )
 
     def modulate(self, name: str, batch: Batch, values: FloatArray) -> FloatArray:
         if name not in ("room_temperature", "ventilation", "co2"):
@@ -282,31 +299,25 @@ class VentilationFailure(ModulatingEvent):
     def offline(self, devices: IntArray, times: FloatArray) -> BoolArray | None:
         if not self.power_loss:
             return None
-        return np.asarray(self.target.devices[devices] & self.active(times), np.bool_)
+        return _in_window(self, devices, times)
 
 
 @event_type("network_outage")
-class NetworkOutage(Event):
+class NetworkOutage(OfflineWindow):
     """The chosen sites lose their network: every device there is offline for ``duration``,
     buffers what it measures (bounded), and backfills faster than live when it returns."""
 
     unit = "site"
     default_duration = "2h"
 
-    def offline(self, devices: IntArray, times: FloatArray) -> BoolArray | None:
-        return np.asarray(self.target.devices[devices] & self.active(times), np.bool_)
-
 
 @event_type("reconnect_storm")
-class ReconnectStorm(Event):
-    """A share of the fleet's connections drop at once and come back together after ``gap``
-    (``duration``): the thundering herd a broker restart causes."""
+class ReconnectStorm(OfflineWindow):
+    """A share of the fleet's connections drop at once and come back together after
+    ``duration``: the thundering herd a broker restart causes."""
 
     unit = "site"
     default_duration = "10s"
-
-    def offline(self, devices: IntArray, times: FloatArray) -> BoolArray | None:
-        return np.asarray(self.target.devices[devices] & self.active(times), np.bool_)
 
 
 @event_type("bad_payloads")
@@ -356,26 +367,10 @@ class Scenario:
         """Which messages fall in a window where their device is offline, or None."""
         mask: BoolArray | None = None
         for event in self.events:
-            window = getattr(event, "offline", None)
-            if window is None:
-                continue
-            hit = window(devices, times)
+            hit = event.offline(devices, times)
             if hit is not None:
                 mask = hit if mask is None else mask | hit
         return mask
-
-    def offline_until(self, devices: IntArray, at: float) -> FloatArray:
-        """For devices offline at ``at``, when their last covering window ends (else ``at``)."""
-        until = np.full(len(devices), at)
-        times = np.full(len(devices), at)
-        for event in self.events:
-            window = getattr(event, "offline", None)
-            if window is None:
-                continue
-            hit = window(devices, times)
-            if hit is not None:
-                until = np.where(hit, np.maximum(until, event.end), until)
-        return until
 
     def malformations(
         self, devices: IntArray, times: FloatArray, rng: np.random.Generator
@@ -390,10 +385,6 @@ class Scenario:
                     else [a or b for a, b in zip(choices, picks, strict=True)]
                 )
         return choices
-
-    @property
-    def storms(self) -> list[ReconnectStorm]:
-        return [e for e in self.events if isinstance(e, ReconnectStorm)]
 
 
 def load_scenario(file: Path) -> Scenario:
@@ -422,11 +413,3 @@ def load_scenario(file: Path) -> Scenario:
         description=description,
         events=events,
     )
-
-
-def event_types() -> list[str]:
-    return sorted(_EVENTS)
-
-
-def scenario_modulators(scenario: Scenario | None) -> Sequence[ModulatingEvent]:
-    return scenario.modulators if scenario is not None else ()

@@ -81,12 +81,6 @@ def iso_utc(epoch: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def iso_stamps(epochs: npt.NDArray[np.float64]) -> list[str]:
-    """:func:`iso_utc` for many instants at once (millisecond precision, truncated)."""
-    millis = np.floor(epochs * 1000.0).astype("datetime64[ms]")
-    return [f"{stamp}Z" for stamp in np.datetime_as_string(millis, unit="ms").tolist()]
-
-
 def iso_stamp_bytes(epochs: npt.NDArray[np.float64]) -> list[bytes]:
     """JSON string literals (quotes included) of :func:`iso_utc` for many instants."""
     millis = np.floor(epochs * 1000.0).astype("datetime64[ms]")

@@ -7,20 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Observer
 from tests.helpers import ROOT, simulate
-
-
-def _seqs_by_device(observer: Observer) -> dict[str, list[int]]:
-    seqs: dict[str, list[int]] = defaultdict(list)
-    for _, payload in observer.messages:
-        seqs[payload["device_id"]].append(payload["seq"])
-    return seqs
 
 
 @pytest.mark.parametrize(
@@ -71,12 +63,7 @@ def test_every_acknowledged_message_reaches_an_independent_subscriber(
     assert report["target"]["connection"] == connection
 
     # Devices resend about 0.5 % of messages with the same seq (a fleet imperfection).
-    observer.wait_for(totals["acknowledged"] + totals["duplicates"])
-    assert observer.count() == totals["acknowledged"] + totals["duplicates"]
-    seqs = _seqs_by_device(observer)
-    for device, received in seqs.items():
-        assert sorted(set(received)) == list(range(len(set(received)))), device
-    assert sum(len(r) - len(set(r)) for r in seqs.values()) == totals["duplicates"]
+    observer.check_delivery(totals)
     by_type = report["by_device_type"]
     for device_type, counts in by_type.items():
         seen = {
@@ -116,8 +103,7 @@ def test_qos0_counts_messages_as_unconfirmed_not_acknowledged(
     totals = result.report(report_file)["totals"]
     assert totals["acknowledged"] == 0
     assert totals["unconfirmed"] == totals["sent"] > 0
-    observer.wait_for(totals["sent"] + totals["duplicates"])
-    assert observer.count() == totals["sent"] + totals["duplicates"]
+    observer.check_delivery(totals, confirmed="unconfirmed")
 
 
 def test_ctrl_c_stops_the_run_and_still_writes_a_balanced_report(

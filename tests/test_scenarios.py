@@ -202,13 +202,7 @@ def test_reconnect_storm_drops_and_restores_connections(
     totals = report["totals"]
     assert totals["backfilled"] > 0
     assert totals["acknowledged"] == totals["sent"]
-    observer.wait_for(totals["acknowledged"] + totals["duplicates"])
-    seqs: dict[str, set[int]] = defaultdict(set)
-    for _, payload in observer.messages:
-        seqs[payload["device_id"]].add(payload["seq"])
-    assert sum(len(v) for v in seqs.values()) == totals["acknowledged"]
-    for device, got in seqs.items():
-        assert sorted(got) == list(range(len(got))), device
+    observer.check_delivery(totals)
 
 
 def test_bad_scenario_files_name_the_place(tmp_path: Path) -> None:

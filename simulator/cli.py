@@ -29,6 +29,9 @@ from .transports.mqtt import MqttSettings
 from .units import parse_duration, parse_instant, parse_speed
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: processes of a history run (--output with --speed max) unless told otherwise: the same
+#: on every machine, so the same seed writes the same file everywhere.
+HISTORY_PROCESSES = 2
 
 
 def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -218,9 +221,9 @@ def main_group() -> None:
 @option(
     "--processes",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Worker processes for history (--output with --speed max), split by farm.",
+    help="Worker processes for history (--output with --speed max), split by farm; "
+    "default 2 for history (each half of the fleet in time order, one after the other), "
+    "1 otherwise. --processes 1 writes one time-ordered file.",
 )
 @option("--allow-loss", is_flag=True, help="Exit 0 even when messages were lost.")
 @option("--quiet", is_flag=True, help="No live progress view.")
@@ -288,7 +291,9 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
     if output is not None and not output.parent.resolve().is_dir():
         raise ConfigError("--output", f"directory {output.parent} does not exist")
     connection = options["connection"]
-    if options["processes"] > 1 and (output is None or speed is not None):
+    history = output is not None and speed is None
+    processes = options["processes"] or (HISTORY_PROCESSES if history else 1)
+    if processes > 1 and not history:
         raise ConfigError("--processes", "works for history only: give --output and --speed max")
     return RunConfig(
         farms=options["farms"],
@@ -310,7 +315,7 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         allow_loss=options["allow_loss"],
         scenario=load_scenario(options["scenario"]) if options["scenario"] else None,
         clean=options["clean"],
-        processes=options["processes"],
+        processes=processes,
     )
 
 

@@ -36,6 +36,10 @@ class ConfigError(BarnstormError):
         self.problem = problem
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str]]:
+        # Raised in a worker process, it must cross back to the parent intact.
+        return (type(self), (self.where, self.problem))
+
 
 class TransportError(BarnstormError):
     """Talking to the target failed."""

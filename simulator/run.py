@@ -336,6 +336,12 @@ def run_sharded(config: RunConfig) -> RunResult:
     """History over several processes: each writes the farms of its shard to a part file,
     then the parts are joined in shard order (each part is in time order)."""
     assert config.output is not None
+    # Bad input is reported here, once, not as a crash in every worker.
+    fleet, _ = load_fleet(
+        config.farms, config.seed, config.farms_dir, config.profiles_dir, config.device_types
+    )
+    if config.scenario is not None:
+        config.scenario.bind(fleet, config.start, config.seed)
     count = config.processes
     parts = [config.output.with_name(f".{config.output.name}.part{i}") for i in range(count)]
     shards = [

@@ -160,6 +160,26 @@ def main_group() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write every message as a JSON line to FILE instead of publishing.",
 )
+@option(
+    "--http",
+    metavar="URL",
+    help="Ingest URL to POST the payloads to (e.g. http://127.0.0.1:8080/ingest).",
+)
+@option(
+    "--http-batch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Messages per request, batched per site gateway.",
+)
+@option("--http2", is_flag=True, help="Use HTTP/2 for --http.")
+@option("--token", help="Bearer token for --http (prefer BARNSTORM_TOKEN).")
+@option(
+    "--readback",
+    metavar="URL",
+    help="After the run, reconcile against what the target stored (the reference "
+    "backend's /api/readback).",
+)
 @option("--qos", type=click.IntRange(0, 2), default=1, show_default=True, help="MQTT QoS.")
 @option("--mqtt-version", type=click.Choice(["3.1.1", "5"]), default="3.1.1", show_default=True)
 @option("--username", help="MQTT user name.")
@@ -255,8 +275,9 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
             start = parse_instant(options["start"])
         except ValueError as exc:
             raise ConfigError("--start", str(exc)) from None
-    if options["mqtt"] and options["output"]:
-        raise ConfigError("--output", "give either --mqtt or --output, not both")
+    targets = [flag for flag in ("mqtt", "output", "http") if options[flag]]
+    if len(targets) > 1:
+        raise ConfigError(f"--{targets[1]}", f"give one target: --{targets[0]} or --{targets[1]}")
     mqtt = None
     if options["mqtt"]:
         mqtt = MqttSettings.from_url(
@@ -275,7 +296,11 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
             path = options[flag]
             if path is not None and not path.is_file():
                 raise ConfigError(f"--{flag.replace('_', '-')}", f"{path} is not a readable file")
-    elif options["output"] is None and (options["mqtt_version"] != "3.1.1" or options["qos"] != 1):
+    elif (
+        not options["output"]
+        and not options["http"]
+        and (options["mqtt_version"] != "3.1.1" or options["qos"] != 1)
+    ):
         raise ConfigError(
             "--qos", "the embedded broker runs MQTT 3.1.1 at QoS 1; give --mqtt to choose"
         )
@@ -316,6 +341,11 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         scenario=load_scenario(options["scenario"]) if options["scenario"] else None,
         clean=options["clean"],
         processes=processes,
+        http=options["http"],
+        http_batch=options["http_batch"],
+        http2=options["http2"],
+        token=options["token"],
+        readback=options["readback"],
     )
 
 
@@ -356,6 +386,51 @@ def fleet_command(
             output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
         except OSError as exc:
             raise ConfigError("--output", f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+@main_group.command("serve")
+@config_option
+@option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@option(
+    "--database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("barnstorm-backend.db"),
+    show_default=True,
+    help="SQLite file.",
+)
+@option("--mqtt", metavar="URL", help="Also ingest from this broker.")
+@option("--topic", default="barnstorm/#", show_default=True, help="MQTT topic filter to ingest.")
+@option(
+    "--slow", is_flag=True, help="Turn on a realistic bottleneck (room detail: a query per device)."
+)
+@option(
+    "--farms",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Fleet whose farm names the dashboards show.",
+)
+@option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
+def serve_command(
+    host: str,
+    port: int,
+    database: Path,
+    mqtt: str | None,
+    topic: str,
+    slow: bool,
+    farms: int,
+    seed: int,
+) -> None:
+    """Run the reference backend: HTTP and MQTT ingest, dashboard API, read-back."""
+    import uvicorn
+
+    from .backend import create_app
+
+    fleet, _ = load_fleet(farms, seed, None, None)
+    settings = MqttSettings.from_url(mqtt) if mqtt else None
+    app = create_app(database, fleet, slow=slow, mqtt=settings, mqtt_topic=topic)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def _one_line(message: str) -> str:

@@ -139,7 +139,7 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
         )
     if accounting and not accounting["lost"]:
         console.print(
-            f"[green]delivery: all {accounting['expected']:,} messages the broker accepted "
+            f"[green]delivery: all {accounting['expected']:,} messages the target accepted "
             f"were received[/] ({accounting['duplicated']:,} duplicates)"
         )
     extra = report["totals"]

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 
 from . import __version__
@@ -40,6 +41,7 @@ from .report import SCHEMA_VERSION, print_summary, write_report
 from .scenarios import Scenario
 from .transports.base import Transport
 from .transports.file import FileTransport
+from .transports.http import HttpTransport
 from .transports.memory import MemoryTransport
 from .transports.mqtt import MqttSettings, MqttSubscriber, MqttTransport
 
@@ -61,6 +63,12 @@ class RunConfig:
     speed: float | None = 1.0  # None: as fast as possible
     mqtt: MqttSettings | None = None
     output: Path | None = None
+    http: str | None = None  # ingest URL: POST the payloads there
+    http_batch: int = 1
+    http2: bool = False
+    token: str | None = None
+    #: a read-back URL (the reference backend's /api/readback) to reconcile against.
+    readback: str | None = None
     memory: bool = False  # in-memory transport (tests, engine benchmarks)
     embedded_broker: str = "auto"
     per_gateway: bool | None = None  # None: per device, except on the embedded broker
@@ -83,13 +91,14 @@ class RunConfig:
 
     @property
     def embedded(self) -> bool:
-        return self.mqtt is None and self.output is None and not self.memory
+        return self.mqtt is None and self.output is None and not self.memory and self.http is None
 
     def public(self) -> dict[str, Any]:
         """The configuration as shown in reports: no passwords, plain JSON values."""
         data = asdict(self)
         data.pop("modulators")
         data["scenario"] = self.scenario.source if self.scenario else None
+        data["token"] = "***" if self.token else None
         if self.mqtt is not None:
             data["mqtt"] = {**asdict(self.mqtt), "password": "***" if self.mqtt.password else None}
         for key, value in data.items():
@@ -172,7 +181,10 @@ class Run:
             else ScaledClock(config.start, config.speed)
         )
         per_gateway = config.embedded if config.per_gateway is None else config.per_gateway
-        metrics = Metrics(fleet.devices.type_names, track_undelivered=config.embedded)
+        metrics = Metrics(
+            fleet.devices.type_names,
+            track_undelivered=config.embedded or config.readback is not None,
+        )
         tracker: DeliveryTracker | None = None
         engine: Engine | None = None
         transport: Transport | None = None
@@ -195,7 +207,13 @@ class Run:
                     )
                 transport = self._transport(metrics, fleet, mqtt)
                 self.target_url = (
-                    mqtt.url if mqtt else (str(config.output) if config.output else None)
+                    mqtt.url
+                    if mqtt
+                    else config.http
+                    if config.http
+                    else str(config.output)
+                    if config.output
+                    else None
                 )
                 await stack.enter_async_context(transport)
                 engine = Engine(
@@ -231,8 +249,11 @@ class Run:
                 if transport is not None:
                     await transport.close()
                 metrics.finish()
-            if tracker is not None and engine is not None and self.outcome != "failed":
+            if config.readback is not None and engine is not None and self.outcome != "failed":
+                tracker = await self._read_back(fleet, metrics)
+            elif tracker is not None and engine is not None and self.outcome != "failed":
                 await self._settle(tracker, metrics, engine)
+            if tracker is not None and engine is not None and self.outcome != "failed":
                 self.accounting = tracker.reconcile(
                     engine.next_seq, engine.devices.tolist(), metrics.undelivered or set()
                 )
@@ -246,10 +267,54 @@ class Run:
     def _transport(self, metrics: Metrics, fleet: Fleet, mqtt: MqttSettings | None) -> Transport:
         if self.config.memory:
             return MemoryTransport(metrics)
+        if self.config.http is not None:
+            return HttpTransport(
+                metrics,
+                self.config.http,
+                batch=self.config.http_batch,
+                http2=self.config.http2,
+                token=self.config.token,
+            )
         if self.config.output is not None:
             return FileTransport(metrics, self.config.output)
         assert mqtt is not None
         return MqttTransport(metrics, mqtt, fleet.devices.client_ids)
+
+    async def _read_back(self, fleet: Fleet, metrics: Metrics) -> DeliveryTracker | None:
+        """Ask the target what it stored, once it stops growing, as a tracker to reconcile."""
+        assert self.config.readback is not None
+        totals = metrics.totals()
+        expected = totals.acknowledged + totals.unconfirmed
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.config.drain_timeout if not self.stop.is_set() else 2.0)
+        data: dict[str, Any] = {}
+        last = -1
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            while True:
+                try:
+                    response = await client.get(self.config.readback)
+                    response.raise_for_status()
+                    data = response.json()
+                except (httpx.HTTPError, ValueError) as exc:
+                    self.error = f"read-back from {self.config.readback} failed: {exc}"
+                    return None
+                received = int(data.get("received", 0))
+                if received >= expected or received == last or loop.time() > deadline:
+                    break
+                last = received
+                await asyncio.sleep(1.0)
+        tracker = DeliveryTracker(fleet.devices.ids)
+        for device_id, entry in data.get("devices", {}).items():
+            index = tracker.index.get(device_id)
+            if index is None:
+                tracker.unexpected += int(entry.get("received", 0))
+                continue
+            for first, last_seq in entry.get("seqs", []):
+                for seq in range(int(first), int(last_seq) + 1):
+                    tracker.record(index, seq)
+            tracker.duplicated += int(entry.get("duplicates", 0))
+        tracker.malformed += int(data.get("rejected", 0))
+        return tracker
 
     async def _settle(self, tracker: DeliveryTracker, metrics: Metrics, engine: Engine) -> None:
         """Give the subscriber time to receive what is still on its way."""
@@ -286,7 +351,15 @@ class Run:
         config = self.config
         elapsed = metrics.elapsed()
         totals = metrics.totals()
-        kind = "memory" if config.memory else "file" if config.output else "mqtt"
+        kind = (
+            "memory"
+            if config.memory
+            else "file"
+            if config.output
+            else "http"
+            if config.http
+            else "mqtt"
+        )
         return {
             "schema_version": SCHEMA_VERSION,
             "barnstorm_version": __version__,

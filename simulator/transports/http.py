@@ -1,0 +1,134 @@
+"""The HTTP ingest transport (httpx): the same payloads, POSTed.
+
+One request per message, or a JSON array per site gateway with ``batch`` > 1 (flushed when
+full or a second old). Requests run concurrently in the transport's own task group, over
+a pooled client (HTTP/1.1 or HTTP/2), so a slow target delays acknowledgements, never the
+schedule. Status codes are counted: 2xx acknowledges, anything else fails the message with
+``http_<code>``; timeouts and refused connections fail it with ``timeout`` or ``connect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from ..errors import ConfigError
+from .base import Message, Outcome, ResultSink, Transport
+
+_BATCH_AGE = 1.0  # seconds a partial batch may wait
+
+
+class HttpTransport(Transport):
+    """POSTs messages to an ingest URL."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        sink: ResultSink,
+        url: str,
+        *,
+        batch: int = 1,
+        http2: bool = False,
+        token: str | None = None,
+        timeout: float = 10.0,
+        max_connections: int = 100,
+    ) -> None:
+        super().__init__(sink)
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(
+                "--http", f'expected http://host:port/path or https://..., got "{url}"'
+            )
+        self.url = url
+        self.batch = batch
+        self.http2 = http2
+        self.token = token
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self._client: httpx.AsyncClient | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._batches: dict[int, list[Message]] = {}
+        self._batch_started: dict[int, float] = {}
+        self._pending = 0
+
+    async def open(self) -> None:
+        headers = {"content-type": "application/json"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        self._client = httpx.AsyncClient(
+            http2=self.http2,
+            headers=headers,
+            timeout=self.timeout,
+            limits=httpx.Limits(
+                max_connections=self.max_connections, max_keepalive_connections=self.max_connections
+            ),
+        )
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+
+    def send(self, message: Message) -> None:
+        self.check_open()
+        self.sink.message_sent(message)
+        self._pending += 1
+        if self.batch <= 1:
+            self._post([message])
+            return
+        owner = message.connection
+        batch = self._batches.setdefault(owner, [])
+        if not batch:
+            self._batch_started[owner] = time.monotonic()
+        batch.append(message)
+        if len(batch) >= self.batch:
+            self._post(self._batches.pop(owner))
+        self._flush_old()
+
+    def _flush_old(self, everything: bool = False) -> None:
+        now = time.monotonic()
+        for owner in list(self._batches):
+            if everything or now - self._batch_started[owner] >= _BATCH_AGE:
+                self._post(self._batches.pop(owner))
+
+    def _post(self, messages: list[Message]) -> None:
+        assert self._group is not None
+        self._group.create_task(self._request(messages), name="barnstorm-http-post")
+
+    async def _request(self, messages: list[Message]) -> None:
+        assert self._client is not None
+        if len(messages) == 1 and self.batch <= 1:
+            body = messages[0].payload
+        else:
+            body = b"[" + b",".join(m.payload for m in messages) + b"]"
+        error: str | None
+        try:
+            response = await self._client.post(self.url, content=body)
+            error = None if 200 <= response.status_code < 300 else f"http_{response.status_code}"
+        except httpx.TimeoutException:
+            error = "timeout"
+        except httpx.TransportError:
+            error = "connect"
+        for message in messages:
+            self._pending -= 1
+            if error is None:
+                self.sink.message_done(message, Outcome.ACKNOWLEDGED)
+            else:
+                self.sink.message_done(message, Outcome.FAILED, error)
+
+    @property
+    def in_flight(self) -> int:
+        return self._pending
+
+    async def drain(self, timeout: float) -> None:
+        self._flush_old(everything=True)
+        await super().drain(timeout)
+
+    async def close(self) -> None:
+        if self._group is not None:
+            self._flush_old(everything=True)
+            group, self._group = self._group, None
+            await group.__aexit__(None, None, None)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        await super().close()

@@ -1,16 +1,15 @@
 """Delivery accounting: which messages reached the far side, per device and ``seq``.
 
-A :class:`DeliveryTracker` is fed what an observer received (barnstorm's own MQTT
-subscriber in the embedded default). Per device it keeps the length of the gap-free run
-of ``seq`` received from 0 and the few received beyond a gap, so memory stays flat
-while nothing is lost. :meth:`DeliveryTracker.reconcile` compares that with what the
+A :class:`DeliveryTracker` is fed what the target says it received (the reference
+backend's read-back, which the embedded default runs behind its broker). Per device it
+keeps the length of the gap-free run of ``seq`` received from 0 and the few received
+beyond a gap, so memory stays flat while nothing is lost. :meth:`DeliveryTracker.reconcile` compares that with what the
 engine sent and what the transport reported failed or dropped: a message that was
 handed over and confirmed (or sent at QoS 0) but never arrived is *lost*.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ class Reconciliation:
 
 
 class DeliveryTracker:
-    """Counts what arrived, by device id and ``seq``, from raw payloads."""
+    """Counts what arrived, by device and ``seq``."""
 
     def __init__(self, device_ids: Sequence[str]) -> None:
         self.index = {device_id: i for i, device_id in enumerate(device_ids)}
@@ -60,19 +59,6 @@ class DeliveryTracker:
         self.duplicated = 0
         self.unexpected = 0
         self.malformed = 0
-
-    def on_message(self, topic: str, payload: bytes) -> None:
-        try:
-            data = json.loads(payload)
-            device = self.index.get(data["device_id"])
-            seq = data["seq"]
-        except (ValueError, KeyError, TypeError):
-            self.malformed += 1
-            return
-        if device is None or not isinstance(seq, int):
-            self.unexpected += 1
-            return
-        self.record(device, seq)
 
     def record(self, device: int, seq: int) -> None:
         run = int(self.contiguous[device])

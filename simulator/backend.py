@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .broker import ChildServer
 from .fleet import Fleet
 from .units import parse_instant
 
@@ -447,3 +449,43 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.store = store
     return app
+
+
+class EmbeddedBackend(ChildServer):
+    """The reference backend as a child process, ingesting from ``mqtt_url`` (the embedded
+    default's whole loop: broker, backend, dashboards, read-back)."""
+
+    kind = "backend"
+
+    def __init__(self, mqtt_url: str, topic: str, farms: int, seed: int) -> None:
+        super().__init__()
+        self.mqtt_url = mqtt_url
+        self.topic = topic
+        self.farms = farms
+        self.seed = seed
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _command(self, workdir: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "simulator",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--database",
+            str(workdir / "backend.db"),
+            "--mqtt",
+            self.mqtt_url,
+            "--topic",
+            self.topic,
+            "--farms",
+            str(self.farms),
+            "--seed",
+            str(self.seed),
+        ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -19,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from .errors import ConfigError, ConnectError
 
@@ -46,15 +46,92 @@ def choose_broker(kind: str) -> str:
     return kind
 
 
-class EmbeddedBroker:
-    """``async with EmbeddedBroker("auto") as broker:`` a broker on 127.0.0.1:broker.port."""
+class ChildServer:
+    """A server barnstorm runs as a child process on 127.0.0.1 and a free port, for the
+    length of an ``async with`` block; subclasses say which command to run."""
 
-    def __init__(self, kind: str = "auto") -> None:
-        self.kind = choose_broker(kind)
+    #: what the server is called in messages.
+    kind = "server"
+
+    def __init__(self) -> None:
         self.host = "127.0.0.1"
         self.port = 0
         self._process: asyncio.subprocess.Process | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
+
+    def _command(self, workdir: Path) -> list[str]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._workdir = tempfile.TemporaryDirectory(prefix=f"barnstorm-{self.kind}-")
+        self.port = free_port()
+        self._process = await asyncio.create_subprocess_exec(
+            *self._command(Path(self._workdir.name)),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C reaches barnstorm, which stops the broker last
+        )
+        try:
+            await self._wait_ready()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def _wait_ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _READY_TIMEOUT
+        assert self._process is not None
+        while loop.time() < deadline:
+            if self._process.returncode is not None:
+                err = b""
+                if self._process.stderr is not None:
+                    err = await self._process.stderr.read()
+                detail = err.decode(errors="replace").strip().splitlines()
+                raise ConnectError(
+                    f"the embedded {self.kind} exited at start"
+                    + (f": {detail[-1]}" if detail else "")
+                )
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection(self.host, self.port)
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+                return
+            await asyncio.sleep(0.05)
+        raise ConnectError(f"the embedded {self.kind} did not listen within {_READY_TIMEOUT:g}s")
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 5.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class EmbeddedBroker(ChildServer):
+    """``async with EmbeddedBroker("auto") as broker:`` a broker on 127.0.0.1:broker.port."""
+
+    def __init__(self, kind: str = "auto") -> None:
+        super().__init__()
+        self.kind = choose_broker(kind)
 
     @property
     def url(self) -> str:
@@ -83,72 +160,3 @@ class EmbeddedBroker:
             "--port",
             str(self.port),
         ]
-
-    async def __aenter__(self) -> EmbeddedBroker:
-        self._workdir = tempfile.TemporaryDirectory(prefix="barnstorm-broker-")
-        self.port = free_port()
-        self._process = await asyncio.create_subprocess_exec(
-            *self._command(Path(self._workdir.name)),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C reaches barnstorm, which stops the broker last
-        )
-        try:
-            await self._wait_ready()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def _wait_ready(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _READY_TIMEOUT
-        assert self._process is not None
-        while loop.time() < deadline:
-            if self._process.returncode is not None:
-                err = b""
-                if self._process.stderr is not None:
-                    err = await self._process.stderr.read()
-                detail = err.decode(errors="replace").strip().splitlines()
-                raise ConnectError(
-                    f"the embedded {self.kind} broker exited at start"
-                    + (f": {detail[-1]}" if detail else "")
-                )
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection(self.host, self.port)
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-                return
-            await asyncio.sleep(0.05)
-        raise ConnectError(
-            f"the embedded {self.kind} broker did not listen within {_READY_TIMEOUT:g}s"
-        )
-
-    async def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 5.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-
-def embedded_choice_from_env(default: str = "auto") -> str:
-    return os.environ.get("BARNSTORM_EMBEDDED_BROKER", default)

@@ -26,6 +26,7 @@ from rich.console import Console
 
 from . import __version__
 from .accounting import DeliveryTracker, Reconciliation
+from .backend import EmbeddedBackend
 from .broker import EmbeddedBroker
 from .clock import Clock, ScaledClock, VirtualClock
 from .engine import Engine
@@ -43,7 +44,7 @@ from .transports.base import Transport
 from .transports.file import FileTransport
 from .transports.http import HttpTransport
 from .transports.memory import MemoryTransport
-from .transports.mqtt import MqttSettings, MqttSubscriber, MqttTransport
+from .transports.mqtt import MqttSettings, MqttTransport
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -163,6 +164,7 @@ class Run:
         self.accounting: Reconciliation | None = None
         self.broker_kind: str | None = None
         self.target_url: str | None = None
+        self.backend_url: str | None = None
         self.bad_input = False
 
     def request_stop(self) -> None:
@@ -186,6 +188,7 @@ class Run:
             track_undelivered=config.embedded or config.readback is not None,
         )
         tracker: DeliveryTracker | None = None
+        readback = config.readback
         engine: Engine | None = None
         transport: Transport | None = None
         wall_start = time.monotonic()
@@ -196,14 +199,21 @@ class Run:
                     broker = await stack.enter_async_context(EmbeddedBroker(config.embedded_broker))
                     self.broker_kind = broker.kind
                     mqtt = MqttSettings(host=broker.host, port=broker.port, qos=1)
-                    tracker = DeliveryTracker(fleet.devices.ids)
-                    await stack.enter_async_context(
-                        MqttSubscriber(
-                            mqtt,
+                    # The whole loop: the reference backend ingests from the broker, serves
+                    # its dashboards during the run, and is read back at the end.
+                    backend = await stack.enter_async_context(
+                        EmbeddedBackend(
+                            mqtt.url,
                             subscription_filter(config.topic_template),
-                            tracker.on_message,
-                            client_id=f"barnstorm-accounting-{id(self):x}",
+                            config.farms,
+                            config.seed,
                         )
+                    )
+                    self.backend_url = backend.url
+                    readback = f"{backend.url}/api/readback"
+                    self.console.print(
+                        f"dashboards: {backend.url}/api/farms (POST /api/login "
+                        '{"username": "farmer", "password": "barnstorm"} for a token)'
                     )
                 transport = self._transport(metrics, fleet, mqtt)
                 self.target_url = (
@@ -249,11 +259,9 @@ class Run:
                 if transport is not None:
                     await transport.close()
                 metrics.finish()
-            if config.readback is not None and engine is not None and self.outcome != "failed":
-                tracker = await self._read_back(fleet, metrics)
-            elif tracker is not None and engine is not None and self.outcome != "failed":
-                await self._settle(tracker, metrics, engine)
-            if tracker is not None and engine is not None and self.outcome != "failed":
+            if readback is not None and engine is not None and self.outcome != "failed":
+                tracker = await self._read_back(fleet, metrics, readback)
+            if tracker is not None and engine is not None:
                 self.accounting = tracker.reconcile(
                     engine.next_seq, engine.devices.tolist(), metrics.undelivered or set()
                 )
@@ -280,9 +288,8 @@ class Run:
         assert mqtt is not None
         return MqttTransport(metrics, mqtt, fleet.devices.client_ids)
 
-    async def _read_back(self, fleet: Fleet, metrics: Metrics) -> DeliveryTracker | None:
+    async def _read_back(self, fleet: Fleet, metrics: Metrics, url: str) -> DeliveryTracker | None:
         """Ask the target what it stored, once it stops growing, as a tracker to reconcile."""
-        assert self.config.readback is not None
         totals = metrics.totals()
         expected = totals.acknowledged + totals.unconfirmed
         loop = asyncio.get_running_loop()
@@ -292,11 +299,11 @@ class Run:
         async with httpx.AsyncClient(timeout=10.0) as client:
             while True:
                 try:
-                    response = await client.get(self.config.readback)
+                    response = await client.get(url)
                     response.raise_for_status()
                     data = response.json()
                 except (httpx.HTTPError, ValueError) as exc:
-                    self.error = f"read-back from {self.config.readback} failed: {exc}"
+                    self.error = f"read-back from {url} failed: {exc}"
                     return None
                 received = int(data.get("received", 0))
                 if received >= expected or received == last or loop.time() > deadline:
@@ -315,20 +322,6 @@ class Run:
             tracker.duplicated += int(entry.get("duplicates", 0))
         tracker.malformed += int(data.get("rejected", 0))
         return tracker
-
-    async def _settle(self, tracker: DeliveryTracker, metrics: Metrics, engine: Engine) -> None:
-        """Give the subscriber time to receive what is still on its way."""
-        totals = metrics.totals()
-        expected = totals.acknowledged + totals.unconfirmed
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.config.drain_timeout if not self.stop.is_set() else 2.0)
-        last, quiet_since = -1, loop.time()
-        while loop.time() < deadline and tracker.received < expected:
-            if tracker.received != last:
-                last, quiet_since = tracker.received, loop.time()
-            elif loop.time() - quiet_since > 2.0:
-                break
-            await asyncio.sleep(0.05)
 
     def _exit_code(self) -> int:
         if self.outcome == "failed":
@@ -370,6 +363,7 @@ class Run:
                 "kind": kind,
                 "url": self.target_url,
                 "embedded_broker": self.broker_kind,
+                "backend": self.backend_url,
                 "qos": (config.mqtt.qos if config.mqtt else 1) if kind == "mqtt" else None,
                 "connection": "per-gateway" if per_gateway else "per-device",
             },

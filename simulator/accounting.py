@@ -3,9 +3,10 @@
 A :class:`DeliveryTracker` is fed what the target says it received (the reference
 backend's read-back, which the embedded default runs behind its broker). Per device it
 keeps the length of the gap-free run of ``seq`` received from 0 and the few received
-beyond a gap, so memory stays flat while nothing is lost. :meth:`DeliveryTracker.reconcile` compares that with what the
-engine sent and what the transport reported failed or dropped: a message that was
-handed over and confirmed (or sent at QoS 0) but never arrived is *lost*.
+beyond a gap, so memory stays flat while nothing is lost.
+:meth:`DeliveryTracker.reconcile` compares that with what the engine sent and what the
+transport reported failed or dropped: a message that was handed over and confirmed (or
+sent at QoS 0) but never arrived is *lost*.
 """
 
 from __future__ import annotations

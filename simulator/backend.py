@@ -45,18 +45,55 @@ ENVELOPE_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 TEMPERATURE_ALARM_C = 32.0
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    device_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, farm_id TEXT NOT NULL,
-    room_id TEXT, ts REAL NOT NULL, received REAL NOT NULL, payload BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_device ON messages (device_id, seq);
-CREATE INDEX IF NOT EXISTS messages_room ON messages (room_id, ts);
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, farm_id TEXT NOT NULL, room_id TEXT,
-    kind TEXT NOT NULL, detail TEXT NOT NULL, ts REAL NOT NULL, acknowledged INTEGER DEFAULT 0
-);
-"""
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS messages (device_id TEXT NOT NULL, seq BIGINT NOT NULL, "
+    "kind TEXT NOT NULL, farm_id TEXT NOT NULL, room_id TEXT, ts DOUBLE PRECISION NOT NULL, "
+    "received DOUBLE PRECISION NOT NULL, payload {blob} NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS messages_device ON messages (device_id, seq)",
+    "CREATE INDEX IF NOT EXISTS messages_room ON messages (room_id, ts)",
+    "CREATE TABLE IF NOT EXISTS alerts (id {serial}, device_id TEXT NOT NULL, "
+    "farm_id TEXT NOT NULL, room_id TEXT, kind TEXT NOT NULL, detail TEXT NOT NULL, "
+    "ts DOUBLE PRECISION NOT NULL, acknowledged INTEGER DEFAULT 0)",
+]
+
+
+class Database:
+    """SQLite (a file, WAL) or PostgreSQL (a ``postgresql://`` URL) behind one small API.
+
+    Queries are written with ``?`` placeholders; PostgreSQL gets ``%s``.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.postgres = target.startswith(("postgresql://", "postgres://"))
+        if self.postgres:
+            import psycopg
+
+            self._pg = psycopg.connect(target, autocommit=True)
+            blob, serial = "BYTEA", "BIGSERIAL PRIMARY KEY"
+        else:
+            self._sqlite = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+            self._sqlite.execute("PRAGMA journal_mode=WAL")
+            self._sqlite.execute("PRAGMA synchronous=NORMAL")
+            blob, serial = "BLOB", "INTEGER PRIMARY KEY"
+        for statement in _SCHEMA:
+            self.execute(statement.format(blob=blob, serial=serial))
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """Run one statement; the cursor answers fetchone/fetchall, iteration and rowcount."""
+        if self.postgres:
+            return self._pg.execute(self._sql(sql), params)
+        return self._sqlite.execute(sql, params)
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if self.postgres:
+            with self._pg.cursor() as cursor:
+                cursor.executemany(self._sql(sql), rows)
+        else:
+            self._sqlite.executemany(sql, rows)
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -97,18 +134,15 @@ def timestamp(value: str | int) -> float:
 
 @dataclass
 class Store:
-    """The backend's SQLite database and counters."""
+    """The backend's database and counters."""
 
-    path: Path
+    target: str
     slow: bool = False
     rejected: dict[str, int] = field(default_factory=dict)
-    db: sqlite3.Connection = field(init=False)
+    db: Database = field(init=False)
 
     def __post_init__(self) -> None:
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        self.db = Database(self.target)
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -246,7 +280,7 @@ def _ranges(values: list[int]) -> list[list[int]]:
 
 
 def create_app(
-    database: Path,
+    database: Path | str,
     fleet: Fleet | None = None,
     *,
     slow: bool = False,
@@ -256,7 +290,7 @@ def create_app(
 ) -> Starlette:
     """The reference backend as an ASGI app. ``mqtt`` (an ``MqttSettings``) adds MQTT ingest
     of ``mqtt_topic``."""
-    store = Store(database, slow)
+    store = Store(str(database), slow)
     accounts = users or {"farmer": "barnstorm"}
     tokens: set[str] = set()
 
@@ -332,7 +366,7 @@ def create_app(
             return json_response({"error": "no such farm"}, 404)
         colours: dict[str, str] = {}
         for room_id, payload in rows:
-            colours[room_id] = orjson.loads(payload).get("rehs_color", "blue")
+            colours[room_id] = orjson.loads(bytes(payload)).get("rehs_color", "blue")
         rooms = [
             r
             for (r,) in store.db.execute(
@@ -375,7 +409,7 @@ def create_app(
             ).fetchall()
         coughs, climate = [], []
         for device_id, kind, ts, payload in rows:
-            data = orjson.loads(payload)
+            data = orjson.loads(bytes(payload))
             if kind == "summary" and "cough_count" in data:
                 coughs.append({"device_id": device_id, "ts": ts, "coughs": data["cough_count"]})
             elif kind == "reading":

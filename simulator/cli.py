@@ -394,10 +394,9 @@ def fleet_command(
 @option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @option(
     "--database",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("barnstorm-backend.db"),
+    default="barnstorm-backend.db",
     show_default=True,
-    help="SQLite file.",
+    help="SQLite file, or a postgresql://user@host/db URL.",
 )
 @option("--mqtt", metavar="URL", help="Also ingest from this broker.")
 @option("--topic", default="barnstorm/#", show_default=True, help="MQTT topic filter to ingest.")
@@ -415,7 +414,7 @@ def fleet_command(
 def serve_command(
     host: str,
     port: int,
-    database: Path,
+    database: str,
     mqtt: str | None,
     topic: str,
     slow: bool,

@@ -30,6 +30,8 @@ class Reconciliation:
     duplicated: int
     unexpected: int
     malformed: int
+    #: received, but only after the run had finished sending (still arriving at its end).
+    late: int = 0
     #: the first few (device_id, first_seq, last_seq) ranges that were lost.
     lost_ranges: list[tuple[str, int, int]] = field(default_factory=list)
 
@@ -41,6 +43,7 @@ class Reconciliation:
             "duplicated": self.duplicated,
             "unexpected": self.unexpected,
             "malformed": self.malformed,
+            "late": self.late,
             "lost_ranges": [
                 {"device_id": d, "first_seq": a, "last_seq": b} for d, a, b in self.lost_ranges
             ],

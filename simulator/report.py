@@ -19,7 +19,7 @@ Schema (``schema_version`` 1; every count is an integer, latencies are milliseco
       "connections": {"up", "failed", "lost", "reconnected", "connected_at_end",
                       "errors": {kind: n}},
       "accounting": null | {"expected", "received", "lost", "duplicated", "unexpected", "malformed",
-                             "lost_ranges": [{"device_id", "first_seq", "last_seq"}]},
+                             "late", "lost_ranges": [{"device_id", "first_seq", "last_seq"}]},
       "config": {the run's options, secrets removed}
     }
 

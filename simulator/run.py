@@ -165,6 +165,7 @@ class Run:
         self.broker_kind: str | None = None
         self.target_url: str | None = None
         self.backend_url: str | None = None
+        self.late = 0
         self.bad_input = False
 
     def request_stop(self) -> None:
@@ -265,6 +266,7 @@ class Run:
                 self.accounting = tracker.reconcile(
                     engine.next_seq, engine.devices.tolist(), metrics.undelivered or set()
                 )
+                self.accounting.late = self.late
         report = self._report(
             fleet, metrics, engine, clock, per_gateway, time.monotonic() - wall_start
         )
@@ -296,6 +298,7 @@ class Run:
         deadline = loop.time() + (self.config.drain_timeout if not self.stop.is_set() else 2.0)
         data: dict[str, Any] = {}
         last = -1
+        at_end: int | None = None  # what the target held when the run stopped sending
         async with httpx.AsyncClient(timeout=10.0) as client:
             while True:
                 try:
@@ -306,6 +309,7 @@ class Run:
                     self.error = f"read-back from {url} failed: {exc}"
                     return None
                 received = int(data.get("received", 0))
+                at_end = received if at_end is None else at_end
                 if received >= expected or received == last or loop.time() > deadline:
                     break
                 last = received
@@ -316,11 +320,12 @@ class Run:
             if index is None:
                 tracker.unexpected += int(entry.get("received", 0))
                 continue
-            for first, last_seq in entry.get("seqs", []):
-                for seq in range(int(first), int(last_seq) + 1):
+            for low, high in entry.get("seqs", []):
+                for seq in range(int(low), int(high) + 1):
                     tracker.record(index, seq)
             tracker.duplicated += int(entry.get("duplicates", 0))
         tracker.malformed += int(data.get("rejected", 0))
+        self.late = int(data.get("received", 0)) - (at_end or 0)
         return tracker
 
     def _exit_code(self) -> int:

@@ -74,10 +74,13 @@ def backend(tmp_path: Path) -> Iterator[Backends]:
     backends.stop_all()
 
 
-@pytest.mark.parametrize("batch", ["1", "5"])
-def test_http_ingest_reconciles_to_zero_loss(tmp_path: Path, backend: Backends, batch: str) -> None:
-    """`simulate --http` posts every message (alone or batched per gateway) to the reference
-    backend, and the read-back finds every acknowledged message: nothing lost."""
+@pytest.mark.parametrize(("batch", "http2"), [("1", False), ("5", False), ("1", True)])
+def test_http_ingest_reconciles_to_zero_loss(
+    tmp_path: Path, backend: Backends, batch: str, http2: bool
+) -> None:
+    """`simulate --http` posts every message (alone or batched per gateway, HTTP/1.1 or with
+    HTTP/2 enabled) to the reference backend, and the read-back finds every acknowledged
+    message: nothing lost, nothing late."""
     url = backend("--farms", "4")
     report_file = tmp_path / "report.json"
     result = simulate(
@@ -91,6 +94,7 @@ def test_http_ingest_reconciles_to_zero_loss(tmp_path: Path, backend: Backends, 
         f"{url}/ingest",
         "--http-batch",
         batch,
+        *(["--http2"] if http2 else []),
         "--readback",
         f"{url}/api/readback",
         "--report",
@@ -107,6 +111,7 @@ def test_http_ingest_reconciles_to_zero_loss(tmp_path: Path, backend: Backends, 
     assert accounting["lost"] == 0
     assert accounting["received"] == accounting["expected"] == totals["acknowledged"]
     assert accounting["duplicated"] == totals["duplicates"]
+    assert accounting["late"] == 0
 
 
 def test_mqtt_ingest_through_the_backend_reconciles(

@@ -287,6 +287,7 @@ def create_app(
     users: dict[str, str] | None = None,
     mqtt: Any = None,
     mqtt_topic: str = "barnstorm/#",
+    device_credentials: dict[str, str] | None = None,
 ) -> Starlette:
     """The reference backend as an ASGI app. ``mqtt`` (an ``MqttSettings``) adds MQTT ingest
     of ``mqtt_topic``."""
@@ -300,6 +301,13 @@ def create_app(
 
     async def ingest(request: Request) -> Response:
         body = await request.body()
+        sender: str | None = None
+        if device_credentials is not None:
+            # Devices authenticate: a known device's header; a single message must be its own.
+            sender = device_credentials.get(request.headers.get("authorization", ""))
+            if sender is None:
+                store.reject("unauthorised")
+                return json_response({"error": "unknown device credentials"}, 401)
         if len(body) > MAX_BODY:
             store.reject("request too large")
             return json_response({"error": "request too large"}, 413)
@@ -309,6 +317,9 @@ def create_app(
             store.reject("not JSON")
             return json_response({"error": "not JSON"}, 400)
         items = data if isinstance(data, list) else [data]
+        if sender is not None and isinstance(data, dict) and data.get("device_id") != sender:
+            store.reject("forbidden")
+            return json_response({"error": "credentials of another device"}, 403)
         stored, bad, status = store.ingest(items)
         if bad and not stored:
             return json_response({"stored": 0, "rejected": bad}, status)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
+from .credentials import load_credentials
 from .errors import BarnstormError, ConfigError
 from .fleet import DEFAULT_SEED, fleet_csv, fleet_json
 from .payload import DEFAULT_TOPIC_TEMPLATE, check_topic_template
@@ -174,6 +175,11 @@ def main_group() -> None:
 )
 @option("--http2", is_flag=True, help="Use HTTP/2 for --http.")
 @option("--token", help="Bearer token for --http (prefer BARNSTORM_TOKEN).")
+@option(
+    "--credentials",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Per-device credentials: a CSV of device_id and username,password or token.",
+)
 @option(
     "--readback",
     metavar="URL",
@@ -346,6 +352,7 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         http2=options["http2"],
         token=options["token"],
         readback=options["readback"],
+        credentials=options["credentials"],
     )
 
 
@@ -401,6 +408,12 @@ def fleet_command(
 @option("--mqtt", metavar="URL", help="Also ingest from this broker.")
 @option("--topic", default="barnstorm/#", show_default=True, help="MQTT topic filter to ingest.")
 @option(
+    "--device-credentials",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Require device authentication on /ingest (CSV: device_id and username,password "
+    "or token, as for simulate --credentials).",
+)
+@option(
     "--slow", is_flag=True, help="Turn on a realistic bottleneck (room detail: a query per device)."
 )
 @option(
@@ -420,6 +433,7 @@ def serve_command(
     slow: bool,
     farms: int,
     seed: int,
+    device_credentials: Path | None,
 ) -> None:
     """Run the reference backend: HTTP and MQTT ingest, dashboard API, read-back."""
     import uvicorn
@@ -428,7 +442,13 @@ def serve_command(
 
     fleet, _ = load_fleet(farms, seed, None, None)
     settings = MqttSettings.from_url(mqtt) if mqtt else None
-    app = create_app(database, fleet, slow=slow, mqtt=settings, mqtt_topic=topic)
+    accepted = None
+    if device_credentials is not None:
+        by_device = load_credentials(device_credentials, fleet.devices.ids)
+        accepted = {c.http_header(): fleet.devices.ids[i] for i, c in by_device.items()}
+    app = create_app(
+        database, fleet, slow=slow, mqtt=settings, mqtt_topic=topic, device_credentials=accepted
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -29,6 +29,7 @@ from .accounting import DeliveryTracker, Reconciliation
 from .backend import EmbeddedBackend
 from .broker import EmbeddedBroker
 from .clock import Clock, ScaledClock, VirtualClock
+from .credentials import load_credentials
 from .engine import Engine
 from .errors import BarnstormError, ConfigError
 from .farms import FarmTemplate, load_templates
@@ -70,6 +71,8 @@ class RunConfig:
     token: str | None = None
     #: a read-back URL (the reference backend's /api/readback) to reconcile against.
     readback: str | None = None
+    #: per-device credentials (CSV: device_id and username,password or token).
+    credentials: Path | None = None
     memory: bool = False  # in-memory transport (tests, engine benchmarks)
     embedded_broker: str = "auto"
     per_gateway: bool | None = None  # None: per device, except on the embedded broker
@@ -277,6 +280,11 @@ class Run:
     def _transport(self, metrics: Metrics, fleet: Fleet, mqtt: MqttSettings | None) -> Transport:
         if self.config.memory:
             return MemoryTransport(metrics)
+        credentials = (
+            load_credentials(self.config.credentials, fleet.devices.ids)
+            if self.config.credentials
+            else None
+        )
         if self.config.http is not None:
             return HttpTransport(
                 metrics,
@@ -284,11 +292,12 @@ class Run:
                 batch=self.config.http_batch,
                 http2=self.config.http2,
                 token=self.config.token,
+                credentials=credentials,
             )
         if self.config.output is not None:
             return FileTransport(metrics, self.config.output)
         assert mqtt is not None
-        return MqttTransport(metrics, mqtt, fleet.devices.client_ids)
+        return MqttTransport(metrics, mqtt, fleet.devices.client_ids, credentials)
 
     async def _read_back(self, fleet: Fleet, metrics: Metrics, url: str) -> DeliveryTracker | None:
         """Ask the target what it stored, once it stops growing, as a tracker to reconcile."""

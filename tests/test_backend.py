@@ -337,3 +337,55 @@ def test_backend_on_postgresql_reconciles(
         ).json()["token"]
         farms = client.get("/api/farms", headers={"authorization": f"Bearer {token}"}).json()
     assert {f["farm_id"] for f in farms} == {"farm-00001", "farm-00002", "farm-00003"}
+
+
+def test_per_device_credentials_over_http(tmp_path: Path, backend: Backends) -> None:
+    """With --credentials each device posts with its own token; a backend that requires
+    device credentials stores everything, and a device with a wrong token is refused with
+    401, counted as failed (not lost) while the others go through."""
+    from simulator.fleet import DEFAULT_SEED
+    from simulator.run import load_fleet
+
+    fleet, _ = load_fleet(3, DEFAULT_SEED, None, None)
+    ids = fleet.devices.ids
+    good = tmp_path / "devices.csv"
+    good.write_text("device_id,token\n" + "".join(f"{d},tok-{i}\n" for i, d in enumerate(ids)))
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text(good.read_text().replace(f"{ids[0]},tok-0", f"{ids[0]},nope"))
+    url = backend("--farms", "3", "--device-credentials", str(good))
+    for credentials, refused in ((good, 0), (wrong, 1)):
+        report_file = tmp_path / f"{credentials.stem}.json"
+        result = simulate(
+            "--farms",
+            "3",
+            "--speed",
+            "600",
+            "--duration",
+            "30m",
+            "--http",
+            f"{url}/ingest",
+            "--credentials",
+            str(credentials),
+            "--readback",
+            f"{url}/api/readback",
+            "--report",
+            str(report_file),
+            "--quiet",
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = result.report(report_file)
+        totals = report["totals"]
+        assert report["accounting"]["lost"] == 0
+        assert "tok-" not in json.dumps(report) + result.stdout + result.stderr
+        if refused:
+            assert totals["failed"] > 0
+            assert totals["errors"] == {"http_401": totals["failed"]}
+        else:
+            assert totals["acknowledged"] == totals["sent"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("device_id,token\nnobody,x\n")
+    result = simulate(
+        "--farms", "3", "--http", f"{url}/ingest", "--credentials", str(bad), "--quiet"
+    )
+    assert result.returncode == 2
+    assert 'bad.csv: line 2: device_id: "nobody" is not a device of this fleet' in result.stderr

@@ -14,6 +14,7 @@ import time
 
 import httpx
 
+from ..credentials import Credential
 from ..errors import ConfigError
 from .base import Message, Outcome, ResultSink, Transport
 
@@ -35,6 +36,7 @@ class HttpTransport(Transport):
         token: str | None = None,
         timeout: float = 10.0,
         max_connections: int = 100,
+        credentials: dict[int, Credential] | None = None,
     ) -> None:
         super().__init__(sink)
         if not url.startswith(("http://", "https://")):
@@ -47,6 +49,8 @@ class HttpTransport(Transport):
         self.token = token
         self.timeout = timeout
         self.max_connections = max_connections
+        #: per connection owner (a device or its gateway): its own Authorization header.
+        self._auth = {owner: c.http_header() for owner, c in (credentials or {}).items()}
         self._client: httpx.AsyncClient | None = None
         self._group: asyncio.TaskGroup | None = None
         self._batches: dict[int, list[Message]] = {}
@@ -101,8 +105,11 @@ class HttpTransport(Transport):
         else:
             body = b"[" + b",".join(m.payload for m in messages) + b"]"
         error: str | None
+        auth = self._auth.get(messages[0].connection)
         try:
-            response = await self._client.post(self.url, content=body)
+            response = await self._client.post(
+                self.url, content=body, headers={"authorization": auth} if auth else None
+            )
             error = None if 200 <= response.status_code < 300 else f"http_{response.status_code}"
         except httpx.TimeoutException:
             error = "timeout"

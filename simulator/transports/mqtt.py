@@ -28,6 +28,7 @@ import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from gmqtt.storage import PersistentStorage
 
+from ..credentials import Credential
 from ..errors import AuthError, ConfigError, ConnectError
 from .base import Message, Outcome, ResultSink, Transport
 
@@ -135,10 +136,18 @@ class _AckStore(PersistentStorage):  # type: ignore[misc]
 class _Connection:
     """One gmqtt client and what barnstorm tracks about it."""
 
-    def __init__(self, client_id: str, sink: ResultSink, settings: MqttSettings) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        sink: ResultSink,
+        settings: MqttSettings,
+        credential: Credential | None = None,
+    ) -> None:
         self.store = _AckStore(sink)
         self.client = gmqtt.Client(client_id, clean_session=True, persistent_storage=self.store)
-        if settings.username is not None:
+        if credential is not None and credential.username is not None:
+            self.client.set_auth_credentials(credential.username, credential.password)
+        elif settings.username is not None:
             self.client.set_auth_credentials(settings.username, settings.password)
         self.ever_connected = False
         self.closing = False
@@ -161,10 +170,17 @@ class MqttTransport(Transport):
 
     name = "mqtt"
 
-    def __init__(self, sink: ResultSink, settings: MqttSettings, client_ids: list[str]) -> None:
+    def __init__(
+        self,
+        sink: ResultSink,
+        settings: MqttSettings,
+        client_ids: list[str],
+        credentials: dict[int, Credential] | None = None,
+    ) -> None:
         super().__init__(sink)
         self.settings = settings
         self.client_ids = client_ids
+        self.credentials = credentials or {}
         self._connections: dict[int, _Connection] = {}
         self._ever: set[int] = set()  # connections that were up once: coming back is a reconnect
         self._ssl: ssl.SSLContext | bool = False
@@ -179,7 +195,9 @@ class MqttTransport(Transport):
         existing = self._connections.get(connection)
         if existing is not None and existing.client.is_connected:
             return
-        state = _Connection(self.client_ids[connection], self.sink, self.settings)
+        state = _Connection(
+            self.client_ids[connection], self.sink, self.settings, self.credentials.get(connection)
+        )
         try:
             await _connect(state.client, self.settings, self._ssl, self._version)
         except (ConnectError, AuthError) as exc:

@@ -186,7 +186,12 @@ class Run:
             if config.speed is None
             else ScaledClock(config.start, config.speed)
         )
-        per_gateway = config.embedded if config.per_gateway is None else config.per_gateway
+        # Per-gateway connections on the embedded broker, and for HTTP batches, which a site
+        # gateway collects from its devices; per device otherwise, unless told.
+        batched = config.http is not None and config.http_batch > 1
+        per_gateway = (
+            (config.embedded or batched) if config.per_gateway is None else config.per_gateway
+        )
         metrics = Metrics(
             fleet.devices.type_names,
             track_undelivered=config.embedded or config.readback is not None,

@@ -104,6 +104,7 @@ def test_http_ingest_reconciles_to_zero_loss(
     assert result.returncode == 0, result.stdout + result.stderr
     report = result.report(report_file)
     assert report["target"]["kind"] == "http"
+    assert report["target"]["connection"] == ("per-gateway" if batch != "1" else "per-device")
     totals = report["totals"]
     assert totals["sent"] > 200
     assert totals["acknowledged"] == totals["sent"]

@@ -126,9 +126,10 @@ class DefaultGroup(click.Group):
 def main_group() -> None:
     """barnstorm: virtual farms that stress-test a livestock-monitoring backend.
 
-    With no target, `simulate --farms 500` starts an embedded MQTT broker on 127.0.0.1,
-    publishes the fleet's telemetry to it, and checks that the broker delivered every
-    message. Point it at your own broker with --mqtt, or write history with --output.
+    With no target, `simulate --farms 500` starts an embedded MQTT broker and the reference
+    backend on 127.0.0.1, publishes the fleet's telemetry, and checks that the backend
+    stored every message. Point it at your own broker with --mqtt or ingest URL with
+    --http, or write history with --output.
     """
 
 

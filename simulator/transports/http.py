@@ -69,6 +69,9 @@ class HttpTransport(Transport):
                 max_connections=self.max_connections, max_keepalive_connections=self.max_connections
             ),
         )
+        # Requests beyond the pool wait here, cheaply, rather than in httpx's pool, where
+        # thousands of waiters cost CPU and count against the request timeout.
+        self._slots = asyncio.Semaphore(self.max_connections)
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
 
@@ -107,9 +110,10 @@ class HttpTransport(Transport):
         error: str | None
         auth = self._auth.get(messages[0].connection)
         try:
-            response = await self._client.post(
-                self.url, content=body, headers={"authorization": auth} if auth else None
-            )
+            async with self._slots:
+                response = await self._client.post(
+                    self.url, content=body, headers={"authorization": auth} if auth else None
+                )
             error = None if 200 <= response.status_code < 300 else f"http_{response.status_code}"
         except httpx.TimeoutException:
             error = "timeout"

@@ -177,6 +177,12 @@ def main_group() -> None:
 @option("--http2", is_flag=True, help="Use HTTP/2 for --http.")
 @option("--token", help="Bearer token for --http (prefer BARNSTORM_TOKEN).")
 @option(
+    "--stream-results",
+    is_flag=True,
+    help="Write every result as JSON lines on stdout (for the Locust bridge).",
+)
+@option("--shard", metavar="I/N", help="Run only part I of N of the fleet (split by farm).")
+@option(
     "--credentials",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Per-device credentials: a CSV of device_id and username,password or token.",
@@ -354,7 +360,21 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         token=options["token"],
         readback=options["readback"],
         credentials=options["credentials"],
+        stream_results=options["stream_results"],
+        shard=_shard(options["shard"]),
     )
+
+
+def _shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return (0, 1)
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError("--shard", f'expected I/N such as "0/4", got "{text}"') from None
+    if not 0 <= index < count:
+        raise ConfigError("--shard", f'expected 0 <= I < N, got "{text}"')
+    return (index, count)
 
 
 @main_group.command("fleet")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,6 +193,9 @@ class Metrics:
         self.connections = ConnectionCounts()
         self.started = time.monotonic()
         self.finished: float | None = None
+        #: called with (message, outcome, error, latency in seconds or None) for every
+        #: settled message: the Locust bridge streams these to Locust's request events.
+        self.observer: Callable[[Message, Outcome, str | None, float | None], None] | None = None
 
     # ResultSink ----------------------------------------------------------------------
 
@@ -230,9 +234,14 @@ class Metrics:
             counts.errors[error] += 1
             if self.undelivered is not None and outcome in (Outcome.FAILED, Outcome.DROPPED):
                 self.undelivered.add((message.device, message.seq))
+            if self.observer is not None:
+                self.observer(message, outcome, error, None)
             return
         start = message.due if message.due is not None else message.sent_at
-        counts.latency.record(max(time.monotonic() - start, 0.0))
+        latency = max(time.monotonic() - start, 0.0)
+        counts.latency.record(latency)
+        if self.observer is not None:
+            self.observer(message, outcome, None, latency)
 
     def messages_written(self, messages: list[Message]) -> None:
         """Sent and acknowledged at once, without latency (a local write)."""

@@ -27,6 +27,7 @@ from rich.console import Console
 from . import __version__
 from .accounting import DeliveryTracker, Reconciliation
 from .backend import EmbeddedBackend
+from .bridge import ResultStream
 from .broker import EmbeddedBroker
 from .clock import Clock, ScaledClock, VirtualClock
 from .credentials import load_credentials
@@ -91,6 +92,8 @@ class RunConfig:
     processes: int = 1
     #: (index, count): the part of the fleet (by farm) this process runs.
     shard: tuple[int, int] = (0, 1)
+    #: stream every result as JSON lines on stdout (the Locust bridge reads them).
+    stream_results: bool = False
     modulators: tuple[Modulator, ...] = field(default=(), compare=False)
 
     @property
@@ -198,6 +201,11 @@ class Run:
         )
         tracker: DeliveryTracker | None = None
         readback = config.readback
+        stream = (
+            ResultStream(metrics, "http" if config.http else "mqtt")
+            if config.stream_results
+            else None
+        )
         engine: Engine | None = None
         transport: Transport | None = None
         wall_start = time.monotonic()
@@ -257,7 +265,9 @@ class Run:
                     # clear error now, not 15,000 failed connections later.
                     await transport.connect(engine.connections[0])
                 live = LiveView(metrics, engine, clock, self.console, enabled=config.live)
-                async with live.running():
+                async with live.running(), contextlib.AsyncExitStack() as streaming:
+                    if stream is not None:
+                        await streaming.enter_async_context(stream.running())
                     await engine.run(self.stop)
                 await transport.drain(config.drain_timeout if not self.stop.is_set() else 2.0)
             except BarnstormError as exc:
@@ -268,6 +278,8 @@ class Run:
                 if transport is not None:
                     await transport.close()
                 metrics.finish()
+                if stream is not None:
+                    stream.flush()  # the last results, in-flight-at-stop failures included
             if readback is not None and engine is not None and self.outcome != "failed":
                 tracker = await self._read_back(fleet, metrics, readback)
             if tracker is not None and engine is not None:
@@ -513,9 +525,11 @@ def run_blocking(
             on_start(run)
         result = await run.execute()
         if summary:
-            out = Console(file=sys.stdout)
+            # With --stream-results stdout carries the results: the summary goes to stderr.
+            stream = sys.stderr if config.stream_results else sys.stdout
+            out = Console(file=stream)
             if not out.is_terminal:
-                out = Console(file=sys.stdout, width=160)
+                out = Console(file=stream, width=160)
             print_summary(result.report, out)
         return result
 

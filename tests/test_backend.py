@@ -181,7 +181,12 @@ def test_a_backend_outage_is_reported_exactly(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(3.0)
+    # Kill the backend once messages flow (a busy machine starts the run slowly).
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}/api/readback").json()["received"] < 20:
+        assert time.monotonic() < deadline, "the run never reached the backend"
+        assert run.poll() is None, run.communicate()
+        time.sleep(0.2)
     first = backend.processes[0]
     first.send_signal(signal.SIGKILL)
     first.wait(10)

@@ -7,8 +7,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from simulator.dashboard import dig, load_map
@@ -83,3 +85,67 @@ def test_dashboard_map_errors_name_the_place(tmp_path: Path) -> None:
         load_map(bad)
     assert dig([{"id": 7}], "0.id") == 7
     assert dig([], "0.id") is None
+
+
+def test_mixed_run_reports_devices_beside_dashboards(
+    tmp_path: Path,
+    backend: Backends,  # noqa: F811 - the fixture
+    mosquitto: str,
+    topic_root: str,
+) -> None:
+    """A real headless Locust runs dashboard users and, through the bridge, the device fleet
+    over Mosquitto: Locust's JSON has both kinds of entries, and the devices' successful
+    publishes equal what the backend received."""
+    url = backend("--farms", "3", "--mqtt", mosquitto, "--topic", f"{topic_root}/#")
+    fast_map = tmp_path / "map.toml"
+    text = (ROOT / "locustfiles" / "dashboard_map.toml").read_text()
+    fast_map.write_text(re.sub(r"think = \[[^\]]*\]", "think = [0.2, 0.5]", text))
+    env = {
+        **os.environ,
+        "BARNSTORM_FARMS": "3",
+        "BARNSTORM_MQTT": mosquitto,
+        "BARNSTORM_SPEED": "120",
+        "BARNSTORM_CONNECT_RATE": "0",
+        "BARNSTORM_TOPIC_TEMPLATE": f"{topic_root}/{{device_id}}/{{kind}}",
+        "BARNSTORM_DASHBOARD_MAP": str(fast_map),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            "locustfiles/mixed.py",
+            "--headless",
+            "-u",
+            "3",
+            "-r",
+            "3",
+            "-t",
+            "12s",
+            "--host",
+            url,
+            "--json",
+            "--only-summary",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    entries = json.loads(result.stdout)
+    devices = [e for e in entries if e["method"] == "MQTT"]
+    names = {e["name"] for e in devices}
+    assert names == {"publish cough_monitor", "publish climate_node", "publish gateway"}
+    assert any(e["name"] == "GET /api/farms/[farm_id]" for e in entries)
+    delivered = sum(e["num_requests"] - e["num_failures"] for e in devices)
+    unsettled = sum(e["num_failures"] for e in devices)  # in flight when the test stopped
+    assert delivered > 20
+    deadline = time.monotonic() + 10  # the backend may still be ingesting the last ones
+    while (received := httpx.get(f"{url}/api/readback").json()["received"]) < delivered:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert delivered <= received <= delivered + unsettled

@@ -473,6 +473,73 @@ def serve_command(
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+@main_group.command(
+    "mixed",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@option("--farms", type=click.IntRange(min=1), default=10, show_default=True)
+@option(
+    "--users",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Dashboard users (Locust).",
+)
+@option(
+    "--spawn-rate",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="Users started per second.",
+)
+@option("--run-time", default="1m", show_default=True, help="How long Locust runs (e.g. 30m).")
+@option("--host", required=True, help="Base URL of the dashboards (e.g. http://127.0.0.1:8080).")
+@option("--web-ui", is_flag=True, help="Run with Locust's web UI instead of headless.")
+@click.pass_context
+def mixed_command(
+    ctx: click.Context,
+    farms: int,
+    users: int,
+    spawn_rate: float,
+    run_time: str,
+    host: str,
+    web_ui: bool,
+) -> None:
+    """Devices and dashboard users in one Locust run (locustfiles/mixed.py).
+
+    The fleet takes the usual BARNSTORM_* variables (BARNSTORM_MQTT, BARNSTORM_HTTP,
+    BARNSTORM_SPEED ...); any further arguments go to Locust (--json, --csv, --html ...).
+    """
+    import os
+    import subprocess
+
+    try:
+        parse_duration(run_time)
+    except ValueError as exc:
+        raise ConfigError("--run-time", str(exc)) from None
+    locustfile = Path(__file__).resolve().parent.parent / "locustfiles" / "mixed.py"
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(locustfile),
+        "--host",
+        host,
+        "-u",
+        str(users),
+        "-r",
+        str(spawn_rate),
+        "-t",
+        run_time,
+    ]
+    if not web_ui:
+        command.append("--headless")
+    command += ctx.args
+    env = {**os.environ, "BARNSTORM_FARMS": str(farms)}
+    sys.exit(subprocess.call(command, env=env))
+
+
 def _one_line(message: str) -> str:
     return " ".join(message.split())
 

@@ -93,9 +93,9 @@ def test_mixed_run_reports_devices_beside_dashboards(
     mosquitto: str,
     topic_root: str,
 ) -> None:
-    """A real headless Locust runs dashboard users and, through the bridge, the device fleet
-    over Mosquitto: Locust's JSON has both kinds of entries, and the devices' successful
-    publishes equal what the backend received."""
+    """`simulate mixed` runs a real headless Locust with dashboard users and, through the
+    bridge, the device fleet over Mosquitto: Locust's JSON has both kinds of entries, and
+    the devices' successful publishes equal what the backend received."""
     url = backend("--farms", "3", "--mqtt", mosquitto, "--topic", f"{topic_root}/#")
     fast_map = tmp_path / "map.toml"
     text = (ROOT / "locustfiles" / "dashboard_map.toml").read_text()
@@ -113,15 +113,15 @@ def test_mixed_run_reports_devices_beside_dashboards(
         [
             sys.executable,
             "-m",
-            "locust",
-            "-f",
-            "locustfiles/mixed.py",
-            "--headless",
-            "-u",
+            "simulator",
+            "mixed",
+            "--farms",
             "3",
-            "-r",
+            "--users",
             "3",
-            "-t",
+            "--spawn-rate",
+            "3",
+            "--run-time",
             "12s",
             "--host",
             url,

@@ -32,7 +32,7 @@ from .fleet import Fleet
 from .imperfections import DeviceFlaws
 from .models.base import Batch, FloatArray, IntArray, Modulator, SignalModel
 from .models.episodes import Outbreaks, RunContext, Weather
-from .payload import PayloadEncoder, malform, render_topic
+from .payload import PayloadEncoder, device_topic, malform
 from .profiles import DeviceProfile, MessageSpec
 from .scenarios import Scenario
 from .transports.base import BACKFILL, DUPLICATE, MALFORMED, Message, Outcome, Transport
@@ -97,24 +97,11 @@ class Schedule:
         self._position = {int(d): i for i, d in enumerate(devices)}
 
     def _topics(self, template: str) -> list[str]:
-        fleet = self.fleet
-        table = fleet.devices
-        topics = []
-        for device in self.devices.tolist():
-            farm = fleet.farms[int(table.farm[device])]
-            site_id = fleet.site_ids[int(table.site[device])]
-            topics.append(
-                render_topic(
-                    template,
-                    farm.farm_id,
-                    fleet.room_of(device) or site_id,
-                    self.profile.device_type,
-                    table.ids[device],
-                    self.spec.kind,
-                    site_id,
-                )
-            )
-        return topics
+        device_type, kind = self.profile.device_type, self.spec.kind
+        return [
+            device_topic(template, self.fleet, device, device_type, kind)
+            for device in self.devices.tolist()
+        ]
 
     def _jitter(self, count: int) -> FloatArray:
         if not self.jitter_width:

@@ -379,7 +379,7 @@ def fleet_records(
     fleet: Fleet, profiles: Mapping[str, DeviceProfile], topic_template: str
 ) -> list[dict[str, object]]:
     """One flat record per device: what other tools need to address it."""
-    from .payload import render_topic  # local import: payload imports this module
+    from .payload import device_topic  # local import: payload imports this module
 
     records: list[dict[str, object]] = []
     table = fleet.devices
@@ -403,14 +403,7 @@ def fleet_records(
                 "firmware": table.firmware[i],
                 "client_id": table.client_ids[i],
                 "topics": [
-                    render_topic(
-                        topic_template,
-                        farm.farm_id,
-                        room or site_id,
-                        device_type,
-                        table.ids[i],
-                        kind,
-                    )
+                    device_topic(topic_template, fleet, i, device_type, kind)
                     for kind in profiles[device_type].messages
                 ],
             }

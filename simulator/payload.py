@@ -59,6 +59,21 @@ def render_topic(
     )
 
 
+def device_topic(template: str, fleet: Fleet, device: int, device_type: str, kind: str) -> str:
+    """The topic fleet device ``device`` publishes ``kind`` messages on."""
+    table = fleet.devices
+    site_id = fleet.site_ids[int(table.site[device])]
+    return render_topic(
+        template,
+        fleet.farms[int(table.farm[device])].farm_id,
+        fleet.room_of(device) or site_id,
+        device_type,
+        table.ids[device],
+        kind,
+        site_id,
+    )
+
+
 def subscription_filter(template: str) -> str:
     """A wildcard filter matching every topic the template can render."""
     levels = []

@@ -501,6 +501,14 @@ def merge_reports(reports: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     return merged
 
 
+def _summary_console(config: RunConfig) -> Console:
+    """Where the end-of-run summary goes: stdout, or stderr when stdout carries the
+    streamed results; wide when it is not a terminal (logs, pipes)."""
+    stream = sys.stderr if config.stream_results else sys.stdout
+    console = Console(file=stream)
+    return console if console.is_terminal else Console(file=stream, width=160)
+
+
 def run_blocking(
     config: RunConfig, *, summary: bool = True, on_start: Callable[[Run], None] | None = None
 ) -> RunResult:
@@ -509,10 +517,7 @@ def run_blocking(
     if config.processes > 1:
         result = run_sharded(config)
         if summary:
-            out = Console(file=sys.stdout)
-            print_summary(
-                result.report, out if out.is_terminal else Console(file=sys.stdout, width=160)
-            )
+            print_summary(result.report, _summary_console(config))
         return result
 
     async def main() -> RunResult:
@@ -525,12 +530,7 @@ def run_blocking(
             on_start(run)
         result = await run.execute()
         if summary:
-            # With --stream-results stdout carries the results: the summary goes to stderr.
-            stream = sys.stderr if config.stream_results else sys.stdout
-            out = Console(file=stream)
-            if not out.is_terminal:
-                out = Console(file=stream, width=160)
-            print_summary(result.report, out)
+            print_summary(result.report, _summary_console(config))
         return result
 
     return asyncio.run(main())

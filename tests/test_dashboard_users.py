@@ -19,6 +19,14 @@ from tests.helpers import ROOT, simulate
 from tests.test_backend import Backends, backend  # noqa: F401 - the fixture
 
 
+def _fast_map(folder: Path, think: str) -> Path:
+    """The default dashboard map with short think times, so a short run opens every view."""
+    fast = folder / "map.toml"
+    text = (ROOT / "locustfiles" / "dashboard_map.toml").read_text()
+    fast.write_text(re.sub(r"think = \[[^\]]*\]", f"think = [{think}]", text))
+    return fast
+
+
 def test_locust_users_browse_every_view_of_the_fleet(tmp_path: Path, backend: Backends) -> None:  # noqa: F811
     """Locust users log in and open the farm list, farm overviews, 7-day room charts and
     device pages of the same fleet the devices published for, without a failure; each
@@ -28,9 +36,7 @@ def test_locust_users_browse_every_view_of_the_fleet(tmp_path: Path, backend: Ba
         "--farms", "3", "--http", f"{url}/ingest", "--speed", "max", "--duration", "2h", "--quiet"
     )
     assert seeded.returncode == 0, seeded.stderr
-    fast_map = tmp_path / "map.toml"
-    text = (ROOT / "locustfiles" / "dashboard_map.toml").read_text()
-    fast_map.write_text(re.sub(r"think = \[[^\]]*\]", "think = [0.05, 0.2]", text))
+    fast_map = _fast_map(tmp_path, "0.05, 0.2")
     env = {**os.environ, "BARNSTORM_FARMS": "3", "BARNSTORM_DASHBOARD_MAP": str(fast_map)}
     result = subprocess.run(
         [
@@ -97,9 +103,7 @@ def test_mixed_run_reports_devices_beside_dashboards(
     bridge, the device fleet over Mosquitto: Locust's JSON has both kinds of entries, and
     the devices' successful publishes equal what the backend received."""
     url = backend("--farms", "3", "--mqtt", mosquitto, "--topic", f"{topic_root}/#")
-    fast_map = tmp_path / "map.toml"
-    text = (ROOT / "locustfiles" / "dashboard_map.toml").read_text()
-    fast_map.write_text(re.sub(r"think = \[[^\]]*\]", "think = [0.2, 0.5]", text))
+    fast_map = _fast_map(tmp_path, "0.2, 0.5")
     env = {
         **os.environ,
         "BARNSTORM_FARMS": "3",

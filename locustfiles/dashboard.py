@@ -8,14 +8,15 @@ requests in sequence as a browser would, and thinks between views. The views com
 dashboard map (``BARNSTORM_DASHBOARD_MAP``, default ``locustfiles/dashboard_map.toml``);
 the farms, rooms and devices from the same fleet the devices publish for
 (``BARNSTORM_FARMS``, ``BARNSTORM_SEED``). Every request carries a W3C ``traceparent`` and
-a ``baggage`` naming the run and the view, so an APM can split the backend's time by flow.
+a ``baggage`` naming the run and the view (and ``sentry-trace`` with
+``BARNSTORM_SENTRY_TRACE=1``), so an APM can split the backend's time by flow; the requests
+of one view share one trace.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from locust import HttpUser, task
 from simulator.dashboard import DashboardMap, View, dig, load_map
 from simulator.fleet import DEFAULT_SEED
 from simulator.run import load_fleet
+from simulator.trace import TraceContext, current_run_id
 
-RUN_ID = os.environ.get("BARNSTORM_RUN_ID", secrets.token_hex(4))
+TRACE = TraceContext(current_run_id())
 
 
 class _Fleet:
@@ -54,13 +56,6 @@ MAP: DashboardMap = load_map(
 )
 
 
-def _trace_headers(view: str) -> dict[str, str]:
-    return {
-        "traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01",
-        "baggage": f"barnstorm.run={RUN_ID},barnstorm.view={view}",
-    }
-
-
 class DashboardUser(HttpUser):
     """A person browsing the farm dashboards."""
 
@@ -80,7 +75,7 @@ class DashboardUser(HttpUser):
             login.url,
             data=login.body,
             name=f"{login.method} {login.url}",
-            headers={"content-type": "application/json", **_trace_headers("login")},
+            headers={"content-type": "application/json", **TRACE.headers("login")},
             catch_response=True,
         ) as response:
             token = dig(response.json(), login.token) if response.status_code == 200 else None
@@ -108,7 +103,7 @@ class DashboardUser(HttpUser):
             "from": int(now - view.window_days * 86400),
             "to": int(now),
         }
-        headers = {**self.auth, **_trace_headers(view.name), "content-type": "application/json"}
+        headers = {**self.auth, **TRACE.headers(view.name), "content-type": "application/json"}
         for spec in view.requests:
             if any(values.get(name) is None for name in spec.placeholders()):
                 return  # nothing to act on (no alert to acknowledge): the view ends here

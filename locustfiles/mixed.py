@@ -7,20 +7,28 @@ At test start this Locust process starts barnstorm's device engine as a child pr
 (``simulate run --stream-results``: asyncio never shares a process with gevent) and turns
 every device result it streams back into a Locust request event, so devices appear
 beside the dashboard endpoints in Locust's web UI, CSV, JSON and HTML report
-(``MQTT publish cough_monitor``). Stopping the test interrupts the fleet, which settles
-its books and flushes its last results before it exits.
+(``MQTT publish cough_monitor``). The web UI's "Device fleet" tab shows the connected
+devices and the message rate while it runs. Stopping the test interrupts the fleet, which
+settles its books and flushes its last results before it exits. With no dashboard users
+(``-u 0``) a run that is not distributed ends when the fleet's ``BARNSTORM_DURATION`` does.
 
 The fleet is configured with the same ``BARNSTORM_*`` environment variables as
 ``simulate`` (``BARNSTORM_FARMS``, ``BARNSTORM_MQTT``, ``BARNSTORM_HTTP``,
-``BARNSTORM_SPEED`` ...). Under Locust's workers each worker runs fleet shard
-``worker_index`` of ``BARNSTORM_WORKER_COUNT``.
+``BARNSTORM_SPEED`` ...). Under Locust's master and workers (``--processes N``, or
+``--master --expect-workers N`` and ``--worker`` across machines) each worker runs fleet
+shard ``worker_index`` of N (N from ``--expect-workers``, or ``BARNSTORM_WORKER_COUNT``),
+so every farm runs exactly once and device client ids never clash; the workers report
+their fleet's status to the master with Locust's own reports.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gevent
@@ -28,7 +36,7 @@ import orjson
 from gevent import subprocess
 from locust import events
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 try:
     from locustfiles.dashboard import DashboardUser
@@ -37,68 +45,128 @@ except ImportError:  # run by the `locust` script: this file's folder is on sys.
 
 __all__ = ["DashboardUser"]
 
-_fleet: dict[str, Any] = {}
+REPORT_KEY = "barnstorm_fleet"
+TAB = "barnstorm-fleet"
+RATE_WINDOW = 5.0  # seconds over which the message rate is measured
 
 
-def _fire(environment: Environment, line: bytes) -> None:
-    try:
-        batch = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return
-    fire = environment.events.request.fire
-    for device_type, transport, latency, size, error in batch.get("results", ()):
-        fire(
-            request_type=transport,
-            name=f"publish {device_type}" if transport == "MQTT" else f"ingest {device_type}",
-            response_time=latency or 0.0,
-            response_length=size,
-            exception=RuntimeError(error) if error else None,
-            context={},
+@dataclass
+class FleetStatus:
+    """What one process's fleet is doing, as the web UI shows it."""
+
+    shard: str = "-"
+    state: str = "waiting"
+    connected: int = 0
+    messages: int = 0
+    failures: int = 0
+    rate: float = 0.0  # messages per second over the last RATE_WINDOW
+
+
+class _Fleet:
+    """The device engine child process of this Locust process, and its status."""
+
+    def __init__(self) -> None:
+        self.process: Any = None
+        self.reader: Any = None
+        self.status = FleetStatus()
+        self._window: list[tuple[float, int]] = []
+
+    def account(self, line: bytes, environment: Environment) -> None:
+        try:
+            batch = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return
+        fire = environment.events.request.fire
+        results = batch.get("results", ())
+        for device_type, transport, latency, size, error in results:
+            fire(
+                request_type=transport,
+                name=f"publish {device_type}" if transport == "MQTT" else f"ingest {device_type}",
+                response_time=latency or 0.0,
+                response_length=size,
+                exception=RuntimeError(error) if error else None,
+                context={},
+            )
+        status = self.status
+        status.connected = int(batch.get("connected", status.connected))
+        status.messages += len(results)
+        status.failures += sum(1 for result in results if result[4])
+        now = time.monotonic()
+        self._window.append((now, status.messages))
+        while len(self._window) > 2 and now - self._window[0][0] > RATE_WINDOW:
+            self._window.pop(0)
+        first_time, first_count = self._window[0]
+        status.rate = (
+            (status.messages - first_count) / (now - first_time) if now > first_time else 0.0
         )
+
+
+FLEET = _Fleet()
+#: on the master: each worker's last reported status, by worker id.
+WORKERS: dict[str, FleetStatus] = {}
+
+
+def _shard(environment: Environment) -> tuple[int, int]:
+    if not isinstance(environment.runner, WorkerRunner):
+        return 0, 1
+    index = environment.runner.worker_index
+    options = environment.parsed_options
+    expected = options.expect_workers if options is not None else 1
+    count = int(os.environ.get("BARNSTORM_WORKER_COUNT") or expected or 1)
+    if index >= count:
+        raise RuntimeError(
+            f"barnstorm: worker index {index} but {count} workers expected: start the master "
+            "with --expect-workers N (or set BARNSTORM_WORKER_COUNT) for N workers"
+        )
+    return index, count
 
 
 def _read(environment: Environment, process: Any) -> None:
     for line in process.stdout:
-        _fire(environment, line)
+        FLEET.account(line, environment)
+    process.wait()
+    status = FLEET.status
+    status.rate, status.connected = 0.0, 0
+    if process.returncode == 0:
+        status.state = "finished"
+    elif status.state == "stopping":
+        status.state = "stopped"
+    else:
+        status.state = f"failed (exit {process.returncode})"
+    runner = environment.runner
+    if (
+        isinstance(runner, LocalRunner)
+        and environment.parsed_options is not None
+        and environment.parsed_options.num_users == 0
+        and FLEET.process is process
+    ):
+        runner.quit()  # devices only: the test ends with the fleet
 
 
 @events.test_start.add_listener
 def start_fleet(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         return  # the workers run the fleet; the master merges their stats
-    index, count = 0, 1
-    if isinstance(environment.runner, WorkerRunner):
-        index = environment.runner.worker_index
-        count = int(os.environ.get("BARNSTORM_WORKER_COUNT", "1"))
+    index, count = _shard(environment)
     duration = os.environ.get("BARNSTORM_DURATION", "3650d")  # until the test stops
+    command = [sys.executable, "-m", "simulator", "run", "--stream-results", "--quiet"]
+    command += ["--duration", duration, "--shard", f"{index}/{count}"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simulator",
-            "run",
-            "--stream-results",
-            "--quiet",
-            "--duration",
-            duration,
-            "--shard",
-            f"{index}/{count}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=os.environ.copy(),
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=os.environ.copy()
     )
-    _fleet["process"] = process
-    _fleet["reader"] = gevent.spawn(_read, environment, process)
+    FLEET.status = FleetStatus(shard=f"{index + 1} of {count}", state="running")
+    FLEET.process = process
+    FLEET.reader = gevent.spawn(_read, environment, process)
 
 
 @events.test_stop.add_listener
 def stop_fleet(environment: Environment, **_: Any) -> None:
-    process = _fleet.pop("process", None)
-    reader = _fleet.pop("reader", None)
+    process, reader = FLEET.process, FLEET.reader
+    FLEET.process = FLEET.reader = None
     if process is None:
         return
     if process.poll() is None:
+        FLEET.status.state = "stopping"
         process.send_signal(signal.SIGINT)  # the fleet settles and flushes its last results
     try:
         process.wait(timeout=30)
@@ -106,3 +174,86 @@ def stop_fleet(environment: Environment, **_: Any) -> None:
         process.kill()
     if reader is not None:
         reader.join(timeout=10)
+
+
+@events.quitting.add_listener
+def quit_fleet(environment: Environment, **_: Any) -> None:
+    stop_fleet(environment)
+
+
+@events.report_to_master.add_listener
+def report_fleet(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    data[REPORT_KEY] = asdict(FLEET.status)
+
+
+@events.worker_report.add_listener
+def collect_fleet(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    if REPORT_KEY in data:
+        WORKERS[client_id] = FleetStatus(**data[REPORT_KEY])
+
+
+def fleet_rows(environment: Environment) -> list[dict[str, Any]]:
+    """The web UI's table: one row per fleet shard and, with several, a total."""
+    if isinstance(environment.runner, MasterRunner):
+        statuses = [WORKERS[key] for key in sorted(WORKERS)]
+    else:
+        statuses = [FLEET.status]
+    rows: list[dict[str, Any]] = [
+        {
+            "shard": s.shard,
+            "state": s.state,
+            "connected": s.connected,
+            "rate": round(s.rate, 1),
+            "messages": s.messages,
+            "failures": s.failures,
+        }
+        for s in statuses
+    ]
+    if len(rows) > 1:
+        rows.append(
+            {
+                "shard": "total",
+                "state": "",
+                **{
+                    key: round(sum(row[key] for row in rows), 1)
+                    for key in ("connected", "rate", "messages", "failures")
+                },
+            }
+        )
+    return rows
+
+
+@events.init.add_listener
+def add_fleet_tab(environment: Environment, **_: Any) -> None:
+    web_ui = environment.web_ui
+    if web_ui is None or web_ui.app is None:
+        return
+    app = web_ui.app
+    from flask import request
+
+    web_ui.template_args["extended_tabs"] = [{"title": "Device fleet", "key": TAB}]
+    web_ui.template_args["extended_tables"] = [
+        {
+            "key": TAB,
+            "structure": [
+                {"key": "shard", "title": "Fleet shard"},
+                {"key": "state", "title": "State"},
+                {"key": "connected", "title": "Connected devices"},
+                {"key": "rate", "title": "Messages/s"},
+                {"key": "messages", "title": "Messages"},
+                {"key": "failures", "title": "Failures"},
+            ],
+        }
+    ]
+
+    @app.after_request
+    def add_fleet_stats(response: Any) -> Any:
+        if request.path == "/stats/requests" and response.is_json:
+            stats = response.get_json()
+            stats["extended_stats"] = [{"key": TAB, "data": fleet_rows(environment)}]
+            response.set_data(json.dumps(stats))
+        return response
+
+    @app.route("/barnstorm/fleet")
+    def fleet_status() -> Any:
+        return {"fleet": fleet_rows(environment)}

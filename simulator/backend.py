@@ -3,7 +3,8 @@
 It ingests telemetry over HTTP (``POST /ingest``, one message or a JSON array) and,
 when given a broker, over MQTT; it stores it in SQLite (WAL); it serves a dashboard API
 for the same farms (login, farm list, farm overview, room detail with series, device
-detail, alerts and their acknowledgement); and it answers ``GET /api/readback`` with what
+detail, alerts and their acknowledgement) and small dashboard pages that use it
+(``/dashboard/farms``); and it answers ``GET /api/readback`` with what
 it received per device, so a run can reconcile. ``--slow`` turns on a realistic
 bottleneck (one query per monitor on the room-detail page instead of one join).
 
@@ -25,9 +26,11 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from .broker import ChildServer
 from .fleet import Fleet
@@ -288,9 +291,10 @@ def create_app(
     mqtt: Any = None,
     mqtt_topic: str = "barnstorm/#",
     device_credentials: dict[str, str] | None = None,
+    access_log: Path | None = None,
 ) -> Starlette:
     """The reference backend as an ASGI app. ``mqtt`` (an ``MqttSettings``) adds MQTT ingest
-    of ``mqtt_topic``."""
+    of ``mqtt_topic``; ``access_log`` writes one JSON line per request (see AccessLog)."""
     store = Store(str(database), slow)
     accounts = users or {"farmer": "barnstorm"}
     tokens: set[str] = set()
@@ -490,10 +494,65 @@ def create_app(
         Route("/api/devices/{device_id}", protected(device)),
         Route("/api/alerts", protected(alerts)),
         Route("/api/alerts/{alert_id:int}/ack", protected(acknowledge), methods=["POST"]),
+        Route("/", lambda _: RedirectResponse("/dashboard/farms")),
+        Route("/dashboard/{page:path}", dashboard_page),
+        Mount("/static", StaticFiles(directory=WEB)),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(AccessLog, path=access_log)] if access_log else []
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.store = store
     return app
+
+
+WEB = Path(__file__).resolve().parent / "web"
+
+
+async def dashboard_page(request: Request) -> Response:
+    """The dashboard's pages: one HTML shell; its script loads each view's data."""
+    return HTMLResponse((WEB / "dashboard.html").read_bytes())
+
+
+class AccessLog:
+    """ASGI middleware: one JSON line per HTTP request, with its trace context::
+
+    {"t": 1764301234.5, "method": "GET", "path": "/api/farms", "status": 200,
+     "ms": 3.1, "traceparent": "00-...", "baggage": "barnstorm.run=...", ...}
+    """
+
+    HEADERS = (b"traceparent", b"baggage", b"sentry-trace")
+
+    def __init__(self, app: Any, path: Path) -> None:
+        self.app = app
+        self.file = path.open("ab", buffering=0)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.time()
+        status = 0
+
+        async def send_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            line: dict[str, Any] = {
+                "t": round(started, 4),
+                "method": scope["method"],
+                "path": scope["path"],
+                "query": scope["query_string"].decode("latin-1"),
+                "status": status,
+                "ms": round((time.time() - started) * 1000, 2),
+            }
+            for name, value in scope["headers"]:
+                if name in self.HEADERS:
+                    line[name.decode()] = value.decode("latin-1")
+            self.file.write(orjson.dumps(line) + b"\n")
 
 
 class EmbeddedBackend(ChildServer):

@@ -26,6 +26,7 @@ from .payload import DEFAULT_TOPIC_TEMPLATE, check_topic_template
 from .run import EXIT_FAILED, EXIT_USAGE, RunConfig, load_fleet, run_blocking
 from .scenarios import load_scenario
 from .tomlfile import Table
+from .trace import RUN_ID_VARIABLE, current_run_id
 from .transports.mqtt import MqttSettings
 from .units import parse_duration, parse_instant, parse_speed
 
@@ -445,6 +446,11 @@ def fleet_command(
     help="Fleet whose farm names the dashboards show.",
 )
 @option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
+@option(
+    "--access-log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append one JSON line per request (method, path, status, time, trace headers).",
+)
 def serve_command(
     host: str,
     port: int,
@@ -455,8 +461,10 @@ def serve_command(
     farms: int,
     seed: int,
     device_credentials: Path | None,
+    access_log: Path | None,
 ) -> None:
-    """Run the reference backend: HTTP and MQTT ingest, dashboard API, read-back."""
+    """Run the reference backend: HTTP and MQTT ingest, dashboard API and pages
+    (/dashboard/farms), read-back."""
     import uvicorn
 
     from .backend import create_app
@@ -468,7 +476,13 @@ def serve_command(
         by_device = load_credentials(device_credentials, fleet.devices.ids)
         accepted = {c.http_header(): fleet.devices.ids[i] for i, c in by_device.items()}
     app = create_app(
-        database, fleet, slow=slow, mqtt=settings, mqtt_topic=topic, device_credentials=accepted
+        database,
+        fleet,
+        slow=slow,
+        mqtt=settings,
+        mqtt_topic=topic,
+        device_credentials=accepted,
+        access_log=access_log,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
@@ -495,6 +509,10 @@ def serve_command(
 @option("--run-time", default="1m", show_default=True, help="How long Locust runs (e.g. 30m).")
 @option("--host", required=True, help="Base URL of the dashboards (e.g. http://127.0.0.1:8080).")
 @option("--web-ui", is_flag=True, help="Run with Locust's web UI instead of headless.")
+@option("--mqtt", metavar="URL", help="Broker the devices publish to (mqtt://host:1883).")
+@option("--http", metavar="URL", help="Ingest URL the devices POST to, instead of --mqtt.")
+@option("--speed", default="1", show_default=True, help="Simulated seconds per real second.")
+@option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
 @click.pass_context
 def mixed_command(
     ctx: click.Context,
@@ -504,11 +522,17 @@ def mixed_command(
     run_time: str,
     host: str,
     web_ui: bool,
+    mqtt: str | None,
+    http: str | None,
+    speed: str,
+    seed: int,
 ) -> None:
     """Devices and dashboard users in one Locust run (locustfiles/mixed.py).
 
-    The fleet takes the usual BARNSTORM_* variables (BARNSTORM_MQTT, BARNSTORM_HTTP,
-    BARNSTORM_SPEED ...); any further arguments go to Locust (--json, --csv, --html ...).
+    The fleet also takes the other BARNSTORM_* variables of simulate run
+    (BARNSTORM_CONNECT_RATE, BARNSTORM_TOPIC_TEMPLATE ...). Further arguments go to Locust:
+    --json, --csv, --html for reports, --processes N for N workers on this machine (each
+    runs its share of the farms).
     """
     import os
     import subprocess
@@ -536,8 +560,67 @@ def mixed_command(
     if not web_ui:
         command.append("--headless")
     command += ctx.args
-    env = {**os.environ, "BARNSTORM_FARMS": str(farms)}
+    if mqtt and http:
+        raise ConfigError("--http", "give one target: --mqtt or --http")
+    try:
+        parse_speed(speed)
+    except ValueError as exc:
+        raise ConfigError("--speed", str(exc)) from None
+    env = {
+        **os.environ,
+        "BARNSTORM_FARMS": str(farms),
+        "BARNSTORM_SEED": str(seed),
+        "BARNSTORM_SPEED": speed,
+        RUN_ID_VARIABLE: current_run_id(),
+    }
+    if mqtt:
+        env["BARNSTORM_MQTT"] = mqtt
+    if http:
+        env["BARNSTORM_HTTP"] = http
     sys.exit(subprocess.call(command, env=env))
+
+
+@main_group.command("har2map")
+@click.argument("recording", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the map here (default: standard output).",
+)
+@click.option(
+    "--gap",
+    type=click.FloatRange(min=0.0),
+    default=1.0,
+    show_default=True,
+    help="In a single-page app, a pause (seconds) that starts a new view.",
+)
+def har2map_command(recording: Path, output: Path | None, gap: float) -> None:
+    """Turn a browser recording (HAR, e.g. Chrome DevTools' "Export HAR") into a dashboard
+    map for the Locust users (BARNSTORM_DASHBOARD_MAP)."""
+    import tempfile
+
+    from .dashboard import load_map
+    from .har import build_map, render
+
+    draft = build_map(recording, gap)
+    text = render(draft, str(recording))
+    with tempfile.TemporaryDirectory() as folder:  # the map must load as users will load it
+        check = Path(folder) / "map.toml"
+        check.write_text(text, encoding="utf-8")
+        loaded = load_map(check)
+    for warning in draft.warnings:
+        click.echo(f"simulate har2map: {warning}", err=True)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        requests = sum(len(v.requests) for v in loaded.views)
+        click.echo(
+            f"simulate har2map: wrote {output}: {len(loaded.views)} views, {requests} requests"
+            + (", a login step" if loaded.login else ", no login step"),
+            err=True,
+        )
 
 
 def _one_line(message: str) -> str:

@@ -33,10 +33,13 @@ class RequestSpec:
     #: placeholder name -> dotted path into this request's JSON answer.
     extract: dict[str, str]
 
-    def placeholders(self) -> set[str]:
+    def placeholders(self, field: str | None = None) -> set[str]:
+        """Placeholder names in the URL and body (or in one of them: "url", "body")."""
         names = set()
-        for text in (self.url, self.body or ""):
-            names |= {n for _, n, _, _ in string.Formatter().parse(text) if n}
+        texts = {"url": self.url, "body": self.body or ""}
+        for name, text in texts.items():
+            if field in (None, name):
+                names |= {n for _, n, _, _ in string.Formatter().parse(text) if n}
         return names
 
 
@@ -81,7 +84,7 @@ def _request(table: Table) -> RequestSpec:
     body = table.raw("body", None)
     if body is not None and not isinstance(body, str):
         raise table.error("body", "expected a string (a JSON document)")
-    return RequestSpec(
+    spec = RequestSpec(
         table.string("name", f"{method} {url}"),
         method,
         url,
@@ -89,6 +92,12 @@ def _request(table: Table) -> RequestSpec:
         tuple(int(c) for c in expect),
         extract,
     )
+    for field in ("url", "body"):
+        try:
+            spec.placeholders(field)
+        except ValueError as exc:
+            raise table.error(field, f"{exc} (write literal braces as {{{{ and }}}})") from None
+    return spec
 
 
 def load_map(path: Path | None = None) -> DashboardMap:
@@ -123,12 +132,14 @@ def load_map(path: Path | None = None) -> DashboardMap:
         known = set(FLEET_PLACEHOLDERS)
         for i, item in enumerate(raw):
             spec = _request(Table(item, table.source, f"{table.path}.requests[{i}]"))
-            unknown = spec.placeholders() - known
-            if unknown:
-                raise ConfigError(
-                    f"{table.source}: {table.path}.requests[{i}].url",
-                    f'unknown placeholder "{{{sorted(unknown)[0]}}}"',
-                )
+            for field in ("url", "body"):
+                unknown = spec.placeholders(field) - known
+                if unknown:
+                    raise ConfigError(
+                        f"{table.source}: {table.path}.requests[{i}].{field}",
+                        f'unknown placeholder "{{{sorted(unknown)[0]}}}"'
+                        + (" (write literal braces as {{ and }})" if field == "body" else ""),
+                    )
             known |= set(spec.extract)
             requests.append(spec)
         views.append(

@@ -42,6 +42,7 @@ from .payload import DEFAULT_TOPIC_TEMPLATE, subscription_filter
 from .profiles import DeviceProfile, load_profiles
 from .report import SCHEMA_VERSION, print_summary, write_report
 from .scenarios import Scenario
+from .trace import TraceContext, current_run_id
 from .transports.base import Transport
 from .transports.file import FileTransport
 from .transports.http import HttpTransport
@@ -94,6 +95,8 @@ class RunConfig:
     shard: tuple[int, int] = (0, 1)
     #: stream every result as JSON lines on stdout (the Locust bridge reads them).
     stream_results: bool = False
+    #: names this run in the trace context of its HTTP requests and in its report.
+    run_id: str = field(default_factory=current_run_id)
     modulators: tuple[Modulator, ...] = field(default=(), compare=False)
 
     @property
@@ -310,6 +313,8 @@ class Run:
                 http2=self.config.http2,
                 token=self.config.token,
                 credentials=credentials,
+                trace=TraceContext(self.config.run_id),
+                type_names=fleet.devices.type_names,
             )
         if self.config.output is not None:
             return FileTransport(metrics, self.config.output)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real Mosquitto broker, an independent subscriber, the real CLI."""
+"""Shared fixtures: the real Mosquitto broker, an independent subscriber, reference backends."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,6 +18,8 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+
+from simulator.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MOSQUITTO_HOST = "127.0.0.1"
@@ -99,3 +102,58 @@ def observer(mosquitto: str, topic_root: str) -> Iterator[Observer]:
     yield watcher
     client.disconnect()
     client.loop_stop()
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the backend exited at start"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError("the backend did not listen")
+
+
+class Backends:
+    """`simulate serve` processes on free ports, stopped after the test."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def __call__(self, *args: str, port: int | None = None, database: Path | None = None) -> str:
+        port = port or free_port()
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "simulator",
+                "serve",
+                "--port",
+                str(port),
+                "--database",
+                str(database or self.folder / "backend.db"),
+                *args,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.processes.append(process)
+        _wait_listening(port, process)
+        return f"http://127.0.0.1:{port}"
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(10)
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[Backends]:
+    """Start reference backends as real processes."""
+    backends = Backends(tmp_path)
+    yield backends
+    backends.stop_all()

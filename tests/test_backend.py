@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,63 +14,8 @@ import httpx
 import pytest
 
 from simulator.broker import free_port
-from tests.conftest import Observer
+from tests.conftest import Backends, Observer
 from tests.helpers import ROOT, simulate
-
-
-def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the backend exited at start"
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError("the backend did not listen")
-
-
-class Backends:
-    """`simulate serve` processes on free ports, stopped after the test."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def __call__(self, *args: str, port: int | None = None, database: Path | None = None) -> str:
-        port = port or free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "simulator",
-                "serve",
-                "--port",
-                str(port),
-                "--database",
-                str(database or self.folder / "backend.db"),
-                *args,
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.processes.append(process)
-        _wait_listening(port, process)
-        return f"http://127.0.0.1:{port}"
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(10)
-
-
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[Backends]:
-    """Start reference backends as real processes."""
-    backends = Backends(tmp_path)
-    yield backends
-    backends.stop_all()
 
 
 @pytest.mark.parametrize(("batch", "http2"), [("1", False), ("5", False), ("1", True)])

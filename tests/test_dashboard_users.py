@@ -15,8 +15,8 @@ import pytest
 
 from simulator.dashboard import dig, load_map
 from simulator.errors import ConfigError
+from tests.conftest import Backends
 from tests.helpers import ROOT, simulate
-from tests.test_backend import Backends, backend  # noqa: F401 - the fixture
 
 
 def _fast_map(folder: Path, think: str) -> Path:
@@ -27,7 +27,7 @@ def _fast_map(folder: Path, think: str) -> Path:
     return fast
 
 
-def test_locust_users_browse_every_view_of_the_fleet(tmp_path: Path, backend: Backends) -> None:  # noqa: F811
+def test_locust_users_browse_every_view_of_the_fleet(tmp_path: Path, backend: Backends) -> None:
     """Locust users log in and open the farm list, farm overviews, 7-day room charts and
     device pages of the same fleet the devices published for, without a failure; each
     request carries a W3C traceparent."""
@@ -95,7 +95,7 @@ def test_dashboard_map_errors_name_the_place(tmp_path: Path) -> None:
 
 def test_mixed_run_reports_devices_beside_dashboards(
     tmp_path: Path,
-    backend: Backends,  # noqa: F811 - the fixture
+    backend: Backends,
     mosquitto: str,
     topic_root: str,
 ) -> None:

@@ -16,6 +16,7 @@ import httpx
 
 from ..credentials import Credential
 from ..errors import ConfigError
+from ..trace import TraceContext
 from .base import Message, Outcome, ResultSink, Transport
 
 _BATCH_AGE = 1.0  # seconds a partial batch may wait
@@ -37,6 +38,8 @@ class HttpTransport(Transport):
         timeout: float = 10.0,
         max_connections: int = 100,
         credentials: dict[int, Credential] | None = None,
+        trace: TraceContext | None = None,
+        type_names: tuple[str, ...] = (),
     ) -> None:
         super().__init__(sink)
         if not url.startswith(("http://", "https://")):
@@ -51,6 +54,9 @@ class HttpTransport(Transport):
         self.max_connections = max_connections
         #: per connection owner (a device or its gateway): its own Authorization header.
         self._auth = {owner: c.http_header() for owner, c in (credentials or {}).items()}
+        self.trace = trace
+        #: the flow named in each request's trace context, per device type code.
+        self._flows = [f"ingest {name}" for name in type_names]
         self._client: httpx.AsyncClient | None = None
         self._group: asyncio.TaskGroup | None = None
         self._batches: dict[int, list[Message]] = {}
@@ -108,12 +114,10 @@ class HttpTransport(Transport):
         else:
             body = b"[" + b",".join(m.payload for m in messages) + b"]"
         error: str | None
-        auth = self._auth.get(messages[0].connection)
+        headers = self._headers(messages)
         try:
             async with self._slots:
-                response = await self._client.post(
-                    self.url, content=body, headers={"authorization": auth} if auth else None
-                )
+                response = await self._client.post(self.url, content=body, headers=headers)
             error = None if 200 <= response.status_code < 300 else f"http_{response.status_code}"
         except httpx.TimeoutException:
             error = "timeout"
@@ -125,6 +129,18 @@ class HttpTransport(Transport):
                 self.sink.message_done(message, Outcome.ACKNOWLEDGED)
             else:
                 self.sink.message_done(message, Outcome.FAILED, error)
+
+    def _headers(self, messages: list[Message]) -> dict[str, str] | None:
+        headers: dict[str, str] = {}
+        auth = self._auth.get(messages[0].connection)
+        if auth:
+            headers["authorization"] = auth
+        if self.trace is not None:
+            code = messages[0].type_code
+            same = all(m.type_code == code for m in messages)
+            flow = self._flows[code] if same and code < len(self._flows) else "ingest batch"
+            headers.update(self.trace.headers(flow))
+        return headers or None
 
     @property
     def in_flight(self) -> int:

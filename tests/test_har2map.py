@@ -1,0 +1,216 @@
+"""`simulate har2map`: a recorded browser session (HAR) becomes a dashboard map that replays it.
+
+The recording, ``tests/data/dashboard_session.har``, is headless Chromium clicking through the
+reference backend's dashboard pages (``scripts/record_har.py``): log in, the farm list, a
+farm, a room's 7-day chart, a device, the alerts page and acknowledging one, the farm list
+again and a second farm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from simulator.dashboard import load_map
+from tests.conftest import Backends
+from tests.helpers import ROOT, simulate
+
+RECORDING = ROOT / "tests" / "data" / "dashboard_session.har"
+
+#: what the person did, view by view, with IDs as placeholders.
+RECORDED_VIEWS = {
+    "farms": ["GET /api/farms"],
+    "farm": ["GET /api/farms/{farm}", "GET /api/alerts"],
+    "farm_room": ["GET /api/farms/{farm}", "GET /api/farms/{farm}/rooms/{room}?from&to"],
+    "device": ["GET /api/devices/{device}"],
+    "alerts": ["GET /api/alerts", "POST /api/alerts/{alert}/ack"],
+}
+SESSION = ["farms", "farm", "farm_room", "device", "alerts", "farms", "farm"]
+
+
+def shape(method: str, path: str, query: str) -> str:
+    """``GET /api/farms/{farm}/rooms/{room}?from&to``: a request without its IDs."""
+    path = re.sub(
+        r"/(farms|rooms|devices|alerts)/[^/]+",
+        lambda m: f"/{m.group(1)}/{{{m.group(1)[:-1]}}}",
+        path,
+    )
+    keys = "&".join(part.split("=")[0] for part in query.split("&") if part)
+    return f"{method} {path}" + (f"?{keys}" if keys else "")
+
+
+def recorded_api_calls() -> list[tuple[str, str]]:
+    """(shape, raw URL) of every API request in the recording, in order."""
+    har = json.loads(RECORDING.read_text())
+    calls = []
+    for entry in sorted(har["log"]["entries"], key=lambda e: e["startedDateTime"]):
+        url = entry["request"]["url"]
+        match = re.match(r"https?://[^/]+(/api/[^?]*)\??(.*)", url)
+        if match:
+            calls.append((shape(entry["request"]["method"], *match.groups()), url))
+    return calls
+
+
+def har2map(tmp_path: Path) -> Path:
+    out = tmp_path / "recorded_map.toml"
+    result = simulate("har2map", str(RECORDING), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_the_recording_is_the_session_it_claims_to_be() -> None:
+    """The HAR holds a login and then exactly the views of the session, in order, with
+    static assets (HTML, scripts, styles, icons) beside them: what the import must sort."""
+    calls = [c for c, _ in recorded_api_calls()]
+    assert calls[0] == "POST /api/login"
+    assert calls[1:] == [call for view in SESSION for call in RECORDED_VIEWS[view]]
+    har = json.loads(RECORDING.read_text())
+    urls = [e["request"]["url"] for e in har["log"]["entries"]]
+    assert any(u.endswith(".js") for u in urls)
+    assert any(u.endswith(".css") for u in urls)
+
+
+def test_har2map_groups_views_finds_ids_and_login(tmp_path: Path) -> None:
+    """The map has the login step (token from the login answer, the header it went in), one
+    view per kind of page with its weight, the API requests only, IDs as fleet placeholders
+    or extracted from an earlier answer, and the chart's 7-day window as {from}/{to}."""
+    dashboard_map = load_map(har2map(tmp_path))
+    assert dashboard_map.login is not None
+    assert (dashboard_map.login.url, dashboard_map.login.token) == ("/api/login", "token")
+    assert (dashboard_map.login.header, dashboard_map.login.scheme) == ("Authorization", "Bearer")
+    views = {view.name: view for view in dashboard_map.views}
+    assert set(views) == set(RECORDED_VIEWS)
+    assert {name: view.weight for name, view in views.items()} == {
+        name: SESSION.count(name) for name in RECORDED_VIEWS
+    }
+    urls = {name: [r.url for r in view.requests] for name, view in views.items()}
+    assert urls["farm"] == ["/api/farms/{farm_id}", "/api/alerts"]
+    assert urls["farm_room"][1] == "/api/farms/{farm_id}/rooms/{room_id}?from={from}&to={to}"
+    assert views["farm_room"].window_days == 7.0
+    assert urls["device"] == ["/api/devices/{device_id}"]
+    assert urls["alerts"] == ["/api/alerts", "/api/alerts/{alert_id}/ack"]
+    assert views["alerts"].requests[0].extract == {"alert_id": "0.id"}
+    assert all(1.0 <= view.think[0] <= view.think[1] <= 3.0 for view in views.values())
+    text = (tmp_path / "recorded_map.toml").read_text()
+    assert "static" not in text
+    assert "Bearer " not in text  # the recorded token stays out
+
+
+def test_the_map_replays_the_recorded_sequence_with_new_ids(
+    tmp_path: Path, backend: Backends
+) -> None:
+    """Run for a minute by real Locust users against a backend seeded with another fleet,
+    the map reproduces every recorded view's request sequence (as the backend's access log
+    sees it, one trace per view) with the fleet's own IDs, not the recorded ones."""
+    access_log = tmp_path / "access.jsonl"
+    url = backend("--farms", "3", "--access-log", str(access_log))
+    start = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    seeded = simulate(
+        *("--farms", "3", "--http", f"{url}/ingest", "--http-batch", "100", "--quiet"),
+        *("--speed", "max", "--start", start, "--duration", "1d"),
+        *("--scenario", "scenarios/heatwave.toml"),
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    env = {**os.environ, "BARNSTORM_FARMS": "3", "BARNSTORM_DASHBOARD_MAP": str(har2map(tmp_path))}
+    users = ["-u", "4", "-r", "4", "-t", "60s", "--host", url, "--json", "--only-summary"]
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", "locustfiles/dashboard.py", "--headless", *users],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = json.loads(result.stdout)
+    assert sum(entry["num_failures"] for entry in stats) == 0, stats
+
+    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in access_log.read_text().splitlines():
+        request = json.loads(line)
+        if request["path"].startswith("/api/") and "traceparent" in request:
+            traces[request["traceparent"].split("-")[1]].append(request)
+    seen: dict[str, int] = defaultdict(int)
+    farms: set[str] = set()
+    for requests in traces.values():
+        flow = re.search(r"barnstorm\.flow=([\w.-]+)", requests[0]["baggage"])
+        assert flow is not None
+        sequence = [shape(r["method"], r["path"], r["query"]) for r in requests]
+        if flow.group(1) == "login":
+            assert sequence == ["POST /api/login"]
+            continue
+        # a view ends early only when there is nothing to act on (no alert): none here
+        assert sequence == RECORDED_VIEWS[flow.group(1)], (flow.group(1), sequence)
+        seen[flow.group(1)] += 1
+        farms |= set(re.findall(r"farm-\d+", " ".join(r["path"] for r in requests)))
+        for request in requests:
+            if "from=" in request["query"]:
+                window = dict(part.split("=") for part in request["query"].split("&"))
+                assert int(window["to"]) - int(window["from"]) == 7 * 86400
+    assert set(seen) == set(RECORDED_VIEWS), seen
+    recorded_farms = set(re.findall(r"farm-\d+", " ".join(u for _, u in recorded_api_calls())))
+    assert farms - recorded_farms, f"replayed only the recorded farms {sorted(farms)}"
+
+
+def test_har2map_refuses_what_is_not_a_recording(tmp_path: Path) -> None:
+    """Files that are not HAR get one line naming the file and what was expected, exit 2."""
+    cases = {
+        "broken.har": "{not json",
+        "other.har": '{"log": {"pages": []}}',
+        "entry.har": '{"log": {"entries": [{"request": {}}]}}',
+        "static.har": json.dumps(
+            {
+                "log": {
+                    "entries": [
+                        {
+                            "startedDateTime": "2026-01-01T00:00:00Z",
+                            "request": {"method": "GET", "url": "http://x/app.js"},
+                            "response": {"status": 200, "content": {"mimeType": "text/js"}},
+                        }
+                    ]
+                }
+            }
+        ),
+    }
+    expected = {
+        "broken.har": "invalid JSON",
+        "other.har": "expected {",
+        "entry.har": r"log.entries\[0\]: expected request.method",
+        "static.har": "no API requests found",
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        result = simulate("har2map", str(path))
+        assert result.returncode == 2, (name, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, (name, result.stderr)
+        assert name in lines[0], (name, result.stderr)
+        assert re.search(expected[name], lines[0]), (name, lines[0])
+
+
+def test_a_login_answer_missing_from_the_recording_is_guessed_and_said(tmp_path: Path) -> None:
+    """Browsers drop a body when the page navigates away at once (as after a login): the
+    sign-in POST before the first authorised request still becomes the login step, and
+    har2map says which token key it assumed."""
+    har = json.loads(RECORDING.read_text())
+    for entry in har["log"]["entries"]:
+        if entry["request"]["url"].endswith("/api/login"):
+            entry["response"]["content"].pop("text", None)
+    stripped = tmp_path / "no_login_answer.har"
+    stripped.write_text(json.dumps(har))
+    out = tmp_path / "map.toml"
+    result = simulate("har2map", str(stripped), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert 'assumed the token is its "token" key' in result.stderr
+    dashboard_map = load_map(out)
+    assert dashboard_map.login is not None
+    assert dashboard_map.login.url == "/api/login"
+    assert "login" not in {view.name for view in dashboard_map.views}

@@ -5,6 +5,7 @@ ratio between them (these machines are noisy: absolute times mean little, ratios
     python -m benchmarks fleet      # build the 500-farm fleet
     python -m benchmarks engine     # generate and encode messages as fast as possible
     python -m benchmarks history    # a year of 12 farms as history (about 5 minutes)
+    python -m benchmarks bridge     # the same fleet standalone and through the Locust bridge
     python -m benchmarks all --json results.json
 """
 
@@ -190,7 +191,101 @@ def bench_history(farms: int = 12, days: int = 365, processes: int = 2) -> dict[
     }
 
 
-BENCHMARKS = {"fleet": bench_fleet, "engine": bench_engine, "history": bench_history}
+def bench_bridge(farms: int = 60, duration: str = "12h", target: str = "mqtt") -> dict[str, Any]:
+    """Device throughput through the Locust bridge (locustfiles/mixed.py: the engine as a
+    child process, every result a Locust request event) vs. the same fleet standalone, both
+    at speed max, over MQTT to a private broker (``target="mqtt"``) or written to a file
+    (``"file"``: no broker in the way, the bridge's own ceiling). The bridged figure counts
+    what reached Locust's statistics; both runs' own reports give the wall time."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from simulator.broker import EmbeddedBroker
+
+    root = Path(__file__).resolve().parent.parent
+
+    async def measure(folder: Path) -> tuple[dict[str, Any], dict[str, Any], int]:
+        async with EmbeddedBroker("auto") as broker:
+            env = {
+                **os.environ,
+                "BARNSTORM_FARMS": str(farms),
+                "BARNSTORM_SPEED": "max",
+                "BARNSTORM_DURATION": duration,
+                "BARNSTORM_CONNECT_RATE": "0",
+                "BARNSTORM_START": "2026-01-01",
+                "BARNSTORM_LIVE": "0",
+            }
+            if target == "mqtt":
+                env["BARNSTORM_MQTT"] = broker.url
+            else:
+                env["BARNSTORM_OUTPUT"] = str(folder / "messages.jsonl")
+                env["BARNSTORM_PROCESSES"] = "1"  # the bridge runs one engine process
+            standalone = folder / "standalone.json"
+            await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "simulator", "run", "--quiet", "--report", str(standalone)],
+                env=env,
+                cwd=root,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            bridged = folder / "bridged.json"
+            devices_only = [
+                "-u",
+                "0",
+                "-t",
+                "10m",
+                "--json",
+                "--only-summary",
+                "--host",
+                "http://x",
+            ]
+            command = [sys.executable, "-m", "locust", "-f", "locustfiles/mixed.py", "--headless"]
+            locust = await asyncio.to_thread(
+                subprocess.run,
+                [*command, *devices_only],
+                env={**env, "BARNSTORM_REPORT": str(bridged)},
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            stats = json.loads(locust.stdout)
+            counted = sum(e["num_requests"] for e in stats if e["method"] in ("MQTT", "FILE"))
+            return (
+                json.loads(standalone.read_text()),
+                json.loads(bridged.read_text()),
+                counted,
+            )
+
+    with tempfile.TemporaryDirectory() as folder:
+        alone, bridged, counted = asyncio.run(measure(Path(folder)))
+    alone_rate = alone["totals"]["sent"] / alone["time"]["wall_seconds"]
+    bridged_rate = counted / bridged["time"]["wall_seconds"]
+    settled = bridged["totals"]["sent"] - bridged["totals"]["in_flight"]
+    return {
+        "name": f"bridge-{target}",
+        "what": f"{alone['totals']['sent']:,} messages of {farms} farms over {duration}, "
+        + ("speed max, MQTT QoS 1 to a private broker" if target == "mqtt" else "to a file"),
+        "barnstorm_msg_per_s": round(bridged_rate),
+        "baseline": "the same fleet standalone (simulate run)",
+        "baseline_msg_per_s": round(alone_rate),
+        "ratio": round(bridged_rate / alone_rate, 3),
+        "goal": ">= 0.8",
+        "results_in_locust": counted,
+        "results_settled_by_fleet": settled,
+    }
+
+
+BENCHMARKS = {
+    "fleet": bench_fleet,
+    "engine": bench_engine,
+    "bridge": bench_bridge,
+    "bridge-file": lambda: bench_bridge(target="file", duration="2d"),
+    "history": bench_history,
+}
 
 
 def main() -> None:

@@ -247,6 +247,7 @@ class Metrics:
         """Sent and acknowledged at once, without latency (a local write)."""
         sent = [0] * len(self.by_type)
         size = [0] * len(self.by_type)
+        observer = self.observer
         for message in messages:
             if message.flags:
                 self.message_sent(message)
@@ -254,6 +255,8 @@ class Metrics:
                 continue
             sent[message.type_code] += 1
             size[message.type_code] += len(message.payload)
+            if observer is not None:
+                observer(message, Outcome.ACKNOWLEDGED, None, 0.0)
         for counts, count, nbytes in zip(self.by_type, sent, size, strict=True):
             counts.sent += count
             counts.acknowledged += count

@@ -29,6 +29,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -37,6 +38,9 @@ from gevent import subprocess
 from locust import events
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+
+from simulator.locuststats import snapshot, window_measures
+from simulator.sla import EXIT_SLA, evaluate, parse_slas, write_junit
 
 try:
     from locustfiles.dashboard import DashboardUser
@@ -178,7 +182,30 @@ def stop_fleet(environment: Environment, **_: Any) -> None:
 
 @events.quitting.add_listener
 def quit_fleet(environment: Environment, **_: Any) -> None:
-    stop_fleet(environment)
+    stop_fleet(environment)  # first: the fleet's last results count in the verdicts
+    if not isinstance(environment.runner, WorkerRunner):
+        judge_slas(environment)
+
+
+def judge_slas(environment: Environment) -> None:
+    """SLA verdicts over the whole run (``BARNSTORM_LOCUST_SLAS``, a JSON list, as
+    ``simulate mixed --sla`` sets it): printed, written as JUnit XML
+    (``BARNSTORM_LOCUST_JUNIT``), and Locust exits with EXIT_SLA when one breaks."""
+    texts = json.loads(os.environ.get("BARNSTORM_LOCUST_SLAS") or "[]")
+    if not texts:
+        return
+    stats = environment.stats
+    last = stats.total.last_request_timestamp or stats.total.start_time
+    seconds = max(last - stats.total.start_time, 1e-9)
+    measures = window_measures({}, snapshot(stats), seconds)
+    verdicts = evaluate(parse_slas(texts), measures)
+    for verdict in verdicts:
+        print(f"SLA {'held  ' if verdict.held else 'BROKEN'} {verdict.detail}", file=sys.stderr)
+    junit = os.environ.get("BARNSTORM_LOCUST_JUNIT")
+    if junit:
+        write_junit(verdicts, Path(junit), seconds, "barnstorm SLAs (mixed)")
+    if any(not verdict.held for verdict in verdicts) and not environment.process_exit_code:
+        environment.process_exit_code = EXIT_SLA
 
 
 @events.report_to_master.add_listener

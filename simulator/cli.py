@@ -25,6 +25,7 @@ from .fleet import DEFAULT_SEED, fleet_csv, fleet_json
 from .payload import DEFAULT_TOPIC_TEMPLATE, check_topic_template
 from .run import EXIT_FAILED, EXIT_USAGE, RunConfig, load_fleet, run_blocking
 from .scenarios import load_scenario
+from .sla import EXIT_SLA, parse_sla, parse_slas
 from .tomlfile import Table
 from .trace import RUN_ID_VARIABLE, current_run_id
 from .transports.mqtt import MqttSettings
@@ -47,9 +48,27 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
         name = key.replace("-", "_")
         if name not in known or name == "config":
             raise table.error(key, f"not an option of `simulate {ctx.command.name}`")
+        if name == "sla":
+            defaults[name] = _config_slas(table)
+            continue
         defaults[name] = table.raw(key)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def _config_slas(table: Table) -> list[str]:
+    """``[sla]`` with ``"ingest.p95" = "<250ms"`` entries, or ``sla = ["loss==0", ...]``."""
+    raw = table.raw("sla")
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        texts = list(raw)
+    elif isinstance(raw, dict):
+        slas = table.table("sla")
+        texts = [f"{key}{slas.string(key)}" for key in slas]
+    else:
+        raise table.error("sla", 'expected a table ("ingest.p95" = "<250ms") or a list of SLAs')
+    for text in texts:
+        parse_sla(text, f"{table.source}: sla")
+    return texts
 
 
 def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
@@ -68,6 +87,23 @@ def config_option(func: F) -> F:
         expose_value=False,
         callback=_load_config_file,
         help="TOML file of option defaults (keys are option names).",
+    )(func)
+
+
+def sla_options(func: F) -> F:
+    """``--sla`` (repeatable) and ``--junit``."""
+    func = option(
+        "--junit",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write the SLA verdicts as JUnit XML (one test case per SLA) for CI.",
+    )(func)
+    return option(
+        "--sla",
+        multiple=True,
+        metavar="SLA",
+        help='What the run must show, e.g. "ingest.p95<250ms", "dashboard.error_rate<1%", '
+        '"loss==0", "ingest.rate>=2000/s" (repeatable; or an [sla] table in --config). '
+        f"A broken SLA exits {EXIT_SLA}.",
     )(func)
 
 
@@ -260,6 +296,7 @@ def main_group() -> None:
     "1 otherwise. --processes 1 writes one time-ordered file.",
 )
 @option("--allow-loss", is_flag=True, help="Exit 0 even when messages were lost.")
+@sla_options
 @option("--quiet", is_flag=True, help="No live progress view.")
 def run_command(**options: Any) -> None:
     """Run the fleet against a target and report what happened."""
@@ -363,6 +400,8 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         credentials=options["credentials"],
         stream_results=options["stream_results"],
         shard=_shard(options["shard"]),
+        slas=parse_slas(options["sla"]),
+        junit=options["junit"],
     )
 
 
@@ -513,6 +552,7 @@ def serve_command(
 @option("--http", metavar="URL", help="Ingest URL the devices POST to, instead of --mqtt.")
 @option("--speed", default="1", show_default=True, help="Simulated seconds per real second.")
 @option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
+@sla_options
 @click.pass_context
 def mixed_command(
     ctx: click.Context,
@@ -526,6 +566,8 @@ def mixed_command(
     http: str | None,
     speed: str,
     seed: int,
+    sla: tuple[str, ...],
+    junit: Path | None,
 ) -> None:
     """Devices and dashboard users in one Locust run (locustfiles/mixed.py).
 
@@ -534,6 +576,7 @@ def mixed_command(
     --json, --csv, --html for reports, --processes N for N workers on this machine (each
     runs its share of the farms).
     """
+    import json
     import os
     import subprocess
 
@@ -577,6 +620,13 @@ def mixed_command(
         env["BARNSTORM_MQTT"] = mqtt
     if http:
         env["BARNSTORM_HTTP"] = http
+    # The SLAs are judged by Locust over both kinds of load, not by the fleet alone.
+    env.pop("BARNSTORM_SLA", None)
+    env.pop("BARNSTORM_JUNIT", None)
+    parse_slas(sla)  # bad input fails here, before Locust starts
+    env["BARNSTORM_LOCUST_SLAS"] = json.dumps(list(sla))
+    if junit is not None:
+        env["BARNSTORM_LOCUST_JUNIT"] = str(junit.resolve())
     sys.exit(subprocess.call(command, env=env))
 
 

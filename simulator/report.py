@@ -20,6 +20,8 @@ Schema (``schema_version`` 1; every count is an integer, latencies are milliseco
                       "errors": {kind: n}},
       "accounting": null | {"expected", "received", "lost", "duplicated", "unexpected", "malformed",
                              "late", "lost_ranges": [{"device_id", "first_seq", "last_seq"}]},
+      "sla": [{"sla": "ingest.p95<250ms", "scope", "metric", "op", "threshold", "unit",
+               "actual", "held": true, "detail": "one line"}]  (with --sla only),
       "config": {the run's options, secrets removed}
     }
 
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigError
@@ -158,3 +161,13 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     errors = report["totals"]["errors"]
     if errors:
         console.print("errors: " + ", ".join(f"{kind} {n:,}" for kind, n in errors.items()))
+    print_verdicts(report.get("sla") or [], console)
+
+
+def print_verdicts(verdicts: list[dict[str, Any]], console: Console) -> None:
+    """One line per SLA: held in green, broken in red."""
+    for verdict in verdicts:
+        if verdict["held"]:
+            console.print(f"[green]SLA held[/]   {escape(verdict['detail'])}")
+        else:
+            console.print(f"[bold red]SLA BROKEN[/] {escape(verdict['detail'])}")

@@ -42,6 +42,7 @@ from .payload import DEFAULT_TOPIC_TEMPLATE, subscription_filter
 from .profiles import DeviceProfile, load_profiles
 from .report import SCHEMA_VERSION, print_summary, write_report
 from .scenarios import Scenario
+from .sla import EXIT_SLA, Sla, Verdict, evaluate, metrics_measures, report_measures, write_junit
 from .trace import TraceContext, current_run_id
 from .transports.base import Transport
 from .transports.file import FileTransport
@@ -97,6 +98,10 @@ class RunConfig:
     stream_results: bool = False
     #: names this run in the trace context of its HTTP requests and in its report.
     run_id: str = field(default_factory=current_run_id)
+    #: what the run must show to pass (--sla); broken ones exit with EXIT_SLA.
+    slas: tuple[Sla, ...] = ()
+    #: JUnit XML of the SLA verdicts, one test case per SLA.
+    junit: Path | None = None
     modulators: tuple[Modulator, ...] = field(default=(), compare=False)
 
     @property
@@ -119,6 +124,7 @@ class RunConfig:
                 k: str(v) if isinstance(v, Path) else v for k, v in data["mqtt"].items()
             }
         data["device_types"] = list(self.device_types) if self.device_types else None
+        data["slas"] = [sla.text for sla in self.slas]
         return data
 
 
@@ -293,6 +299,14 @@ class Run:
         report = self._report(
             fleet, metrics, engine, clock, per_gateway, time.monotonic() - wall_start
         )
+        if config.slas:
+            measures = metrics_measures(
+                {name: metrics.by_type[i] for i, name in enumerate(fleet.devices.type_names)},
+                metrics.totals(),
+                metrics.elapsed(),
+                self.accounting.lost if self.accounting else None,
+            )
+            judge(report, evaluate(config.slas, measures), config.junit)
         if config.report is not None:
             write_report(report, config.report)
         return RunResult(report, report["exit_code"], transport)
@@ -430,6 +444,19 @@ class Run:
         }
 
 
+def judge(report: dict[str, Any], verdicts: list[Verdict], junit: Path | None) -> None:
+    """Put the SLA verdicts into ``report`` (and ``junit``); a broken SLA turns a run that
+    would exit 0 or EXIT_LOSS into EXIT_SLA."""
+    report["sla"] = [verdict.as_dict() for verdict in verdicts]
+    if any(not verdict.held for verdict in verdicts) and report["exit_code"] in (
+        EXIT_OK,
+        EXIT_LOSS,
+    ):
+        report["exit_code"] = EXIT_SLA
+    if junit is not None:
+        write_junit(verdicts, junit, report["time"]["wall_seconds"], "barnstorm SLAs")
+
+
 def _run_shard(config: RunConfig) -> dict[str, Any]:
     """One process of a sharded history run (module level: it crosses a process boundary)."""
     return asyncio.run(Run(config, Console(stderr=True, quiet=True)).execute()).report
@@ -466,6 +493,8 @@ def run_sharded(config: RunConfig) -> RunResult:
     report = merge_reports(reports, time.monotonic() - started)
     report["config"] = config.public()
     report["target"]["url"] = str(config.output)
+    if config.slas:
+        judge(report, evaluate(config.slas, report_measures(report)), config.junit)
     if config.report is not None:
         write_report(report, config.report)
     return RunResult(report, report["exit_code"])
@@ -546,6 +575,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_LOSS",
     "EXIT_OK",
+    "EXIT_SLA",
     "EXIT_USAGE",
     "Run",
     "RunConfig",

@@ -66,14 +66,41 @@ class FleetStatus:
     rate: float = 0.0  # messages per second over the last RATE_WINDOW
 
 
-class _Fleet:
-    """The device engine child process of this Locust process, and its status."""
+class FleetChild:
+    """One device engine child process (a fleet shard) of this Locust process."""
 
-    def __init__(self) -> None:
-        self.process: Any = None
-        self.reader: Any = None
-        self.status = FleetStatus()
+    def __init__(self, environment: Environment, index: int, count: int) -> None:
+        duration = os.environ.get("BARNSTORM_DURATION", "3650d")  # until the test stops
+        command = [sys.executable, "-m", "simulator", "run", "--stream-results", "--quiet"]
+        command += ["--duration", duration, "--shard", f"{index}/{count}"]
+        self.status = FleetStatus(shard=f"{index + 1} of {count}", state="running")
         self._window: list[tuple[float, int]] = []
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=os.environ.copy()
+        )
+        self.reader = gevent.spawn(self._read, environment)
+
+    def _read(self, environment: Environment) -> None:
+        for line in self.process.stdout:
+            self.account(line, environment)
+        self.process.wait()
+        status = self.status
+        status.rate, status.connected = 0.0, 0
+        if self.process.returncode == 0:
+            status.state = "finished"
+        elif status.state == "stopping":
+            status.state = "stopped"
+        else:
+            status.state = f"failed (exit {self.process.returncode})"
+        runner = environment.runner
+        if (
+            isinstance(runner, LocalRunner)
+            and environment.parsed_options is not None
+            and environment.parsed_options.num_users == 0
+            and environment.shape_class is None
+            and self in CHILDREN
+        ):
+            runner.quit()  # devices only: the test ends with the fleet
 
     def account(self, line: bytes, environment: Environment) -> None:
         try:
@@ -104,10 +131,24 @@ class _Fleet:
             (status.messages - first_count) / (now - first_time) if now > first_time else 0.0
         )
 
+    def stop(self) -> None:
+        """Interrupt the fleet: it settles its books and flushes its last results."""
+        if self.process.poll() is None:
+            self.status.state = "stopping"
+            self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.reader.join(timeout=10)
 
-FLEET = _Fleet()
-#: on the master: each worker's last reported status, by worker id.
-WORKERS: dict[str, FleetStatus] = {}
+
+#: this process's fleet shards: one in a mixed run, one more per step in a capacity search.
+CHILDREN: list[FleetChild] = []
+#: whether test start starts the fleet (a capacity search starts shards step by step).
+AUTO_FLEET = {"enabled": True}
+#: on the master: each worker's last reported fleet status, by worker id.
+WORKERS: dict[str, list[FleetStatus]] = {}
 
 
 def _shard(environment: Environment) -> tuple[int, int]:
@@ -125,59 +166,24 @@ def _shard(environment: Environment) -> tuple[int, int]:
     return index, count
 
 
-def _read(environment: Environment, process: Any) -> None:
-    for line in process.stdout:
-        FLEET.account(line, environment)
-    process.wait()
-    status = FLEET.status
-    status.rate, status.connected = 0.0, 0
-    if process.returncode == 0:
-        status.state = "finished"
-    elif status.state == "stopping":
-        status.state = "stopped"
-    else:
-        status.state = f"failed (exit {process.returncode})"
-    runner = environment.runner
-    if (
-        isinstance(runner, LocalRunner)
-        and environment.parsed_options is not None
-        and environment.parsed_options.num_users == 0
-        and FLEET.process is process
-    ):
-        runner.quit()  # devices only: the test ends with the fleet
+def start_child(environment: Environment, index: int, count: int) -> FleetChild:
+    child = FleetChild(environment, index, count)
+    CHILDREN.append(child)
+    return child
 
 
 @events.test_start.add_listener
 def start_fleet(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, MasterRunner):
+    CHILDREN.clear()  # a new test in the web UI: the last test's shards have stopped
+    if isinstance(environment.runner, MasterRunner) or not AUTO_FLEET["enabled"]:
         return  # the workers run the fleet; the master merges their stats
-    index, count = _shard(environment)
-    duration = os.environ.get("BARNSTORM_DURATION", "3650d")  # until the test stops
-    command = [sys.executable, "-m", "simulator", "run", "--stream-results", "--quiet"]
-    command += ["--duration", duration, "--shard", f"{index}/{count}"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=os.environ.copy()
-    )
-    FLEET.status = FleetStatus(shard=f"{index + 1} of {count}", state="running")
-    FLEET.process = process
-    FLEET.reader = gevent.spawn(_read, environment, process)
+    start_child(environment, *_shard(environment))
 
 
 @events.test_stop.add_listener
 def stop_fleet(environment: Environment, **_: Any) -> None:
-    process, reader = FLEET.process, FLEET.reader
-    FLEET.process = FLEET.reader = None
-    if process is None:
-        return
-    if process.poll() is None:
-        FLEET.status.state = "stopping"
-        process.send_signal(signal.SIGINT)  # the fleet settles and flushes its last results
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    if reader is not None:
-        reader.join(timeout=10)
+    for child in CHILDREN:
+        child.stop()
 
 
 @events.quitting.add_listener
@@ -190,9 +196,10 @@ def quit_fleet(environment: Environment, **_: Any) -> None:
 def judge_slas(environment: Environment) -> None:
     """SLA verdicts over the whole run (``BARNSTORM_LOCUST_SLAS``, a JSON list, as
     ``simulate mixed --sla`` sets it): printed, written as JUnit XML
-    (``BARNSTORM_LOCUST_JUNIT``), and Locust exits with EXIT_SLA when one breaks."""
+    (``BARNSTORM_LOCUST_JUNIT``), and Locust exits with EXIT_SLA when one breaks. A
+    capacity search judges its steps instead."""
     texts = json.loads(os.environ.get("BARNSTORM_LOCUST_SLAS") or "[]")
-    if not texts:
+    if not texts or environment.shape_class is not None:
         return
     stats = environment.stats
     last = stats.total.last_request_timestamp or stats.total.start_time
@@ -210,21 +217,21 @@ def judge_slas(environment: Environment) -> None:
 
 @events.report_to_master.add_listener
 def report_fleet(client_id: str, data: dict[str, Any], **_: Any) -> None:
-    data[REPORT_KEY] = asdict(FLEET.status)
+    data[REPORT_KEY] = [asdict(child.status) for child in CHILDREN]
 
 
 @events.worker_report.add_listener
 def collect_fleet(client_id: str, data: dict[str, Any], **_: Any) -> None:
     if REPORT_KEY in data:
-        WORKERS[client_id] = FleetStatus(**data[REPORT_KEY])
+        WORKERS[client_id] = [FleetStatus(**status) for status in data[REPORT_KEY]]
 
 
 def fleet_rows(environment: Environment) -> list[dict[str, Any]]:
     """The web UI's table: one row per fleet shard and, with several, a total."""
     if isinstance(environment.runner, MasterRunner):
-        statuses = [WORKERS[key] for key in sorted(WORKERS)]
+        statuses = [status for key in sorted(WORKERS) for status in WORKERS[key]]
     else:
-        statuses = [FLEET.status]
+        statuses = [child.status for child in CHILDREN]
     rows: list[dict[str, Any]] = [
         {
             "shard": s.shard,

@@ -402,7 +402,9 @@ def create_app(
         start = float(request.query_params.get("from", 0) or 0)
         end = float(request.query_params.get("to", now * 2) or now * 2)
         if store.slow:
-            # The bottleneck a stress test should catch: one query per device of the room.
+            # The bottleneck a stress test should catch, as ORMs write it: one query per
+            # device of the room, each loading the device's whole history, the chart's
+            # window picked in Python. Fine on a fresh database; it grows with the data.
             devices = [
                 d
                 for (d,) in store.db.execute(
@@ -411,11 +413,13 @@ def create_app(
             ]
             rows = []
             for device in devices:
-                rows += store.db.execute(
+                history = store.db.execute(
                     "SELECT device_id, kind, ts, payload FROM messages "
-                    "WHERE device_id = ? AND ts BETWEEN ? AND ? ORDER BY ts",
-                    (device, start, end),
+                    "WHERE device_id = ? ORDER BY seq",
+                    (device,),
                 ).fetchall()
+                rows += [row for row in history if start <= row[2] <= end]
+            rows.sort(key=lambda row: row[2])
         else:
             rows = store.db.execute(
                 "SELECT device_id, kind, ts, payload FROM messages "

@@ -630,6 +630,70 @@ def mixed_command(
     sys.exit(subprocess.call(command, env=env))
 
 
+@main_group.command(
+    "capacity",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@config_option
+@option("--host", required=True, help="Base URL of the dashboards (e.g. http://127.0.0.1:8080).")
+@option(
+    "--users", type=click.IntRange(min=0), default=0, show_default=True, help="Users at step 1."
+)
+@option(
+    "--users-step",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Users added per step.",
+)
+@option("--spawn-rate", type=click.FloatRange(min=0.01), default=10.0, show_default=True)
+@option(
+    "--farms",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="The fleet the users browse; with --mqtt or --http its devices run too, a constant "
+    "load (with --users-step: find the user limit).",
+)
+@option(
+    "--farms-step",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Farms added per step (step k runs k times this many).",
+)
+@option("--steps", type=click.IntRange(min=1), default=8, show_default=True, help="The ceiling.")
+@option("--step", "step_time", default="2m", show_default=True, help="Duration of each step.")
+@option("--warmup", default="30s", show_default=True, help="Start of each step not judged.")
+@option("--mqtt", metavar="URL", help="Broker the devices publish to.")
+@option("--http", metavar="URL", help="Ingest URL the devices POST to, instead of --mqtt.")
+@option("--speed", default="1", show_default=True, help="Simulated seconds per real second.")
+@option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
+@option(
+    "--sla",
+    multiple=True,
+    required=True,
+    metavar="SLA",
+    help='What each step must show, e.g. "dashboard.p95<500ms" (repeatable).',
+)
+@option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every step's measures and verdicts as JSON to FILE.",
+)
+@click.pass_context
+def capacity_command(ctx: click.Context, /, **options: Any) -> None:
+    """Find the load where the SLAs break: raise users (Locust) and farms (devices) in steps
+    of fixed duration, judge each step after its warm-up, stop at the first that breaks.
+
+    Exits 0 with the last load that held, 3 if even the first step broke. Further
+    arguments go to Locust (--html, --csv ...).
+    """
+    from .capacity import run_capacity
+
+    sys.exit(run_capacity(options, list(ctx.args)))
+
+
 @main_group.command("har2map")
 @click.argument("recording", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(

@@ -10,6 +10,7 @@ Bad input ends with one line on stderr naming the flag, file or key, and exit co
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from .credentials import load_credentials
 from .errors import BarnstormError, ConfigError
 from .fleet import DEFAULT_SEED, fleet_csv, fleet_json
 from .payload import DEFAULT_TOPIC_TEMPLATE, check_topic_template
+from .prometheus import parse_listen
 from .run import EXIT_FAILED, EXIT_USAGE, RunConfig, load_fleet, run_blocking
 from .scenarios import load_scenario
 from .sla import EXIT_SLA, parse_sla, parse_slas
@@ -297,6 +299,27 @@ def main_group() -> None:
 )
 @option("--allow-loss", is_flag=True, help="Exit 0 even when messages were lost.")
 @sla_options
+@option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a self-contained HTML report (verdicts, plots over time, tables) to FILE.",
+)
+@option(
+    "--timeseries",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a row of measures every --snapshot-every to FILE (JSON lines) as the run goes.",
+)
+@option(
+    "--snapshot-every",
+    metavar="DURATION",
+    help="Simulated time between time-series rows (default: about 300 rows over the run).",
+)
+@option(
+    "--prometheus",
+    metavar="[HOST]:PORT",
+    help="Serve the simulator's metrics for Prometheus at /metrics while the run lasts "
+    "(e.g. :9464; binds 127.0.0.1 unless a host is given).",
+)
 @option("--quiet", is_flag=True, help="No live progress view.")
 def run_command(**options: Any) -> None:
     """Run the fleet against a target and report what happened."""
@@ -305,6 +328,37 @@ def run_command(**options: Any) -> None:
     if result.report["error"]:
         click.echo(f"simulate: error: {_one_line(result.report['error'])}", err=True)
     sys.exit(result.exit_code)
+
+
+SOAK_DEFAULTS: dict[str, Any] = {
+    "duration": "8h",
+    "snapshot_every": "1m",
+    "timeseries": Path("soak-timeseries.jsonl"),
+    "html": Path("soak-report.html"),
+    "report": Path("soak-report.json"),
+}
+
+
+def _soak_command() -> click.Command:
+    """``simulate soak``: ``run`` with a soak's defaults (its options, other defaults)."""
+    params = []
+    for param in run_command.params:
+        clone = copy.copy(param)
+        if clone.name in SOAK_DEFAULTS:
+            clone.default = SOAK_DEFAULTS[clone.name]
+        params.append(clone)
+    return click.Command(
+        "soak",
+        params=params,
+        callback=run_command.callback,
+        help="Run the fleet for hours and watch it drift: a time-series row every "
+        "--snapshot-every (1m) to --timeseries, trends of latency, errors, throughput, loss "
+        "and the simulator's own CPU and memory, flagged when they drift, in the report "
+        "and the HTML report. Takes every option of `simulate run`.",
+    )
+
+
+main_group.add_command(_soak_command())
 
 
 def build_run_config(options: dict[str, Any]) -> RunConfig:
@@ -360,12 +414,8 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         device_types = tuple(t.strip() for t in options["device_types"].split(",") if t.strip())
         if not device_types:
             raise ConfigError("--device-types", "expected a comma-separated list of device types")
-    report = options["report"]
-    if report is not None and not report.parent.resolve().is_dir():
-        raise ConfigError("--report", f"directory {report.parent} does not exist")
-    output = options["output"]
-    if output is not None and not output.parent.resolve().is_dir():
-        raise ConfigError("--output", f"directory {output.parent} does not exist")
+    report = _writable(options["report"], "--report")
+    output = _writable(options["output"], "--output")
     connection = options["connection"]
     history = output is not None and speed is None
     processes = options["processes"] or (HISTORY_PROCESSES if history else 1)
@@ -401,8 +451,36 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         stream_results=options["stream_results"],
         shard=_shard(options["shard"]),
         slas=parse_slas(options["sla"]),
-        junit=options["junit"],
+        junit=_writable(options["junit"], "--junit"),
+        html=_writable(options["html"], "--html"),
+        timeseries=_writable(options["timeseries"], "--timeseries"),
+        snapshot_every=_snapshot_every(options["snapshot_every"]),
+        prometheus=_prometheus(options["prometheus"]),
     )
+
+
+def _writable(path: Path | None, flag: str) -> Path | None:
+    if path is not None and not path.parent.resolve().is_dir():
+        raise ConfigError(flag, f"directory {path.parent} does not exist")
+    return path
+
+
+def _snapshot_every(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError("--snapshot-every", str(exc)) from None
+    if seconds <= 0:
+        raise ConfigError("--snapshot-every", "expected a duration above zero")
+    return seconds
+
+
+def _prometheus(text: str | None) -> str | None:
+    if text is not None:
+        parse_listen(text)
+    return text
 
 
 def _shard(text: str | None) -> tuple[int, int]:

@@ -41,6 +41,25 @@ def _bucket_value(index: int) -> int:
     return (index - shift * _SUB) << shift
 
 
+def bucket_percentile(counts: list[int], total: int, q: float, largest: float) -> float:
+    """The ``q`` percentile (seconds) of histogram bucket ``counts`` holding ``total``
+    values, none above ``largest`` (also of a window: the difference of two snapshots)."""
+    if not total:
+        return 0.0
+    if q >= 1.0:
+        return largest
+    rank = max(1, int(q * total + 0.999999))
+    seen = 0
+    for index, count in enumerate(counts):
+        seen += count
+        if seen >= rank:
+            # The middle of the bucket, never beyond the largest value seen.
+            low = _bucket_value(index)
+            high = _bucket_value(index + 1) if index + 1 < _BUCKETS else low
+            return min((low + high) / 2e6, largest)
+    return largest
+
+
 class Histogram:
     """A latency histogram with fixed, log-linear buckets (values in seconds)."""
 
@@ -73,20 +92,7 @@ class Histogram:
 
     def percentile(self, q: float) -> float:
         """The value (seconds) at or below which a share ``q`` (0–1) of the values lie."""
-        if not self.total:
-            return 0.0
-        if q >= 1.0:
-            return self.max
-        rank = max(1, int(q * self.total + 0.999999))
-        seen = 0
-        for index, count in enumerate(self.counts):
-            seen += count
-            if seen >= rank:
-                # The middle of the bucket, never beyond the largest value seen.
-                low = _bucket_value(index)
-                high = _bucket_value(index + 1) if index + 1 < _BUCKETS else low
-                return min((low + high) / 2e6, self.max)
-        return self.max
+        return bucket_percentile(self.counts, self.total, q, self.max)
 
     def summary_ms(self) -> dict[str, float]:
         """p50/p95/p99/max/mean in milliseconds."""

@@ -20,6 +20,10 @@ Schema (``schema_version`` 1; every count is an integer, latencies are milliseco
                       "errors": {kind: n}},
       "accounting": null | {"expected", "received", "lost", "duplicated", "unexpected", "malformed",
                              "late", "lost_ranges": [{"device_id", "first_seq", "last_seq"}]},
+      "timeseries": [{"wall_s", "sim", "sent", "delivered", "failed", "dropped", "in_flight",
+                      "rate_per_s", "failed_per_s", "error_rate", "p50_ms", "p95_ms",
+                      "p99_ms", "connected", "cpu_pct", "rss_mb"}, ...] (see timeseries.py),
+      "trends": [{"metric", "start", "end", "change_pct", "drift": bool}, ...],
       "sla": [{"sla": "ingest.p95<250ms", "scope", "metric", "op", "threshold", "unit",
                "actual", "held": true, "detail": "one line"}]  (with --sla only),
       "config": {the run's options, secrets removed}
@@ -161,6 +165,13 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     errors = report["totals"]["errors"]
     if errors:
         console.print("errors: " + ", ".join(f"{kind} {n:,}" for kind, n in errors.items()))
+    for trend in report.get("trends") or []:
+        if trend["drift"]:
+            change = "" if trend["change_pct"] is None else f" ({trend['change_pct']:+.0f} %)"
+            console.print(
+                f"[bold yellow]drift:[/] {trend['metric']} {trend['start']:,} → "
+                f"{trend['end']:,}{change} from the start of the run to its end"
+            )
     print_verdicts(report.get("sla") or [], console)
 
 

@@ -35,14 +35,17 @@ from .engine import Engine
 from .errors import BarnstormError, ConfigError
 from .farms import FarmTemplate, load_templates
 from .fleet import DEFAULT_SEED, Fleet, build_fleet
+from .htmlreport import write_html
 from .live import LiveView
 from .metrics import Metrics
 from .models.base import Modulator
 from .payload import DEFAULT_TOPIC_TEMPLATE, subscription_filter
 from .profiles import DeviceProfile, load_profiles
+from .prometheus import PrometheusExporter
 from .report import SCHEMA_VERSION, print_summary, write_report
 from .scenarios import Scenario
 from .sla import EXIT_SLA, Sla, Verdict, evaluate, metrics_measures, report_measures, write_junit
+from .timeseries import Recorder, trends
 from .trace import TraceContext, current_run_id
 from .transports.base import Transport
 from .transports.file import FileTransport
@@ -102,6 +105,14 @@ class RunConfig:
     slas: tuple[Sla, ...] = ()
     #: JUnit XML of the SLA verdicts, one test case per SLA.
     junit: Path | None = None
+    #: simulated seconds between time-series rows (None: about 300 rows over the run).
+    snapshot_every: float | None = None
+    #: JSON-lines file the time-series rows go to as they are taken.
+    timeseries: Path | None = None
+    #: the self-contained HTML report.
+    html: Path | None = None
+    #: host:port to serve Prometheus metrics on while the run lasts.
+    prometheus: str | None = None
     modulators: tuple[Modulator, ...] = field(default=(), compare=False)
 
     @property
@@ -217,6 +228,12 @@ class Run:
         )
         engine: Engine | None = None
         transport: Transport | None = None
+        recorder = Recorder(
+            metrics,
+            clock,
+            interval=self._snapshot_interval(),
+            path=config.timeseries,
+        )
         wall_start = time.monotonic()
         async with contextlib.AsyncExitStack() as stack:
             try:
@@ -275,8 +292,13 @@ class Run:
                     await transport.connect(engine.connections[0])
                 live = LiveView(metrics, engine, clock, self.console, enabled=config.live)
                 async with live.running(), contextlib.AsyncExitStack() as streaming:
+                    await streaming.enter_async_context(recorder.running())
                     if stream is not None:
                         await streaming.enter_async_context(stream.running())
+                    if config.prometheus:
+                        await streaming.enter_async_context(
+                            PrometheusExporter(config.prometheus, metrics, fleet.devices.type_names)
+                        )
                     await engine.run(self.stop)
                 await transport.drain(config.drain_timeout if not self.stop.is_set() else 2.0)
             except BarnstormError as exc:
@@ -287,6 +309,7 @@ class Run:
                 if transport is not None:
                     await transport.close()
                 metrics.finish()
+                recorder.close()
                 if stream is not None:
                     stream.flush()  # the last results, in-flight-at-stop failures included
             if readback is not None and engine is not None and self.outcome != "failed":
@@ -307,9 +330,23 @@ class Run:
                 self.accounting.lost if self.accounting else None,
             )
             judge(report, evaluate(config.slas, measures), config.junit)
+        report["timeseries"] = recorder.rows
+        report["trends"] = trends(recorder.rows)
         if config.report is not None:
             write_report(report, config.report)
+        if config.html is not None:
+            write_html(report, config.html)
         return RunResult(report, report["exit_code"], transport)
+
+    def _snapshot_interval(self) -> float:
+        """Simulated seconds between time-series rows: as asked, or about 300 rows."""
+        config = self.config
+        if config.snapshot_every is not None:
+            return config.snapshot_every
+        if config.speed is None:
+            return 1.0  # the recorder takes a row every wall second at --speed max
+        wall = config.duration / config.speed
+        return min(max(wall / 300, 1.0), 60.0) * config.speed
 
     def _transport(self, metrics: Metrics, fleet: Fleet, mqtt: MqttSettings | None) -> Transport:
         if self.config.memory:
@@ -495,6 +532,8 @@ def run_sharded(config: RunConfig) -> RunResult:
     report["target"]["url"] = str(config.output)
     if config.slas:
         judge(report, evaluate(config.slas, report_measures(report)), config.junit)
+    if config.html is not None:
+        write_html(report, config.html)
     if config.report is not None:
         write_report(report, config.report)
     return RunResult(report, report["exit_code"])

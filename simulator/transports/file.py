@@ -6,6 +6,7 @@ database or checking realism. Output is byte-identical for the same seed and sta
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,6 +16,7 @@ from ..errors import ConfigError, SendError
 from .base import Message, Outcome, ResultSink, Transport
 
 _FLUSH_MESSAGES = 4096
+_FLUSH_AGE = 0.5  # seconds
 
 
 class FileTransport(Transport):
@@ -29,6 +31,7 @@ class FileTransport(Transport):
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._pending: list[Message] = []
+        self._flushed_at = time.monotonic()
         #: the encoded start of each topic's lines.
         self._heads: dict[str, bytes] = {}
         #: the first write error, if any (the messages it hit are counted as failed).
@@ -57,7 +60,8 @@ class FileTransport(Transport):
             append(b"}\n")
         self._pending.extend(messages)
         self._buffered += len(messages)
-        if self._buffered >= _FLUSH_MESSAGES:
+        # Full, or old enough that the counts (live view, Prometheus) would lag behind.
+        if self._buffered >= _FLUSH_MESSAGES or time.monotonic() - self._flushed_at > _FLUSH_AGE:
             self._flush()
 
     @property
@@ -79,6 +83,7 @@ class FileTransport(Transport):
             self.sink.messages_written(pending)
         self._buffer.clear()
         self._buffered = 0
+        self._flushed_at = time.monotonic()
 
     async def drain(self, timeout: float) -> None:
         self._flush()

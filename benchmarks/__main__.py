@@ -6,6 +6,7 @@ ratio between them (these machines are noisy: absolute times mean little, ratios
     python -m benchmarks engine     # generate and encode messages as fast as possible
     python -m benchmarks history    # a year of 12 farms as history (about 5 minutes)
     python -m benchmarks bridge     # the same fleet standalone and through the Locust bridge
+    python -m benchmarks soak       # the simulator's memory over a 10-minute compressed soak
     python -m benchmarks all --json results.json
 """
 
@@ -279,12 +280,59 @@ def bench_bridge(farms: int = 60, duration: str = "12h", target: str = "mqtt") -
     }
 
 
+def bench_soak(minutes: float = 10.0, farms: int = 100, speed: float = 60.0) -> dict[str, Any]:
+    """The simulator's own memory over a compressed soak (``minutes`` of wall time at
+    ``speed``, MQTT QoS 1 to a private broker): resident memory at the end against the
+    baseline of the same process after its warm-up (the first fifth of the run)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from simulator.broker import EmbeddedBroker
+
+    duration = f"{round(minutes * 60 * speed)}s"
+
+    async def measure(folder: Path) -> list[dict[str, Any]]:
+        async with EmbeddedBroker("auto") as broker:
+            fleet = ["--farms", str(farms), "--mqtt", broker.url, "--connect-rate", "0"]
+            timing = ["--speed", f"{speed:g}", "--duration", duration, "--snapshot-every"]
+            timing += [f"{speed:g}s", "--quiet"]
+            await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "simulator", "soak", *fleet, *timing],
+                env=os.environ.copy(),
+                cwd=folder,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        lines = (folder / "soak-timeseries.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    with tempfile.TemporaryDirectory() as folder:
+        rows = asyncio.run(measure(Path(folder)))
+    warm = rows[len(rows) // 5]
+    end = rows[-1]
+    return {
+        "name": "soak-memory",
+        "what": f"{farms} farms over MQTT QoS 1, {minutes:g} min at {speed:g}x "
+        f"({duration} simulated), {end['sent']:,} messages",
+        "barnstorm_rss_mb_at_end": end["rss_mb"],
+        "baseline": f"the same process after warm-up ({warm['wall_s']:.0f} s)",
+        "baseline_rss_mb": warm["rss_mb"],
+        "ratio": round(end["rss_mb"] / warm["rss_mb"], 3),
+        "goal": "< 1.10",
+        "peak_rss_mb": max(r["rss_mb"] for r in rows),
+    }
+
+
 BENCHMARKS = {
     "fleet": bench_fleet,
     "engine": bench_engine,
     "bridge": bench_bridge,
     "bridge-file": lambda: bench_bridge(target="file", duration="2d"),
     "history": bench_history,
+    "soak": bench_soak,
 }
 
 
@@ -297,8 +345,8 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
-    # "all" is the quick ones; the year-long history run is asked for by name.
-    quick = [name for name in BENCHMARKS if name != "history"]
+    # "all" is the quick ones; the year-long history and the soak are asked for by name.
+    quick = [name for name in BENCHMARKS if name not in ("history", "soak")]
     names = quick if not args.which or "all" in args.which else args.which
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:

@@ -39,8 +39,9 @@ from locust import events
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
-from simulator.locuststats import snapshot, window_measures
-from simulator.sla import EXIT_SLA, evaluate, parse_slas, write_junit
+from simulator.htmlreport import write_mixed_html
+from simulator.locuststats import DEVICE_METHODS, Snapshot, snapshot, window_measures
+from simulator.sla import EXIT_SLA, Verdict, evaluate, parse_slas, write_junit
 
 try:
     from locustfiles.dashboard import DashboardUser
@@ -190,17 +191,121 @@ def stop_fleet(environment: Environment, **_: Any) -> None:
 def quit_fleet(environment: Environment, **_: Any) -> None:
     stop_fleet(environment)  # first: the fleet's last results count in the verdicts
     if not isinstance(environment.runner, WorkerRunner):
-        judge_slas(environment)
+        verdicts = judge_slas(environment)
+        if SAMPLER.rows or os.environ.get("BARNSTORM_LOCUST_HTML"):
+            SAMPLER.write(environment, verdicts)
 
 
-def judge_slas(environment: Environment) -> None:
+class Sampler:
+    """Ingest beside dashboards over time, for the mixed run's HTML report
+    (``BARNSTORM_LOCUST_HTML``, as ``simulate mixed --html`` sets it): a row per interval."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.started = time.monotonic()
+        self._last: tuple[float, Snapshot] | None = None
+        self._greenlet: Any = None
+
+    def start(self, environment: Environment) -> None:
+        if not os.environ.get("BARNSTORM_LOCUST_HTML") or self._greenlet is not None:
+            return
+        every = float(os.environ.get("BARNSTORM_SAMPLE_SECONDS") or 2.0)
+        self.started = time.monotonic()
+        self._last = (self.started, snapshot(environment.stats))
+        self._greenlet = gevent.spawn(self._loop, environment, every)
+
+    def _loop(self, environment: Environment, every: float) -> None:
+        while True:
+            gevent.sleep(every)
+            self.sample(environment)
+
+    def sample(self, environment: Environment) -> None:
+        if self._last is None:
+            return
+        now, current = time.monotonic(), snapshot(environment.stats)
+        before_time, before = self._last
+        self._last = (now, current)
+        measures = window_measures(before, current, max(now - before_time, 1e-9))
+        row: dict[str, Any] = {
+            "wall_s": round(now - self.started, 3),
+            "users": environment.runner.user_count if environment.runner else 0,
+            "connected": sum(
+                r["connected"] for r in fleet_rows(environment) if r["shard"] != "total"
+            ),
+        }
+        for scope in ("ingest", "dashboard"):
+            measure = measures.get(scope)
+            count = measure.count if measure else 0
+            failures = measure.failures if measure else 0
+            row[f"{scope}_rate"] = (
+                round((count - failures) / (now - before_time), 3) if measure else 0.0
+            )
+            row[f"{scope}_p95"] = measure.quantile(0.95) if measure and count else None
+            row[f"{scope}_error_rate"] = failures / count if count else 0.0
+        self.rows.append(row)
+
+    def write(self, environment: Environment, verdicts: list[Verdict]) -> None:
+        path = os.environ.get("BARNSTORM_LOCUST_HTML")
+        if self._greenlet is not None:
+            self._greenlet.kill()
+            self.sample(environment)
+        if not path:
+            return
+        stats = environment.stats
+        last = stats.total.last_request_timestamp or stats.total.start_time
+        seconds = max(last - stats.total.start_time, 1e-9)
+        requests = []
+        for (method, name), counts in sorted(snapshot(stats).items(), key=lambda kv: kv[0][1]):
+            measure = window_measures({}, {(method, name): counts}, seconds)[name]
+            requests.append(
+                {
+                    "name": name,
+                    "kind": "device" if method in DEVICE_METHODS else "dashboard",
+                    "requests": measure.count,
+                    "failures": measure.failures,
+                    "rate_per_s": (measure.count - measure.failures) / seconds,
+                    "p50_ms": measure.quantile(0.5),
+                    "p95_ms": measure.quantile(0.95),
+                    "p99_ms": measure.quantile(0.99),
+                    "max_ms": measure.max_ms,
+                }
+            )
+        config = {
+            key: "***" if any(word in key for word in ("PASSWORD", "TOKEN", "SECRET")) else value
+            for key, value in sorted(os.environ.items())
+            if key.startswith("BARNSTORM_")
+        }
+        write_mixed_html(
+            {
+                "rows": self.rows,
+                "requests": requests,
+                "sla": [verdict.as_dict() for verdict in verdicts],
+                "seconds": seconds,
+                "host": environment.host,
+                "run_id": os.environ.get("BARNSTORM_RUN_ID"),
+                "config": config,
+            },
+            Path(path),
+        )
+
+
+SAMPLER = Sampler()
+
+
+@events.test_start.add_listener
+def start_sampler(environment: Environment, **_: Any) -> None:
+    if not isinstance(environment.runner, WorkerRunner):
+        SAMPLER.start(environment)
+
+
+def judge_slas(environment: Environment) -> list[Verdict]:
     """SLA verdicts over the whole run (``BARNSTORM_LOCUST_SLAS``, a JSON list, as
     ``simulate mixed --sla`` sets it): printed, written as JUnit XML
     (``BARNSTORM_LOCUST_JUNIT``), and Locust exits with EXIT_SLA when one breaks. A
     capacity search judges its steps instead."""
     texts = json.loads(os.environ.get("BARNSTORM_LOCUST_SLAS") or "[]")
     if not texts or environment.shape_class is not None:
-        return
+        return []
     stats = environment.stats
     last = stats.total.last_request_timestamp or stats.total.start_time
     seconds = max(last - stats.total.start_time, 1e-9)
@@ -213,6 +318,7 @@ def judge_slas(environment: Environment) -> None:
         write_junit(verdicts, Path(junit), seconds, "barnstorm SLAs (mixed)")
     if any(not verdict.held for verdict in verdicts) and not environment.process_exit_code:
         environment.process_exit_code = EXIT_SLA
+    return verdicts
 
 
 @events.report_to_master.add_listener

@@ -631,6 +631,17 @@ def serve_command(
 @option("--speed", default="1", show_default=True, help="Simulated seconds per real second.")
 @option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
 @sla_options
+@option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write barnstorm's report of both kinds of load (verdicts, ingest beside dashboards "
+    "over time, users, devices) to FILE. Locust's own: --locust-html FILE.",
+)
+@option(
+    "--locust-html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write Locust's own HTML report to FILE.",
+)
 @click.pass_context
 def mixed_command(
     ctx: click.Context,
@@ -646,6 +657,8 @@ def mixed_command(
     seed: int,
     sla: tuple[str, ...],
     junit: Path | None,
+    html: Path | None,
+    locust_html: Path | None,
 ) -> None:
     """Devices and dashboard users in one Locust run (locustfiles/mixed.py).
 
@@ -680,6 +693,8 @@ def mixed_command(
     ]
     if not web_ui:
         command.append("--headless")
+    if locust_html is not None:
+        command += ["--html", str(_writable(locust_html, "--locust-html"))]
     command += ctx.args
     if mqtt and http:
         raise ConfigError("--http", "give one target: --mqtt or --http")
@@ -705,6 +720,10 @@ def mixed_command(
     env["BARNSTORM_LOCUST_SLAS"] = json.dumps(list(sla))
     if junit is not None:
         env["BARNSTORM_LOCUST_JUNIT"] = str(junit.resolve())
+    env.pop("BARNSTORM_HTML", None)
+    if html is not None:
+        _writable(html, "--html")
+        env["BARNSTORM_LOCUST_HTML"] = str(html.resolve())
     sys.exit(subprocess.call(command, env=env))
 
 

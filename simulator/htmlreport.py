@@ -288,3 +288,101 @@ def write_html(report: dict[str, Any], path: Path) -> None:
         path.write_text(render_html(report), encoding="utf-8")
     except OSError as exc:
         raise ConfigError("--html", f"cannot write {path} ({exc.strerror})") from None
+
+
+def render_mixed_html(data: dict[str, Any]) -> str:
+    """The report of a mixed run (devices and dashboard users in one Locust run): the SLA
+    verdicts, then ingest beside dashboards over time (throughput, p95, errors), the users
+    and connected devices, and a table per request name. ``data`` holds ``rows`` (one per
+    sampling interval), ``requests`` (per name), ``sla`` and ``config``."""
+    rows = data["rows"]
+    charts_svg = []
+    if len(rows) >= 2:
+        charts_svg = [
+            _chart(
+                rows,
+                "Throughput",
+                "per second",
+                {"ingest_rate": "device messages/s", "dashboard_rate": "dashboard requests/s"},
+            ),
+            _chart(
+                rows,
+                "Latency p95 (of each interval)",
+                "ms",
+                {"ingest_p95": "device messages", "dashboard_p95": "dashboard requests"},
+            ),
+            _chart(
+                [
+                    {
+                        **r,
+                        "ingest_err": r["ingest_error_rate"] * 100,
+                        "dashboard_err": r["dashboard_error_rate"] * 100,
+                    }
+                    for r in rows
+                ],
+                "Errors",
+                "% failed",
+                {"ingest_err": "device messages", "dashboard_err": "dashboard requests"},
+            ),
+            _chart(rows, "Dashboard users", "users", {"users": "users"}),
+            _chart(rows, "Connected devices", "connections", {"connected": "connected"}),
+        ]
+    table = [
+        [
+            escape(r["name"]),
+            escape(r["kind"]),
+            _number(r["requests"]),
+            _number(r["failures"]),
+            _number(r["rate_per_s"], 1),
+            _number(r["p50_ms"]),
+            _number(r["p95_ms"]),
+            _number(r["p99_ms"]),
+            _number(r["max_ms"]),
+        ]
+        for r in data["requests"]
+    ]
+    verdicts = _verdicts({"outcome": "completed", "sla": data.get("sla") or [], "trends": []})
+    return "\n".join(
+        [
+            "<!doctype html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            "<title>barnstorm mixed run report</title>",
+            f"<style>{STYLE}</style></head><body>",
+            "<h1>barnstorm mixed run report</h1>",
+            f'<p class="muted">devices and dashboard users in one Locust run against '
+            f"{escape(str(data.get('host') or ''))} · {_number(data['seconds'], 1)} s · "
+            f"run {escape(str(data.get('run_id') or ''))}</p>",
+            "<h2>Verdicts</h2>",
+            verdicts,
+            "<h2>Over time</h2>",
+            '<div class="charts">'
+            + ("\n".join(charts_svg) or '<p class="muted">Too short for plots.</p>')
+            + "</div>",
+            "<h2>By request</h2>",
+            _table(
+                [
+                    "name",
+                    "kind",
+                    "requests",
+                    "failures",
+                    "per s",
+                    "p50 ms",
+                    "p95 ms",
+                    "p99 ms",
+                    "max ms",
+                ],
+                table,
+            ),
+            "<h2>Configuration</h2>",
+            f"<pre>{escape(json.dumps(data.get('config') or {}, indent=2, sort_keys=True))}</pre>",
+            "</body></html>",
+        ]
+    )
+
+
+def write_mixed_html(data: dict[str, Any], path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_mixed_html(data), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--html", f"cannot write {path} ({exc.strerror})") from None

@@ -147,10 +147,12 @@ def test_mixed_run_judges_slas_over_devices_and_dashboards(
     tmp_path: Path, backend: Backends, mosquitto: str, topic_root: str
 ) -> None:
     """`simulate mixed --sla` judges both kinds of load in Locust's statistics: a dashboard
-    SLA and a device SLA that hold, one that cannot hold; Locust exits 3 and the JUnit file
-    says which broke."""
+    SLA and a device SLA that hold, one that cannot hold; Locust exits 3, the JUnit file
+    says which broke, and the mixed run's HTML report has the verdicts, plots of both kinds
+    of load over time and a row per request name."""
     url = backend("--farms", "2", "--mqtt", mosquitto, "--topic", f"{topic_root}/#")
     junit = tmp_path / "mixed.xml"
+    html = tmp_path / "mixed.html"
     env = {
         **os.environ,
         "BARNSTORM_CONNECT_RATE": "0",
@@ -160,7 +162,7 @@ def test_mixed_run_judges_slas_over_devices_and_dashboards(
     load = ["--farms", "2", "--users", "2", "--spawn-rate", "2", "--run-time", "8s"]
     result = subprocess.run(
         [sys.executable, "-m", "simulator", "mixed", *load, "--host", url, "--mqtt", mosquitto]
-        + ["--speed", "120", "--junit", str(junit)]
+        + ["--speed", "120", "--junit", str(junit), "--html", str(html)]
         + [arg for sla in slas for arg in ("--sla", sla)],
         cwd=ROOT,
         env=env,
@@ -174,3 +176,8 @@ def test_mixed_run_judges_slas_over_devices_and_dashboards(
     assert [name for name, case in cases.items() if case.find("failure") is not None] == [
         "ingest.rate>=1000000/s"
     ]
+    page = html.read_text()
+    assert "1 of 3 SLAs broken" in page
+    assert page.count("<svg") == 5
+    assert "publish cough_monitor" in page
+    assert "GET /api/farms/[farm_id]" in page

@@ -247,6 +247,14 @@ def main_group() -> None:
 @option("--key-file", type=click.Path(dir_okay=False, path_type=Path), help="Client key (mTLS).")
 @option("--insecure", is_flag=True, help="Do not verify the broker's TLS certificate.")
 @option(
+    "--reconnect-backoff",
+    default="1s,60s",
+    show_default=True,
+    metavar="BASE,CAP",
+    help="After a lost connection a device waits a random time in [0, min(CAP, BASE * 2^n)] "
+    "before its n-th retry (exponential backoff, full jitter).",
+)
+@option(
     "--keepalive",
     type=click.IntRange(min=5),
     default=60,
@@ -303,6 +311,12 @@ def main_group() -> None:
     "--html",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a self-contained HTML report (verdicts, plots over time, tables) to FILE.",
+)
+@option(
+    "--csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PREFIX",
+    help="Also write PREFIX_by_type.csv and PREFIX_timeseries.csv.",
 )
 @option(
     "--timeseries",
@@ -396,6 +410,7 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
             key_file=options["key_file"],
             insecure=options["insecure"],
             keepalive=options["keepalive"],
+            **_backoff(options["reconnect_backoff"]),
         )
         for flag in ("ca_file", "cert_file", "key_file"):
             path = options[flag]
@@ -453,10 +468,23 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         slas=parse_slas(options["sla"]),
         junit=_writable(options["junit"], "--junit"),
         html=_writable(options["html"], "--html"),
+        csv=_writable(options["csv"], "--csv"),
         timeseries=_writable(options["timeseries"], "--timeseries"),
         snapshot_every=_snapshot_every(options["snapshot_every"]),
         prometheus=_prometheus(options["prometheus"]),
     )
+
+
+def _backoff(text: str) -> dict[str, float]:
+    try:
+        base, cap = (parse_duration(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(
+            "--reconnect-backoff", f'expected BASE,CAP such as "1s,60s", got "{text}"'
+        ) from None
+    if not 0 < base <= cap:
+        raise ConfigError("--reconnect-backoff", f'expected 0 < BASE <= CAP, got "{text}"')
+    return {"reconnect_base": base, "reconnect_cap": cap}
 
 
 def _writable(path: Path | None, flag: str) -> Path | None:

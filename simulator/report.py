@@ -59,6 +59,38 @@ SCHEMA_VERSION = 1
 _LAG_WARNING_MS = 1000.0
 
 
+def write_csv(report: dict[str, Any], prefix: Path) -> list[Path]:
+    """``PREFIX_by_type.csv`` (a row per device type and the total) and, when the run kept
+    a time series, ``PREFIX_timeseries.csv`` (a row per interval): for spreadsheets."""
+    import csv
+
+    written = []
+    by_type = prefix.with_name(prefix.name + "_by_type.csv")
+    columns = ["device_type", "sent", "acknowledged", "unconfirmed", "failed", "dropped"]
+    columns += ["in_flight", "bytes", "rate_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
+    try:
+        with by_type.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(columns)
+            items = [*report["by_device_type"].items(), ("total", report["totals"])]
+            for name, counts in items:
+                latency = counts["latency_ms"]
+                quantiles = (latency[q] for q in ("p50", "p95", "p99", "max"))
+                writer.writerow([name, *(counts[c] for c in columns[1:9]), *quantiles])
+        written.append(by_type)
+        rows = report.get("timeseries") or []
+        if rows:
+            series = prefix.with_name(prefix.name + "_timeseries.csv")
+            with series.open("w", newline="", encoding="utf-8") as file:
+                dict_writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+                dict_writer.writeheader()
+                dict_writer.writerows(rows)
+            written.append(series)
+    except OSError as exc:
+        raise ConfigError("--csv", f"cannot write {prefix}_*.csv ({exc.strerror})") from None
+    return written
+
+
 def write_report(report: dict[str, Any], path: Path) -> None:
     """Write ``report`` atomically (a half-written report is worse than none)."""
     try:

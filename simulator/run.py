@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from rich.console import Console
@@ -34,6 +35,7 @@ from .credentials import load_credentials
 from .engine import Engine
 from .errors import BarnstormError, ConfigError
 from .farms import FarmTemplate, load_templates
+from .faultproxy import FaultProxy, play_faults
 from .fleet import DEFAULT_SEED, Fleet, build_fleet
 from .htmlreport import write_html
 from .live import LiveView
@@ -42,7 +44,7 @@ from .models.base import Modulator
 from .payload import DEFAULT_TOPIC_TEMPLATE, subscription_filter
 from .profiles import DeviceProfile, load_profiles
 from .prometheus import PrometheusExporter
-from .report import SCHEMA_VERSION, print_summary, write_report
+from .report import SCHEMA_VERSION, print_summary, write_csv, write_report
 from .scenarios import Scenario
 from .sla import EXIT_SLA, Sla, Verdict, evaluate, metrics_measures, report_measures, write_junit
 from .timeseries import Recorder, trends
@@ -111,6 +113,8 @@ class RunConfig:
     timeseries: Path | None = None
     #: the self-contained HTML report.
     html: Path | None = None
+    #: CSV files PREFIX_by_type.csv and PREFIX_timeseries.csv.
+    csv: Path | None = None
     #: host:port to serve Prometheus metrics on while the run lasts.
     prometheus: str | None = None
     modulators: tuple[Modulator, ...] = field(default=(), compare=False)
@@ -258,7 +262,6 @@ class Run:
                         f"dashboards: {backend.url}/api/farms (POST /api/login "
                         '{"username": "farmer", "password": "barnstorm"} for a token)'
                     )
-                transport = self._transport(metrics, fleet, mqtt)
                 self.target_url = (
                     mqtt.url
                     if mqtt
@@ -268,6 +271,22 @@ class Run:
                     if config.output
                     else None
                 )
+                http = config.http
+                faults = config.scenario.network_faults if config.scenario else []
+                proxy: FaultProxy | None = None
+                if faults and (mqtt is not None or http is not None):
+                    # The scenario's network faults: a fault proxy in front of the target.
+                    if mqtt is not None:
+                        proxy = FaultProxy(mqtt.host, mqtt.port)
+                        await stack.enter_async_context(proxy)
+                        mqtt = replace(mqtt, host=proxy.listen_host, port=proxy.port)
+                    elif http is not None:
+                        parts = urlsplit(http)
+                        port = parts.port or (443 if parts.scheme == "https" else 80)
+                        proxy = FaultProxy(parts.hostname or "127.0.0.1", port)
+                        await stack.enter_async_context(proxy)
+                        http = parts._replace(netloc=f"{proxy.listen_host}:{proxy.port}").geturl()
+                transport = self._transport(metrics, fleet, mqtt, http)
                 await stack.enter_async_context(transport)
                 engine = Engine(
                     fleet,
@@ -295,6 +314,8 @@ class Run:
                     await streaming.enter_async_context(recorder.running())
                     if stream is not None:
                         await streaming.enter_async_context(stream.running())
+                    if proxy is not None:
+                        await streaming.enter_async_context(play_faults(proxy, faults, clock))
                     if config.prometheus:
                         await streaming.enter_async_context(
                             PrometheusExporter(config.prometheus, metrics, fleet.devices.type_names)
@@ -336,6 +357,8 @@ class Run:
             write_report(report, config.report)
         if config.html is not None:
             write_html(report, config.html)
+        if config.csv is not None:
+            write_csv(report, config.csv)
         return RunResult(report, report["exit_code"], transport)
 
     def _snapshot_interval(self) -> float:
@@ -348,7 +371,9 @@ class Run:
         wall = config.duration / config.speed
         return min(max(wall / 300, 1.0), 60.0) * config.speed
 
-    def _transport(self, metrics: Metrics, fleet: Fleet, mqtt: MqttSettings | None) -> Transport:
+    def _transport(
+        self, metrics: Metrics, fleet: Fleet, mqtt: MqttSettings | None, http: str | None
+    ) -> Transport:
         if self.config.memory:
             return MemoryTransport(metrics)
         credentials = (
@@ -356,10 +381,10 @@ class Run:
             if self.config.credentials
             else None
         )
-        if self.config.http is not None:
+        if http is not None:
             return HttpTransport(
                 metrics,
-                self.config.http,
+                http,
                 batch=self.config.http_batch,
                 http2=self.config.http2,
                 token=self.config.token,
@@ -534,6 +559,8 @@ def run_sharded(config: RunConfig) -> RunResult:
         judge(report, evaluate(config.slas, report_measures(report)), config.junit)
     if config.html is not None:
         write_html(report, config.html)
+    if config.csv is not None:
+        write_csv(report, config.csv)
     if config.report is not None:
         write_report(report, config.report)
     return RunResult(report, report["exit_code"])

@@ -15,7 +15,8 @@ strength parameters::
 Event types are classes registered by name, like signal models. They act in one of
 three ways: as modulators of readings (outbreak, heatwave, ventilation failure), as
 windows in which devices are offline and buffer (network outage, power loss, reconnect
-storm), or on payloads (bad payloads).
+storm), on payloads (bad payloads), or on the network between the simulator and its
+target through a fault proxy (network fault: cut, latency, throttle, blackhole).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from .faultproxy import FAULTS
 from .fleet import Fleet
 from .models.base import Batch, FloatArray, IntArray, hash_uniform
 from .models.episodes import acute_curve, chronic_curve
@@ -346,6 +348,27 @@ class BadPayloads(Event):
         return [self.kinds[p] if h else None for h, p in zip(hit.tolist(), picks, strict=True)]
 
 
+@event_type("network_fault")
+class NetworkFault(Event):
+    """A fault of the network between the simulator and its target, played by a TCP fault
+    proxy the run puts in front of the target (see faultproxy.py): ``fault`` is one of
+    cut, latency (``latency_ms``), throttle (``bandwidth`` bytes/s), blackhole, refuse.
+    It reaches every connection: ``where`` does not apply."""
+
+    params = frozenset({"fault", "latency_ms", "bandwidth"})
+    default_duration = "1m"
+
+    def __init__(self, table: Table, index: int) -> None:
+        super().__init__(table, index)
+        if "where" in table:
+            raise table.error("where", "a network fault reaches every connection of the run")
+        self.fault = table.string("fault")
+        if self.fault not in FAULTS:
+            raise table.error("fault", f'expected one of {", ".join(FAULTS)}, got "{self.fault}"')
+        self.latency_ms = table.number("latency_ms", 500.0, min=0.0, max=600_000.0)
+        self.bandwidth = table.number("bandwidth", 10_000.0, min=1.0)
+
+
 @dataclass
 class Scenario:
     """A loaded scenario: named events, bound to a fleet and a run at engine start."""
@@ -358,6 +381,10 @@ class Scenario:
     def bind(self, fleet: Fleet, run_start: float, seed: int) -> None:
         for event in self.events:
             event.bind(fleet, run_start, seed)
+
+    @property
+    def network_faults(self) -> list[NetworkFault]:
+        return [e for e in self.events if isinstance(e, NetworkFault)]
 
     @property
     def modulators(self) -> list[ModulatingEvent]:

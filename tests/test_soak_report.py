@@ -38,10 +38,12 @@ def test_soak_writes_the_time_series_and_a_report_with_drawn_charts(
 ) -> None:
     """A compressed soak (2 simulated hours at 480x over real Mosquitto) writes a row per
     simulated minute as it goes, puts trends in the report, and writes an HTML report whose
-    six charts headless Chromium draws with their lines, not empty frames."""
+    six charts headless Chromium draws with their lines, not empty frames; the CSV files
+    hold the same rows."""
     result = simulate(
         *("soak", "--farms", "3", "--duration", "2h", "--speed", "480", "--mqtt", mosquitto),
         *("--topic-template", f"{topic_root}/{{device_id}}/{{kind}}", "--quiet"),
+        *("--csv", "soak"),
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -56,6 +58,10 @@ def test_soak_writes_the_time_series_and_a_report_with_drawn_charts(
     assert all(r["rate_per_s"] > 0 and r["p95_ms"] is not None for r in steady)
     report = json.loads((tmp_path / "soak-report.json").read_text())
     assert max(r["connected"] for r in rows) == report["connections"]["up"] > 0
+    series_csv = (tmp_path / "soak_timeseries.csv").read_text().splitlines()
+    assert len(series_csv) == len(rows) + 1
+    by_type_csv = (tmp_path / "soak_by_type.csv").read_text().splitlines()
+    assert by_type_csv[-1].startswith(f"total,{report['totals']['sent']},")
     assert len(report["timeseries"]) == len(rows)
     assert {t["metric"] for t in report["trends"]} >= {"p95_ms", "rate_per_s", "rss_mb"}
 

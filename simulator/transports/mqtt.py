@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -55,6 +56,11 @@ class MqttSettings:
     version: str = "3.1.1"
     keepalive: int = 60
     connect_timeout: float = 10.0
+    #: reconnect backoff after a lost connection: full jitter, uniform in
+    #: [0, min(cap, base * 2**attempt)] seconds, so a broker restart does not bring every
+    #: device back in the same millisecond.
+    reconnect_base: float = 1.0
+    reconnect_cap: float = 60.0
 
     @property
     def url(self) -> str:
@@ -133,6 +139,28 @@ class _AckStore(PersistentStorage):  # type: ignore[misc]
             self.sink.message_done(message, Outcome.FAILED, error)
 
 
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rng.uniform(0.0, min(cap, base * 2.0 ** min(attempt, 32)))
+
+
+class _Client(gmqtt.Client):  # type: ignore[misc]
+    """A gmqtt client whose automatic reconnects back off exponentially with full jitter
+    (gmqtt itself waits a fixed delay, so a whole fleet would return in lockstep)."""
+
+    def __init__(self, client_id: str, settings: MqttSettings, **kwargs: Any) -> None:
+        super().__init__(client_id, **kwargs)
+        self.backoff = (settings.reconnect_base, settings.reconnect_cap)
+        self.attempt = 0
+        self.rng = random.Random()
+
+    async def reconnect(self, delay: bool = False) -> None:
+        if delay:
+            self.reconnect_delay = backoff_delay(self.attempt, *self.backoff, self.rng)
+            self.attempt += 1
+        await super().reconnect(delay)
+
+
 class _Connection:
     """One gmqtt client and what barnstorm tracks about it."""
 
@@ -144,7 +172,9 @@ class _Connection:
         credential: Credential | None = None,
     ) -> None:
         self.store = _AckStore(sink)
-        self.client = gmqtt.Client(client_id, clean_session=True, persistent_storage=self.store)
+        self.client = _Client(
+            client_id, settings, clean_session=True, persistent_storage=self.store
+        )
         if credential is not None and credential.username is not None:
             self.client.set_auth_credentials(credential.username, credential.password)
         elif settings.username is not None:
@@ -156,6 +186,7 @@ class _Connection:
         self.client.on_disconnect = self._on_disconnect
 
     def _on_connect(self, client: object, flags: int, rc: int, properties: object) -> None:
+        self.client.attempt = 0
         if self.ever_connected:
             self.sink.connection_event("reconnected")
         self.ever_connected = True

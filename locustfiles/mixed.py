@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -271,7 +272,9 @@ class Sampler:
                 }
             )
         config = {
-            key: "***" if any(word in key for word in ("PASSWORD", "TOKEN", "SECRET")) else value
+            key: "***"
+            if any(word in key for word in ("PASSWORD", "TOKEN", "SECRET"))
+            else re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", value)  # a password in a URL
             for key, value in sorted(os.environ.items())
             if key.startswith("BARNSTORM_")
         }

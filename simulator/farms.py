@@ -94,7 +94,7 @@ def load_template(file: Path) -> FarmTemplate:
         name=root.string("name"),
         source=str(file),
         weight=root.number("weight", 1.0, min=0.0),
-        locale=root.string("locale", "en_US"),
+        locale=_locale(root),
         country=root.string("country", "US"),
         sites=layout.int_range("sites", min=1),
         rooms_per_site=layout.int_range("rooms_per_site", min=1),
@@ -198,3 +198,13 @@ def load_templates(directory: Path | None = None) -> list[FarmTemplate]:
     if sum(t.weight for t in templates) <= 0:
         raise ConfigError(str(folder), "every template has weight 0")
     return templates
+
+
+def _locale(root: Table) -> str:
+    """The template's Faker locale, checked now (Faker fails late and obscurely)."""
+    from faker.config import AVAILABLE_LOCALES
+
+    locale = root.string("locale", "en_US")
+    if locale not in AVAILABLE_LOCALES:
+        raise root.error("locale", f'"{locale}" is not a locale Faker knows, e.g. "nl_NL"')
+    return locale

@@ -10,6 +10,7 @@ Files are parsed as data by :mod:`tomllib`; nothing in them is ever evaluated.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,9 +168,13 @@ class Table:
             isinstance(v, int | float) and not isinstance(v, bool) for v in value
         ):
             raise self.error(key, f"expected a list of numbers, got {_describe(value)}")
+        if not all(math.isfinite(v) for v in value):
+            raise self.error(key, "expected finite numbers (no nan or inf)")
         return [float(v) for v in value]
 
     def _bounded(self, key: str, value: float, low: float | None, high: float | None) -> float:
+        if not math.isfinite(value):
+            raise self.error(key, f"expected a finite number, got {value}")
         if low is not None and value < low:
             raise self.error(key, f"{value:g} is not >= {low:g}")
         if high is not None and value > high:

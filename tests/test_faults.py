@@ -224,3 +224,27 @@ def test_broker_restart_and_a_network_cut_at_qos1_keep_the_books(
     unsettled = totals["failed"] + totals["dropped"] + totals["in_flight"]
     assert totals["sent"] - received <= unsettled  # what the subscriber lacks is accounted
     assert gaps <= unsettled
+
+
+def test_a_publish_replayed_after_a_reconnect_carries_the_dup_flag() -> None:
+    """The in-flight store hands gmqtt its packets for replay with the DUP flag set on
+    PUBLISH (same packet otherwise: same topic, packet id and payload, so the same seq),
+    and leaves a QoS 2 PUBREL alone."""
+    from simulator.transports.mqtt import _AckStore
+
+    topic, payload = b"t/cm-1/summary", b'{"seq":7}'
+    body = len(topic).to_bytes(2, "big") + topic + (42).to_bytes(2, "big") + payload
+    publish = bytes([0x32, len(body)]) + body  # PUBLISH, QoS 1, DUP clear
+    pubrel = bytes([0x62, 2, 0, 43])
+
+    class Sink:
+        def message_done(self, message: object, outcome: object, error: str | None = None) -> None:
+            """Nothing is settled here: only the replay is looked at."""
+
+    store = _AckStore(Sink())  # type: ignore[arg-type]
+    store.push_message(42, publish)
+    store.push_message(43, pubrel)
+    replay = dict(store.get_all())
+    assert replay[42][0] == 0x3A  # DUP set
+    assert replay[42][1:] == publish[1:]
+    assert replay[43] == pubrel

@@ -106,6 +106,13 @@ class MqttSettings:
         return context
 
 
+def with_dup(raw: bytes) -> bytes:
+    """A PUBLISH packet with its DUP flag set (other packets unchanged)."""
+    if raw and raw[0] >> 4 == 3:  # PUBLISH
+        return bytes([raw[0] | 0x08]) + raw[1:]
+    return raw
+
+
 class _AckStore(PersistentStorage):  # type: ignore[misc]
     """gmqtt's in-flight store, reporting which message each PUBACK/PUBCOMP settles."""
 
@@ -127,6 +134,11 @@ class _AckStore(PersistentStorage):  # type: ignore[misc]
         message = self.owners.pop(mid, None)
         if message is not None:
             self.sink.message_done(message, Outcome.ACKNOWLEDGED)
+
+    def get_all(self) -> list[tuple[int, bytes]]:
+        """The in-flight packets, as gmqtt replays them after a reconnect: a PUBLISH sent
+        again carries the DUP flag, as MQTT requires (gmqtt would resend it unchanged)."""
+        return [(mid, with_dup(raw)) for mid, raw in super().get_all()]
 
     def clear(self) -> None:
         # A reconnect without a session on the broker discards what was in flight.

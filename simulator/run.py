@@ -11,11 +11,14 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import logging
 import multiprocessing
+import os
 import shutil
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -54,6 +57,8 @@ from .transports.file import FileTransport
 from .transports.http import HttpTransport
 from .transports.memory import MemoryTransport
 from .transports.mqtt import MqttSettings, MqttTransport
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -609,6 +614,18 @@ def _summary_console(config: RunConfig) -> Console:
     return console if console.is_terminal else Console(file=stream, width=160)
 
 
+def _quiet_client_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """gmqtt's own tasks can fail inside gmqtt when a connection drops mid-reconnect; the
+    transport counts the lost connection, so those tracebacks go to the debug log instead
+    of flooding the terminal during a network fault. Anything else is reported as usual."""
+    error = context.get("exception")
+    frames = traceback.extract_tb(error.__traceback__) if error is not None else []
+    if frames and f"{os.sep}gmqtt{os.sep}" in frames[-1].filename:
+        log.debug("gmqtt internal error after a lost connection: %r", error)
+        return
+    loop.default_exception_handler(context)
+
+
 def run_blocking(
     config: RunConfig, *, summary: bool = True, on_start: Callable[[Run], None] | None = None
 ) -> RunResult:
@@ -623,6 +640,7 @@ def run_blocking(
     async def main() -> RunResult:
         run = Run(config)
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_client_errors)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, run.request_stop)

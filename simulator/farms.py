@@ -96,13 +96,13 @@ def load_template(file: Path) -> FarmTemplate:
         weight=root.number("weight", 1.0, min=0.0),
         locale=_locale(root),
         country=root.string("country", "US"),
-        sites=layout.int_range("sites", min=1),
-        rooms_per_site=layout.int_range("rooms_per_site", min=1),
-        pens_per_room=layout.int_range("pens_per_room", min=1),
-        pigs_per_pen=layout.int_range("pigs_per_pen", min=1),
+        sites=layout.int_range("sites", min=1, max=100),
+        rooms_per_site=layout.int_range("rooms_per_site", min=1, max=200),
+        pens_per_room=layout.int_range("pens_per_room", min=1, max=500),
+        pigs_per_pen=layout.int_range("pigs_per_pen", min=1, max=5_000),
         stage=stage,
-        batch_days=production.int_range("batch_days", min=1),
-        empty_days=production.int_range("empty_days", min=0),
+        batch_days=production.int_range("batch_days", min=1, max=3_650),
+        empty_days=production.int_range("empty_days", min=0, max=365),
         climate=_load_climate(root.table("climate")),
         devices=_load_devices(root.table("devices")),
         health=HealthSpec.load(root.table("health", required=False)),
@@ -177,7 +177,7 @@ def _load_devices(table: Table) -> tuple[DeviceRule, ...]:
             ):
                 raise rule.error("layouts", "expected a list of lists of position labels")
             layouts = tuple(tuple(layout) for layout in raw)
-        count = rule.int_range(f"per_{per}", min=0)
+        count = rule.int_range(f"per_{per}", min=0, max=100)
         if layouts and not all(count[0] <= len(lay) <= count[1] for lay in layouts):
             raise rule.error("layouts", f"every layout must hold {count[0]}..{count[1]} positions")
         rules.append(DeviceRule(device_type, per, count, layouts))

@@ -282,10 +282,15 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def write_html(report: dict[str, Any], path: Path) -> None:
-    """Write the page; a path that cannot be written is a clear error."""
+    """Write a run's page."""
+    _write_page(render_html(report), path)
+
+
+def _write_page(page: str, path: Path) -> None:
+    """Write a page; a path that cannot be written is a clear error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_html(report), encoding="utf-8")
+        path.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise ConfigError("--html", f"cannot write {path} ({exc.strerror})") from None
 
@@ -381,8 +386,5 @@ def render_mixed_html(data: dict[str, Any]) -> str:
 
 
 def write_mixed_html(data: dict[str, Any], path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_mixed_html(data), encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("--html", f"cannot write {path} ({exc.strerror})") from None
+    """Write a mixed run's page."""
+    _write_page(render_mixed_html(data), path)

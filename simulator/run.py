@@ -620,7 +620,7 @@ def _quiet_client_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any
     of flooding the terminal during a network fault. Anything else is reported as usual."""
     error = context.get("exception")
     frames = traceback.extract_tb(error.__traceback__) if error is not None else []
-    if frames and f"{os.sep}gmqtt{os.sep}" in frames[-1].filename:
+    if any(f"{os.sep}gmqtt{os.sep}" in frame.filename for frame in frames):
         log.debug("gmqtt internal error after a lost connection: %r", error)
         return
     loop.default_exception_handler(context)

@@ -119,9 +119,14 @@ class Table:
         return int(self._bounded(key, value, min, None))
 
     def int_range(
-        self, key: str, default: tuple[int, int] | None = None, *, min: int = 0
+        self,
+        key: str,
+        default: tuple[int, int] | None = None,
+        *,
+        min: int = 0,
+        max: int = 1_000_000,
     ) -> tuple[int, int]:
-        """An integer or an inclusive ``[low, high]`` range."""
+        """An integer or an inclusive ``[low, high]`` range, within ``[min, max]``."""
         value = self.raw(key, _MISSING if default is None else list(default))
         expected = "an integer or [min, max] of integers"
         if isinstance(value, int) and not isinstance(value, bool):
@@ -138,6 +143,8 @@ class Table:
             raise self.error(key, f"{low} is not >= {min}")
         if high < low:
             raise self.error(key, f"[{low}, {high}] has min > max")
+        if high > max:
+            raise self.error(key, f"{high} is not <= {max}")
         return int(low), int(high)
 
     def duration(self, key: str, default: str | None = None, *, positive: bool = True) -> float:

@@ -30,7 +30,7 @@ url = "/api/farms/{farm_id}/rooms/{room_id}?from={from}&to={to}"
 
 
 def _search(url: str, room_map: Path, report: Path) -> tuple[int, dict[str, Any]]:
-    steps = ["--users", "1", "--users-step", "2", "--steps", "5", "--step", "6s", "--warmup", "2s"]
+    steps = ["--users", "1", "--users-step", "2", "--steps", "4", "--step", "6s", "--warmup", "2s"]
     judged = ["--sla", "room chart.p95<100ms", "--report", str(report)]
     result = subprocess.run(
         [

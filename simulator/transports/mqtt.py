@@ -318,12 +318,18 @@ async def _connect(
             raise AuthError(f"{settings.url} refused the login ({exc})") from None
         raise ConnectError(f"{settings.url} refused the connection ({exc})") from None
     except ssl.SSLError as exc:
-        raise ConnectError(
-            f"TLS handshake with {settings.url} failed: {exc.reason or exc}"
-        ) from None
+        reason = str(exc.reason or exc)
+        if reason == "CERTIFICATE_VERIFY_FAILED":
+            reason += " (the broker's certificate is not signed by a CA we trust: give --ca-file)"
+        raise ConnectError(f"TLS handshake with {settings.url} failed: {reason}") from None
     except TimeoutError:
+        hint = (
+            " (does it require a client certificate? give --cert-file and --key-file)"
+            if settings.tls and settings.cert_file is None
+            else ""
+        )
         raise ConnectError(
-            f"{settings.url} did not answer within {settings.connect_timeout:g}s"
+            f"{settings.url} did not answer within {settings.connect_timeout:g}s{hint}"
         ) from None
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__

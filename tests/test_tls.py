@@ -174,3 +174,28 @@ def test_mutual_tls_needs_the_client_certificate(tls_broker: TlsBroker) -> None:
     assert len(stderr.strip().splitlines()) == 1, stderr
     assert str(tls_broker.mtls_port) in stderr
     assert "client certificate" in stderr
+
+
+def test_each_device_can_bring_its_own_client_certificate(tls_broker: TlsBroker) -> None:
+    """The credentials CSV gives every device its own certificate (cert_file, key_file,
+    relative to the CSV): on the mutual-TLS listener they all connect and deliver without
+    a run-wide --cert-file; a file that is not there is refused, naming line and column."""
+    from simulator.fleet import DEFAULT_SEED
+    from simulator.run import load_fleet
+
+    fleet, _ = load_fleet(1, DEFAULT_SEED, None, None)
+    credentials = tls_broker.folder / "devices.csv"
+    credentials.write_text(
+        "device_id,cert_file,key_file\n"
+        + "".join(f"{device},client.pem,client.key\n" for device in fleet.devices.ids)
+    )
+    url = f"mqtts://127.0.0.1:{tls_broker.mtls_port}"
+    ca = ("--ca-file", str(tls_broker.folder / "ca.pem"))
+    code, stderr, totals = _run("--mqtt", url, *ca, "--credentials", str(credentials))
+    assert code == 0, stderr
+    assert totals["acknowledged"] == totals["sent"] > 0
+
+    credentials.write_text(f"device_id,cert_file,key_file\n{fleet.devices.ids[0]},nope.pem,x\n")
+    code, stderr, _ = _run("--mqtt", url, *ca, "--credentials", str(credentials))
+    assert code == 2
+    assert "devices.csv: line 2: cert_file" in stderr

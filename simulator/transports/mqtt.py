@@ -87,15 +87,19 @@ class MqttSettings:
             options["password"] = unquote(parts.password)
         return cls(host=parts.hostname, port=port, tls=tls, **options)
 
-    def ssl_context(self) -> ssl.SSLContext | bool:
+    def ssl_context(
+        self, cert_file: Path | None = None, key_file: Path | None = None
+    ) -> ssl.SSLContext | bool:
+        """The TLS context: the run's client certificate, or a device's own."""
         if not self.tls:
             return False
+        cert_file, key_file = (
+            (cert_file, key_file) if cert_file else (self.cert_file, self.key_file)
+        )
         try:
             context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-            if self.cert_file:
-                context.load_cert_chain(
-                    str(self.cert_file), str(self.key_file) if self.key_file else None
-                )
+            if cert_file:
+                context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
                 "--ca-file/--cert-file/--key-file", f"cannot load TLS files: {exc}"
@@ -227,6 +231,7 @@ class MqttTransport(Transport):
         self._connections: dict[int, _Connection] = {}
         self._ever: set[int] = set()  # connections that were up once: coming back is a reconnect
         self._ssl: ssl.SSLContext | bool = False
+        self._device_ssl: dict[tuple[Path, Path | None], ssl.SSLContext | bool] = {}
         self._version = MQTTv50 if settings.version == "5" else MQTTv311
 
     async def open(self) -> None:
@@ -238,11 +243,10 @@ class MqttTransport(Transport):
         existing = self._connections.get(connection)
         if existing is not None and existing.client.is_connected:
             return
-        state = _Connection(
-            self.client_ids[connection], self.sink, self.settings, self.credentials.get(connection)
-        )
+        credential = self.credentials.get(connection)
+        state = _Connection(self.client_ids[connection], self.sink, self.settings, credential)
         try:
-            await _connect(state.client, self.settings, self._ssl, self._version)
+            await _connect(state.client, self.settings, self._tls_for(credential), self._version)
         except (ConnectError, AuthError) as exc:
             self.sink.connection_event("failed", exc.kind)
             await _abandon(state.client)
@@ -250,6 +254,15 @@ class MqttTransport(Transport):
         self._connections[connection] = state
         self.sink.connection_event("reconnected" if connection in self._ever else "up")
         self._ever.add(connection)
+
+    def _tls_for(self, credential: Credential | None) -> ssl.SSLContext | bool:
+        """The run's TLS context, or one per client certificate (shared by its devices)."""
+        if credential is None or credential.cert_file is None or not self.settings.tls:
+            return self._ssl
+        key = (credential.cert_file, credential.key_file)
+        if key not in self._device_ssl:
+            self._device_ssl[key] = self.settings.ssl_context(*key)
+        return self._device_ssl[key]
 
     async def disconnect(self, connection: int) -> None:
         state = self._connections.pop(connection, None)

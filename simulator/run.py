@@ -358,12 +358,7 @@ class Run:
             judge(report, evaluate(config.slas, measures), config.junit)
         report["timeseries"] = recorder.rows
         report["trends"] = trends(recorder.rows)
-        if config.report is not None:
-            write_report(report, config.report)
-        if config.html is not None:
-            write_html(report, config.html)
-        if config.csv is not None:
-            write_csv(report, config.csv)
+        write_outputs(report, config)
         return RunResult(report, report["exit_code"], transport)
 
     def _snapshot_interval(self) -> float:
@@ -511,6 +506,16 @@ class Run:
         }
 
 
+def write_outputs(report: dict[str, Any], config: RunConfig) -> None:
+    """The JSON report first (it holds everything), then the HTML page and the CSV files."""
+    if config.report is not None:
+        write_report(report, config.report)
+    if config.html is not None:
+        write_html(report, config.html)
+    if config.csv is not None:
+        write_csv(report, config.csv)
+
+
 def judge(report: dict[str, Any], verdicts: list[Verdict], junit: Path | None) -> None:
     """Put the SLA verdicts into ``report`` (and ``junit``); a broken SLA turns a run that
     would exit 0 or EXIT_LOSS into EXIT_SLA."""
@@ -562,12 +567,7 @@ def run_sharded(config: RunConfig) -> RunResult:
     report["target"]["url"] = str(config.output)
     if config.slas:
         judge(report, evaluate(config.slas, report_measures(report)), config.junit)
-    if config.html is not None:
-        write_html(report, config.html)
-    if config.csv is not None:
-        write_csv(report, config.csv)
-    if config.report is not None:
-        write_report(report, config.report)
+    write_outputs(report, config)
     return RunResult(report, report["exit_code"])
 
 

@@ -39,3 +39,19 @@ def simulate(
         stdin=subprocess.DEVNULL,
     )
     return Completed(process.returncode, process.stdout, process.stderr)
+
+
+def locust_stats(*command: str, env: dict[str, str], timeout: float) -> list[dict[str, Any]]:
+    """Run a headless Locust (``locust ...`` or ``simulator mixed ...``, as ``python -m``)
+    with ``--json``; it must exit 0; its statistics, one entry per request name."""
+    process = subprocess.run(
+        [sys.executable, "-m", *command, "--json", "--only-summary"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    stats: list[dict[str, Any]] = json.loads(process.stdout)
+    return stats

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import pytest
 from simulator.dashboard import dig, load_map
 from simulator.errors import ConfigError
 from tests.conftest import Backends
-from tests.helpers import ROOT, simulate
+from tests.helpers import ROOT, locust_stats, simulate
 
 
 def _fast_map(folder: Path, think: str) -> Path:
@@ -38,33 +35,11 @@ def test_locust_users_browse_every_view_of_the_fleet(tmp_path: Path, backend: Ba
     assert seeded.returncode == 0, seeded.stderr
     fast_map = _fast_map(tmp_path, "0.05, 0.2")
     env = {**os.environ, "BARNSTORM_FARMS": "3", "BARNSTORM_DASHBOARD_MAP": str(fast_map)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            "locustfiles/dashboard.py",
-            "--headless",
-            "-u",
-            "8",
-            "-r",
-            "8",
-            "-t",
-            "10s",
-            "--host",
-            url,
-            "--json",
-            "--only-summary",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    browse = ["-u", "8", "-r", "8", "-t", "10s", "--host", url]
+    stats = locust_stats(
+        "locust", "-f", "locustfiles/dashboard.py", "--headless", *browse, env=env, timeout=120
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    entries = {entry["name"]: entry for entry in json.loads(result.stdout)}
+    entries = {entry["name"]: entry for entry in stats}
     for name in (
         "POST /api/login",
         "GET /api/farms",
@@ -113,33 +88,8 @@ def test_mixed_run_reports_devices_beside_dashboards(
         "BARNSTORM_TOPIC_TEMPLATE": f"{topic_root}/{{device_id}}/{{kind}}",
         "BARNSTORM_DASHBOARD_MAP": str(fast_map),
     }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "simulator",
-            "mixed",
-            "--farms",
-            "3",
-            "--users",
-            "3",
-            "--spawn-rate",
-            "3",
-            "--run-time",
-            "12s",
-            "--host",
-            url,
-            "--json",
-            "--only-summary",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    entries = json.loads(result.stdout)
+    load = ["--farms", "3", "--users", "3", "--spawn-rate", "3", "--run-time", "12s", "--host", url]
+    entries = locust_stats("simulator", "mixed", *load, env=env, timeout=180)
     devices = [e for e in entries if e["method"] == "MQTT"]
     names = {e["name"] for e in devices}
     assert names == {"publish cough_monitor", "publish climate_node", "publish gateway"}

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 
 from simulator.dashboard import load_map
 from tests.conftest import Backends
-from tests.helpers import ROOT, simulate
+from tests.helpers import ROOT, locust_stats, simulate
 
 RECORDING = ROOT / "tests" / "data" / "dashboard_session.har"
 
@@ -119,17 +117,9 @@ def test_the_map_replays_the_recorded_sequence_with_new_ids(
     )
     assert seeded.returncode == 0, seeded.stderr
     env = {**os.environ, "BARNSTORM_FARMS": "3", "BARNSTORM_DASHBOARD_MAP": str(har2map(tmp_path))}
-    users = ["-u", "4", "-r", "4", "-t", "60s", "--host", url, "--json", "--only-summary"]
-    result = subprocess.run(
-        [sys.executable, "-m", "locust", "-f", "locustfiles/dashboard.py", "--headless", *users],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    stats = json.loads(result.stdout)
+    users = ["-u", "4", "-r", "4", "-t", "60s", "--host", url]
+    locustfile = ["locust", "-f", "locustfiles/dashboard.py", "--headless"]
+    stats = locust_stats(*locustfile, *users, env=env, timeout=150)
     assert sum(entry["num_failures"] for entry in stats) == 0, stats
 
     traces: dict[str, list[dict[str, Any]]] = defaultdict(list)

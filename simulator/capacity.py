@@ -23,12 +23,11 @@ from rich.table import Table
 
 from .errors import ConfigError
 from .report import write_report
+from .run import EXIT_FAILED, EXIT_OK
 from .sla import EXIT_SLA, parse_slas
 from .trace import RUN_ID_VARIABLE, current_run_id
 from .units import parse_duration, parse_speed
 
-EXIT_OK = 0
-EXIT_FAILED = 1
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "capacity.py"
 
 

@@ -255,6 +255,21 @@ def main_group() -> None:
     "before its n-th retry (exponential backoff, full jitter).",
 )
 @option(
+    "--mqtt-client",
+    type=click.Choice(["auto", "lean", "gmqtt"]),
+    default="auto",
+    show_default=True,
+    help="MQTT publish path: barnstorm's own lean client (MQTT 3.1.1; what auto picks) or "
+    "gmqtt (what auto picks for MQTT 5).",
+)
+@option(
+    "--source-address",
+    multiple=True,
+    metavar="ADDR",
+    help="Local address MQTT connections leave from, in turn (repeatable: one address "
+    "runs out of ports near 28,000 connections).",
+)
+@option(
     "--keepalive",
     type=click.IntRange(min=5),
     default=60,
@@ -410,6 +425,8 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
             key_file=options["key_file"],
             insecure=options["insecure"],
             keepalive=options["keepalive"],
+            client=options["mqtt_client"],
+            source_addresses=tuple(options["source_address"]),
             **_backoff(options["reconnect_backoff"]),
         )
         for flag in ("ca_file", "cert_file", "key_file"):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import json
 import logging
 import multiprocessing
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -56,7 +58,7 @@ from .transports.base import Transport
 from .transports.file import FileTransport
 from .transports.http import HttpTransport
 from .transports.memory import MemoryTransport
-from .transports.mqtt import MqttSettings, MqttTransport
+from .transports.mqtt import MqttSettings, mqtt_transport
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +189,22 @@ def check_templates(templates: list[FarmTemplate], profiles: Mapping[str, Device
                 )
 
 
+def _tune_process() -> None:
+    """Settings of a load generator's process, once the fleet is built:
+
+    - the fleet lives as long as the run, so it leaves the garbage collector's view, and
+      messages (made by the hundred thousand, holding no reference cycles) trigger a
+      collection less often: a quarter less CPU per message at speed max;
+    - the open-files limit rises to its hard limit: one socket per device connection.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 class Run:
     """One run of the fleet against one target."""
 
@@ -213,6 +231,7 @@ class Run:
         fleet, profiles = load_fleet(
             config.farms, config.seed, config.farms_dir, config.profiles_dir, config.device_types
         )
+        _tune_process()
         clock: Clock = (
             VirtualClock(config.start)
             if config.speed is None
@@ -395,7 +414,7 @@ class Run:
         if self.config.output is not None:
             return FileTransport(metrics, self.config.output)
         assert mqtt is not None
-        return MqttTransport(metrics, mqtt, fleet.devices.client_ids, credentials)
+        return mqtt_transport(metrics, mqtt, fleet.devices.client_ids, credentials)
 
     async def _read_back(self, fleet: Fleet, metrics: Metrics, url: str) -> DeliveryTracker | None:
         """Ask the target what it stored, once it stops growing, as a tracker to reconcile."""

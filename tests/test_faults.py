@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.broker import free_port
 from simulator.faultproxy import FaultProxy
-from simulator.transports.mqtt import backoff_delay
+from simulator.transports.mqttlean import backoff_delay
 
 
 def test_reconnect_backoff_is_exponential_with_full_jitter() -> None:

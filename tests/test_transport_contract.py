@@ -13,6 +13,7 @@ from simulator.transports.base import Message, Outcome, Transport
 from simulator.transports.file import FileTransport
 from simulator.transports.memory import MemoryTransport
 from simulator.transports.mqtt import MqttSettings, MqttTransport
+from simulator.transports.mqttlean import LeanMqttTransport
 
 
 class RecordingSink:
@@ -28,6 +29,13 @@ class RecordingSink:
 
     def message_done(self, message: Message, outcome: Outcome, error: str | None = None) -> None:
         self.done.append((message, outcome, error))
+
+    def messages_sent(self, messages: list[Message]) -> None:
+        self.sent.extend(messages)
+
+    def messages_done(self, messages: list[Message], outcome: Outcome) -> None:
+        for message in messages:
+            self.message_done(message, outcome)
 
     def connection_event(self, event: str, error: str | None = None) -> None:
         self.events.append(event)
@@ -51,6 +59,10 @@ def _file(sink: RecordingSink, tmp: Path, broker: str) -> Transport:
 
 
 def _mqtt(sink: RecordingSink, tmp: Path, broker: str) -> Transport:
+    return LeanMqttTransport(sink, MqttSettings.from_url(broker, qos=1), CLIENT_IDS)
+
+
+def _gmqtt(sink: RecordingSink, tmp: Path, broker: str) -> Transport:
     return MqttTransport(sink, MqttSettings.from_url(broker, qos=1), CLIENT_IDS)
 
 
@@ -61,7 +73,9 @@ def _message(i: int, connection: int = 0) -> Message:
     )
 
 
-@pytest.fixture(params=[_memory, _file, _mqtt], ids=["memory", "file", "mqtt"])
+@pytest.fixture(
+    params=[_memory, _file, _mqtt, _gmqtt], ids=["memory", "file", "mqtt-lean", "mqtt-gmqtt"]
+)
 def factory(request: pytest.FixtureRequest, mosquitto: str) -> Factory:
     return request.param  # type: ignore[no-any-return]
 

@@ -65,6 +65,15 @@ class ResultSink(Protocol):
         self, message: Message, outcome: Outcome, error: str | None = None
     ) -> None: ...
 
+    def messages_sent(self, messages: list[Message]) -> None:
+        """Bulk form of ``message_sent`` for messages handed over at one instant."""
+        ...
+
+    def messages_done(self, messages: list[Message], outcome: Outcome) -> None:
+        """Bulk form of ``message_done`` for messages settled at one instant without an
+        error (ACKNOWLEDGED or UNCONFIRMED)."""
+        ...
+
     def connection_event(self, event: str, error: str | None = None) -> None:
         """``up``, ``failed``, ``lost`` or ``reconnected``; ``error`` names an error kind."""
         ...
@@ -138,6 +147,10 @@ class Transport(ABC):
     def in_flight(self) -> int:
         """Messages handed over whose outcome is not known yet."""
         return 0
+
+    async def ready(self) -> None:  # noqa: B027 - optional hook
+        """Return when the target can take more (the engine waits on it at speed max only,
+        where "as fast as possible" means as fast as the target takes it)."""
 
     async def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for messages in flight to settle."""

@@ -1,7 +1,12 @@
-"""The MQTT transport (gmqtt), and barnstorm's own subscriber for delivery accounting.
+"""The MQTT transports, and barnstorm's own subscriber for delivery accounting.
 
-This is the only module that imports an MQTT client. gmqtt is asyncio-native and was
-measured several times faster than the alternatives (see DESIGN.md). Its ``publish`` is
+:func:`mqtt_transport` picks the publish path: barnstorm's own lean MQTT 3.1.1 client
+(``mqttlean.py``, the default: publish-only, several times cheaper per message and per
+connection) or gmqtt (MQTT 5, or ``--mqtt-client gmqtt``). Both keep the same transport
+contract and are tested against the same broker.
+
+This is the only module that imports an MQTT client library. gmqtt is asyncio-native and was
+measured several times faster than the other libraries (see DESIGN.md). Its ``publish`` is
 synchronous and it reports acknowledgements only by releasing the stored packet of a
 QoS 1/2 message, so each client gets an :class:`_AckStore`: the ``persistent_storage``
 gmqtt accepts in its constructor, which tells us exactly which message a PUBACK or
@@ -16,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import ssl
 from collections.abc import Callable, Iterable
@@ -32,6 +36,7 @@ from gmqtt.storage import PersistentStorage
 from ..credentials import Credential
 from ..errors import AuthError, ConfigError, ConnectError
 from .base import Message, Outcome, ResultSink, Transport
+from .mqttlean import LeanMqttTransport, backoff_delay, translated_errors
 
 # gmqtt logs every refused or lost connection at WARNING; barnstorm counts them instead.
 logging.getLogger("gmqtt").setLevel(logging.CRITICAL)
@@ -61,6 +66,17 @@ class MqttSettings:
     #: device back in the same millisecond.
     reconnect_base: float = 1.0
     reconnect_cap: float = 60.0
+    #: local addresses the connections leave from, in turn (one address runs out of
+    #: ephemeral ports near 28,000 connections to one broker port).
+    source_addresses: tuple[str, ...] = ()
+    #: "auto" (barnstorm's own client for MQTT 3.1.1, gmqtt for MQTT 5), "lean" or "gmqtt".
+    client: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.client == "lean" and self.version == "5":
+            raise ConfigError("--mqtt-client", "lean speaks MQTT 3.1.1 only; use gmqtt for MQTT 5")
+        if self.source_addresses and (self.client == "gmqtt" or self.version == "5"):
+            raise ConfigError("--source-address", "needs barnstorm's own client (MQTT 3.1.1)")
 
     @property
     def url(self) -> str:
@@ -155,11 +171,6 @@ class _AckStore(PersistentStorage):  # type: ignore[misc]
             self.sink.message_done(message, Outcome.FAILED, error)
 
 
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return rng.uniform(0.0, min(cap, base * 2.0 ** min(attempt, 32)))
-
-
 class _Client(gmqtt.Client):  # type: ignore[misc]
     """A gmqtt client whose automatic reconnects back off exponentially with full jitter
     (gmqtt itself waits a fixed delay, so a whole fleet would return in lockstep)."""
@@ -212,8 +223,20 @@ class _Connection:
             self.sink.connection_event("lost")
 
 
+def mqtt_transport(
+    sink: ResultSink,
+    settings: MqttSettings,
+    client_ids: list[str],
+    credentials: dict[int, Credential] | None = None,
+) -> Transport:
+    """The MQTT transport ``settings`` ask for (see the module docstring)."""
+    if settings.client == "gmqtt" or settings.version == "5":
+        return MqttTransport(sink, settings, client_ids, credentials)
+    return LeanMqttTransport(sink, settings, client_ids, credentials)
+
+
 class MqttTransport(Transport):
-    """Publishes over MQTT, one connection per device or per site gateway."""
+    """Publishes over MQTT with gmqtt, one connection per device or per site gateway."""
 
     name = "mqtt"
 
@@ -321,32 +344,20 @@ async def _connect(
 ) -> None:
     """Connect one gmqtt client, translating its failures into barnstorm errors."""
     try:
-        async with asyncio.timeout(settings.connect_timeout):
-            await client.connect(
-                settings.host, settings.port, ssl=tls, keepalive=settings.keepalive, version=version
-            )
+        with translated_errors(settings):
+            async with asyncio.timeout(settings.connect_timeout):
+                await client.connect(
+                    settings.host,
+                    settings.port,
+                    ssl=tls,
+                    keepalive=settings.keepalive,
+                    version=version,
+                )
     except gmqtt.MQTTConnectError as exc:
         code = getattr(exc, "_code", None)
         if code in _AUTH_CODES:
             raise AuthError(f"{settings.url} refused the login ({exc})") from None
         raise ConnectError(f"{settings.url} refused the connection ({exc})") from None
-    except ssl.SSLError as exc:
-        reason = str(exc.reason or exc)
-        if reason == "CERTIFICATE_VERIFY_FAILED":
-            reason += " (the broker's certificate is not signed by a CA we trust: give --ca-file)"
-        raise ConnectError(f"TLS handshake with {settings.url} failed: {reason}") from None
-    except TimeoutError:
-        hint = (
-            " (does it require a client certificate? give --cert-file and --key-file)"
-            if settings.tls and settings.cert_file is None
-            else ""
-        )
-        raise ConnectError(
-            f"{settings.url} did not answer within {settings.connect_timeout:g}s{hint}"
-        ) from None
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
-        raise ConnectError(f"cannot connect to {settings.url}: {reason.lower()}") from None
 
 
 async def _abandon(client: Any) -> None:

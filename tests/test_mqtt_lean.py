@@ -1,0 +1,159 @@
+"""barnstorm's own MQTT client beyond the shared transport contract: QoS 2, replay with
+the DUP flag, keepalive noticing a dead link, reconnect, and source addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from simulator.faultproxy import FaultProxy
+from simulator.transports.base import Message, Outcome
+from simulator.transports.mqtt import MqttSettings
+from simulator.transports.mqttlean import LeanMqttTransport, _Link, publish_packet
+from tests.test_transport_contract import RecordingSink
+
+
+def _message(seq: int, topic: str, connection: int = 0) -> Message:
+    payload = json.dumps({"device_id": f"d{connection}", "seq": seq}).encode()
+    return Message(connection, 0, connection, "summary", seq, topic, payload, None)
+
+
+class _Observer:
+    """An independent paho subscriber that records the seq of every message it gets."""
+
+    def __init__(self, host: str, port: int, topic: str) -> None:
+        self.seen: set[int] = set()
+        self.lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"obs-{uuid.uuid4().hex}")
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect(host, port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        with self.lock:
+            self.seen.add(json.loads(message.payload)["seq"])
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> set[int]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            with self.lock:
+                if len(self.seen) >= count:
+                    break
+            await asyncio.sleep(0.05)
+        self.client.disconnect()
+        self.client.loop_stop()
+        with self.lock:
+            return set(self.seen)
+
+
+async def test_qos2_messages_are_settled_by_pubcomp(mosquitto: str) -> None:
+    """At QoS 2 every message goes PUBLISH, PUBREC, PUBREL, PUBCOMP and ends acknowledged;
+    an independent subscriber receives each one."""
+    topic = f"bstest/lean-qos2/{uuid.uuid4().hex[:8]}"
+    url = urlsplit(mosquitto)
+    observer = _Observer(url.hostname or "127.0.0.1", url.port or 1883, topic)
+    sink = RecordingSink()
+    settings = MqttSettings.from_url(mosquitto, qos=2)
+    async with LeanMqttTransport(sink, settings, ["barnstorm-lean-qos2"]) as transport:
+        await transport.connect(0)
+        transport.send_many([_message(i, topic) for i in range(300)])
+        await transport.drain(10.0)
+        assert transport.in_flight == 0
+    assert sorted(m.seq for m, o, _ in sink.done if o is Outcome.ACKNOWLEDGED) == list(range(300))
+    assert await observer.wait_for(300) == set(range(300))
+
+
+def test_replay_sends_publish_again_with_dup_and_pubrel_unchanged() -> None:
+    """After a reconnect a link writes its in-flight PUBLISH packets again with the DUP
+    flag and the same packet id and payload, and a PUBREL for a QoS 2 message the broker
+    had already received."""
+
+    class Wire:
+        def __init__(self) -> None:
+            self.data = b""
+
+        def write(self, data: bytes) -> None:
+            self.data += data
+
+    link = _Link(0, "c", None)
+    wire = Wire()
+    link.transport = wire  # type: ignore[assignment]
+    link.in_flight = {7: _message(1, "t/a"), 8: _message(2, "t/a")}
+    link.released = {8}
+    link.replay(qos=2)
+    first = publish_packet(b"t/a", _message(1, "t/a").payload, 2, 7, True)
+    assert first[0] == 0x3C  # PUBLISH, DUP, QoS 2
+    assert wire.data == first + b"\x62\x02\x00\x08"
+    assert publish_packet(b"t/a", b"x", 1, 7, False)[0] == 0x32
+
+
+async def test_a_dead_link_is_noticed_by_keepalive_and_replayed_after_reconnect(
+    mosquitto: str,
+) -> None:
+    """Behind a blackhole nothing answers: the keepalive notices the silent link, the
+    link reconnects with backoff once the network is back, and the messages that were in
+    flight are sent again and acknowledged; the subscriber has every one of them."""
+    topic = f"bstest/lean-dead/{uuid.uuid4().hex[:8]}"
+    url = urlsplit(mosquitto)
+    host, port = url.hostname or "127.0.0.1", url.port or 1883
+    observer = _Observer(host, port, topic)
+    sink = RecordingSink()
+    async with FaultProxy(host, port) as proxy:
+        settings = MqttSettings(
+            host="127.0.0.1",
+            port=proxy.port,
+            qos=1,
+            keepalive=2,
+            connect_timeout=1.0,
+            reconnect_base=0.1,
+            reconnect_cap=0.5,
+        )
+        async with LeanMqttTransport(sink, settings, ["barnstorm-lean-dead"]) as transport:
+            await transport.connect(0)
+            proxy.apply("blackhole")
+            transport.send_many([_message(i, topic) for i in range(20)])
+            assert transport.in_flight == 20
+            for _ in range(100):  # the keepalive gives up within about two periods
+                if "lost" in sink.events:
+                    break
+                await asyncio.sleep(0.1)
+            assert "lost" in sink.events
+            assert not transport.is_connected(0)
+            proxy.clear()
+            for _ in range(100):
+                if transport.is_connected(0):
+                    break
+                await asyncio.sleep(0.1)
+            await transport.drain(5.0)
+            assert transport.in_flight == 0
+    assert sink.events[:2] == ["up", "lost"]
+    assert "reconnected" in sink.events
+    assert sorted(m.seq for m, o, _ in sink.done if o is Outcome.ACKNOWLEDGED) == list(range(20))
+    assert await observer.wait_for(20) == set(range(20))
+
+
+async def test_connections_leave_from_the_given_source_addresses(mosquitto: str) -> None:
+    """With several source addresses, connections take them in turn (so one machine can
+    open more connections to one broker port than one address has ports)."""
+    sink = RecordingSink()
+    settings = MqttSettings.from_url(mosquitto, source_addresses=("127.0.0.2", "127.0.0.3"))
+    ids = [f"barnstorm-lean-src-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
+    async with LeanMqttTransport(sink, settings, ids) as transport:
+        for connection in range(4):
+            await transport.connect(connection)
+        sources = [
+            transport._links[c].transport.get_extra_info("sockname")[0]  # type: ignore[union-attr]
+            for c in range(4)
+        ]
+    assert sources == ["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"]

@@ -45,8 +45,12 @@ _MAX_SLEEP = 0.25
 #: Connections attempted at once during the ramp.
 _CONNECT_CONCURRENCY = 256
 _RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
-#: Messages per as-fast-as-possible tick to aim for.
+#: Messages per as-fast-as-possible tick to aim for, and per connection: a connection's
+#: messages of a tick leave in one socket write, so more of them per tick mean fewer
+#: system calls (bounded, so a tick's messages stay a few tens of megabytes).
 _BATCH_MESSAGES = 4096
+_BATCH_PER_CONNECTION = 16
+_BATCH_MAX = 65536
 
 
 class Schedule:
@@ -344,7 +348,10 @@ class Engine:
         #: look-ahead of an as-fast-as-possible tick: long enough for batches of a few
         #: thousand messages, so numpy's per-call overhead is spread over many readings.
         rate = sum(len(s.devices) / s.spec.interval for s in self.schedules)
-        self.window = float(np.clip(_BATCH_MESSAGES / rate, 60.0, 86400.0)) if rate else 60.0
+        batch = min(
+            max(_BATCH_MESSAGES, _BATCH_PER_CONNECTION * len(self._owner_devices)), _BATCH_MAX
+        )
+        self.window = float(np.clip(batch / rate, 60.0, 86400.0)) if rate else 60.0
 
     @property
     def connections(self) -> list[int]:
@@ -486,6 +493,8 @@ class Engine:
             horizon = min(now + self.window if virtual else np.nextafter(now, np.inf), self.end)
             self._tick(horizon)
             self._release_backfill(min(horizon, self.end))
+            if virtual:
+                await self.transport.ready()
 
     def _online(self, devices: IntArray, times: FloatArray) -> npt.NDArray[np.bool_]:
         """Whether each device can send at ``times``: connected and in no offline window."""

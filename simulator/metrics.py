@@ -249,6 +249,51 @@ class Metrics:
         if self.observer is not None:
             self.observer(message, outcome, None, latency)
 
+    def messages_sent(self, messages: list[Message]) -> None:
+        """Bulk :meth:`message_sent` of messages handed over together (one instant)."""
+        now = time.monotonic()
+        by_type = self.by_type
+        for message in messages:
+            if message.flags:
+                self.message_sent(message)
+                message.sent_at = now
+                continue
+            message.sent_at = now
+            counts = by_type[message.type_code]
+            counts.bytes += len(message.payload)
+            counts.sent += 1
+
+    def messages_done(self, messages: list[Message], outcome: Outcome) -> None:
+        """Bulk :meth:`message_done` of messages settled together (one instant) without an
+        error: acknowledged, or unconfirmed (handed to the network at QoS 0)."""
+        now = time.monotonic()
+        by_type = self.by_type
+        observer = self.observer
+        bucket = _bucket
+        acknowledged = outcome is Outcome.ACKNOWLEDGED
+        for message in messages:
+            if message.flags & DUPLICATE:
+                continue
+            counts = by_type[message.type_code]
+            if acknowledged:
+                counts.acknowledged += 1
+            else:
+                counts.unconfirmed += 1
+            due = message.due
+            latency = now - (due if due is not None else message.sent_at)
+            if latency < 0.0:
+                latency = 0.0
+            histogram = counts.latency
+            histogram.counts[bucket(int(latency * 1e6))] += 1
+            histogram.total += 1
+            histogram.total_seconds += latency
+            if latency > histogram.max:
+                histogram.max = latency
+            if latency < histogram.min:
+                histogram.min = latency
+            if observer is not None:
+                observer(message, outcome, None, latency)
+
     def messages_written(self, messages: list[Message]) -> None:
         """Sent and acknowledged at once, without latency (a local write)."""
         sent = [0] * len(self.by_type)

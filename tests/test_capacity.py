@@ -58,17 +58,17 @@ def _search(url: str, room_map: Path, report: Path) -> tuple[int, dict[str, Any]
 def test_capacity_search_finds_a_lower_limit_on_a_slow_backend(
     tmp_path: Path, backend: Backends
 ) -> None:
-    """Two reference backends on one database of ten days of a farm, one with --slow (the
+    """Two reference backends on one database of sixty days of a farm, one with --slow (the
     room chart loads every device's whole history): the search over dashboard users, in
     short steps with an SLA on the room chart, holds longer on the normal backend than on
     the slow one, and names the SLA that broke and the step."""
     database = tmp_path / "shared.db"
     fast = backend("--farms", "1", database=database)
     slow = backend("--farms", "1", "--slow", database=database)
-    start = (datetime.now(UTC) - timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = (datetime.now(UTC) - timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
     seeded = simulate(
         *("--farms", "1", "--http", f"{fast}/ingest", "--http-batch", "100", "--quiet"),
-        *("--speed", "max", "--start", start, "--duration", "10d"),
+        *("--speed", "max", "--start", start, "--duration", "60d"),
     )
     assert seeded.returncode == 0, seeded.stderr
     room_map = tmp_path / "rooms.toml"

@@ -28,6 +28,7 @@ from .prometheus import parse_listen
 from .run import EXIT_FAILED, EXIT_USAGE, RunConfig, load_fleet, run_blocking
 from .scenarios import load_scenario
 from .sla import EXIT_SLA, parse_sla, parse_slas
+from .tls import TlsFiles
 from .tomlfile import Table
 from .trace import RUN_ID_VARIABLE, current_run_id
 from .transports.mqtt import MqttSettings
@@ -207,6 +208,12 @@ def main_group() -> None:
     help="Ingest URL to POST the payloads to (e.g. http://127.0.0.1:8080/ingest).",
 )
 @option(
+    "--http-timeout",
+    default="10s",
+    show_default=True,
+    help="How long an HTTP ingest request may take before it counts as a timeout.",
+)
+@option(
     "--http-batch",
     type=click.IntRange(min=1),
     default=1,
@@ -237,7 +244,9 @@ def main_group() -> None:
 @option("--username", help="MQTT user name.")
 @option("--password", help="MQTT password (prefer BARNSTORM_PASSWORD).", show_default=False)
 @option(
-    "--ca-file", type=click.Path(dir_okay=False, path_type=Path), help="CA bundle for mqtts://."
+    "--ca-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CA bundle for mqtts:// and https:// targets.",
 )
 @option(
     "--cert-file",
@@ -245,7 +254,7 @@ def main_group() -> None:
     help="Client certificate (mTLS).",
 )
 @option("--key-file", type=click.Path(dir_okay=False, path_type=Path), help="Client key (mTLS).")
-@option("--insecure", is_flag=True, help="Do not verify the broker's TLS certificate.")
+@option("--insecure", is_flag=True, help="Do not verify the target's TLS certificate.")
 @option(
     "--reconnect-backoff",
     default="1s,60s",
@@ -409,6 +418,10 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
             start = parse_instant(options["start"])
         except ValueError as exc:
             raise ConfigError("--start", str(exc)) from None
+    for flag in ("ca_file", "cert_file", "key_file"):
+        path = options[flag]
+        if path is not None and not path.is_file():
+            raise ConfigError(f"--{flag.replace('_', '-')}", f"{path} is not a readable file")
     targets = [flag for flag in ("mqtt", "output", "http") if options[flag]]
     if len(targets) > 1:
         raise ConfigError(f"--{targets[1]}", f"give one target: --{targets[0]} or --{targets[1]}")
@@ -429,10 +442,6 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
             source_addresses=tuple(options["source_address"]),
             **_backoff(options["reconnect_backoff"]),
         )
-        for flag in ("ca_file", "cert_file", "key_file"):
-            path = options[flag]
-            if path is not None and not path.is_file():
-                raise ConfigError(f"--{flag.replace('_', '-')}", f"{path} is not a readable file")
     elif (
         not options["output"]
         and not options["http"]
@@ -477,6 +486,10 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         http=options["http"],
         http_batch=options["http_batch"],
         http2=options["http2"],
+        http_timeout=_positive_duration(options["http_timeout"], "--http-timeout"),
+        tls=TlsFiles(
+            options["ca_file"], options["cert_file"], options["key_file"], options["insecure"]
+        ),
         token=options["token"],
         readback=options["readback"],
         credentials=options["credentials"],
@@ -490,6 +503,16 @@ def build_run_config(options: dict[str, Any]) -> RunConfig:
         snapshot_every=_snapshot_every(options["snapshot_every"]),
         prometheus=_prometheus(options["prometheus"]),
     )
+
+
+def _positive_duration(text: str, flag: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(flag, str(exc)) from None
+    if seconds <= 0:
+        raise ConfigError(flag, f'expected a positive duration such as "10s", got "{text}"')
+    return seconds
 
 
 def _backoff(text: str) -> dict[str, float]:

@@ -122,6 +122,9 @@ class Counts:
     malformed: int = 0
     #: sent late from an offline device's buffer (part of sent).
     backfilled: int = 0
+    #: requests sent again after the target asked to wait (429 with Retry-After), by
+    #: reason; not part of sent: the message is counted once, with its final outcome.
+    retried: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     latency: Histogram = field(default_factory=Histogram)
 
@@ -143,6 +146,7 @@ class Counts:
         self.duplicates += other.duplicates
         self.malformed += other.malformed
         self.backfilled += other.backfilled
+        self.retried.update(other.retried)
         self.errors.update(other.errors)
         self.latency.merge(other.latency)
 
@@ -159,6 +163,7 @@ class Counts:
             "duplicates": self.duplicates,
             "malformed": self.malformed,
             "backfilled": self.backfilled,
+            "retried": dict(sorted(self.retried.items())),
             "rate_per_s": round(delivered / seconds, 3) if seconds > 0 else 0.0,
             "latency_ms": self.latency.summary_ms(),
             "errors": dict(sorted(self.errors.items())),
@@ -248,6 +253,9 @@ class Metrics:
         counts.latency.record(latency)
         if self.observer is not None:
             self.observer(message, outcome, None, latency)
+
+    def message_retried(self, message: Message, reason: str) -> None:
+        self.by_type[message.type_code].retried[reason] += 1
 
     def messages_sent(self, messages: list[Message]) -> None:
         """Bulk :meth:`message_sent` of messages handed over together (one instant)."""

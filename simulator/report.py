@@ -194,6 +194,11 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     ]
     if notes:
         console.print("fleet behaviour: " + ", ".join(notes))
+    retried = report["totals"].get("retried") or {}
+    if retried:
+        console.print(
+            "retried after Retry-After: " + ", ".join(f"{k} {n:,}" for k, n in retried.items())
+        )
     errors = report["totals"]["errors"]
     if errors:
         console.print("errors: " + ", ".join(f"{kind} {n:,}" for kind, n in errors.items()))

@@ -53,6 +53,7 @@ from .report import SCHEMA_VERSION, print_summary, write_csv, write_report
 from .scenarios import Scenario
 from .sla import EXIT_SLA, Sla, Verdict, evaluate, metrics_measures, report_measures, write_junit
 from .timeseries import Recorder, trends
+from .tls import TlsFiles
 from .trace import TraceContext, current_run_id
 from .transports.base import Transport
 from .transports.file import FileTransport
@@ -83,6 +84,9 @@ class RunConfig:
     http: str | None = None  # ingest URL: POST the payloads there
     http_batch: int = 1
     http2: bool = False
+    http_timeout: float = 10.0  # seconds a request may take before it counts as "timeout"
+    #: CA bundle, client certificate and verification for https:// targets.
+    tls: TlsFiles = field(default_factory=TlsFiles)
     token: str | None = None
     #: a read-back URL (the reference backend's /api/readback) to reconcile against.
     readback: str | None = None
@@ -141,10 +145,11 @@ class RunConfig:
         for key, value in data.items():
             if isinstance(value, Path):
                 data[key] = str(value)
-        if data["mqtt"]:
-            data["mqtt"] = {
-                k: str(v) if isinstance(v, Path) else v for k, v in data["mqtt"].items()
-            }
+        for nested in ("mqtt", "tls"):
+            if data[nested]:
+                data[nested] = {
+                    k: str(v) if isinstance(v, Path) else v for k, v in data[nested].items()
+                }
         data["device_types"] = list(self.device_types) if self.device_types else None
         data["slas"] = [sla.text for sla in self.slas]
         return data
@@ -410,6 +415,8 @@ class Run:
                 credentials=credentials,
                 trace=TraceContext(self.config.run_id),
                 type_names=fleet.devices.type_names,
+                timeout=self.config.http_timeout,
+                verify=self.config.tls.context() if http.startswith("https://") else True,
             )
         if self.config.output is not None:
             return FileTransport(metrics, self.config.output)

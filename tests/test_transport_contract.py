@@ -23,6 +23,7 @@ class RecordingSink:
         self.sent: list[Message] = []
         self.done: list[tuple[Message, Outcome, str | None]] = []
         self.events: list[str] = []
+        self.retried: list[tuple[Message, str]] = []
 
     def message_sent(self, message: Message) -> None:
         self.sent.append(message)
@@ -32,6 +33,9 @@ class RecordingSink:
 
     def messages_sent(self, messages: list[Message]) -> None:
         self.sent.extend(messages)
+
+    def message_retried(self, message: Message, reason: str) -> None:
+        self.retried.append((message, reason))
 
     def messages_done(self, messages: list[Message], outcome: Outcome) -> None:
         for message in messages:

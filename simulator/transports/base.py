@@ -65,6 +65,10 @@ class ResultSink(Protocol):
         self, message: Message, outcome: Outcome, error: str | None = None
     ) -> None: ...
 
+    def message_retried(self, message: Message, reason: str) -> None:
+        """``message`` is sent again (``reason``: e.g. ``http_429``); its outcome comes later."""
+        ...
+
     def messages_sent(self, messages: list[Message]) -> None:
         """Bulk form of ``message_sent`` for messages handed over at one instant."""
         ...

@@ -4,12 +4,21 @@ One request per message, or a JSON array per site gateway with ``batch`` > 1 (fl
 full or a second old). Requests run concurrently in the transport's own task group, over
 a pooled client (HTTP/1.1 or HTTP/2), so a slow target delays acknowledgements, never the
 schedule. Status codes are counted: 2xx acknowledges, anything else fails the message with
-``http_<code>``; timeouts and refused connections fail it with ``timeout`` or ``connect``.
+``http_<code>``; timeouts, refused connections and TLS failures fail it with ``timeout``,
+``connect`` or ``tls``.
+
+A 429 or 503 with ``Retry-After`` (seconds or an HTTP date) is honoured as a device SDK
+would: the request is sent again after that wait (at most ``MAX_RETRY_AFTER`` seconds,
+``MAX_RETRIES`` times), each retry counted as ``retried``, and the message's latency
+includes the wait. Without the header, or past those bounds, the message fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.utils
+import ssl
 import time
 
 import httpx
@@ -20,6 +29,35 @@ from ..trace import TraceContext
 from .base import Message, Outcome, ResultSink, Transport
 
 _BATCH_AGE = 1.0  # seconds a partial batch may wait
+MAX_RETRIES = 3
+MAX_RETRY_AFTER = 60.0
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delay-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Whether a transport error came from TLS (an untrusted certificate, a refused
+    client certificate) rather than from the network."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) or "CERTIFICATE" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class HttpTransport(Transport):
@@ -40,6 +78,7 @@ class HttpTransport(Transport):
         credentials: dict[int, Credential] | None = None,
         trace: TraceContext | None = None,
         type_names: tuple[str, ...] = (),
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         super().__init__(sink)
         if not url.startswith(("http://", "https://")):
@@ -62,6 +101,8 @@ class HttpTransport(Transport):
         self._batches: dict[int, list[Message]] = {}
         self._batch_started: dict[int, float] = {}
         self._pending = 0
+        self.verify = verify
+        self._closing = asyncio.Event()
 
     async def open(self) -> None:
         headers = {"content-type": "application/json"}
@@ -70,6 +111,7 @@ class HttpTransport(Transport):
         self._client = httpx.AsyncClient(
             http2=self.http2,
             headers=headers,
+            verify=self.verify,
             timeout=self.timeout,
             limits=httpx.Limits(
                 max_connections=self.max_connections, max_keepalive_connections=self.max_connections
@@ -113,16 +155,33 @@ class HttpTransport(Transport):
             body = messages[0].payload
         else:
             body = b"[" + b",".join(m.payload for m in messages) + b"]"
-        error: str | None
+        error: str | None = None
         headers = self._headers(messages)
-        try:
-            async with self._slots:
-                response = await self._client.post(self.url, content=body, headers=headers)
-            error = None if 200 <= response.status_code < 300 else f"http_{response.status_code}"
-        except httpx.TimeoutException:
-            error = "timeout"
-        except httpx.TransportError:
-            error = "connect"
+        for attempt in range(MAX_RETRIES + 1):
+            try:
+                async with self._slots:
+                    response = await self._client.post(self.url, content=body, headers=headers)
+            except httpx.TimeoutException:
+                error = "timeout"
+                break
+            except httpx.TransportError as exc:
+                error = "tls" if _tls_failure(exc) else "connect"
+                break
+            status = response.status_code
+            if 200 <= status < 300:
+                error = None
+                break
+            error = f"http_{status}"
+            wait = retry_after(response.headers.get("retry-after"))
+            if status not in (429, 503) or wait is None or wait > MAX_RETRY_AFTER:
+                break
+            if attempt == MAX_RETRIES:
+                break
+            for message in messages:
+                self.sink.message_retried(message, error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), wait)
+                break  # the run is stopping: the message keeps its last outcome
         for message in messages:
             self._pending -= 1
             if error is None:
@@ -151,6 +210,7 @@ class HttpTransport(Transport):
         await super().drain(timeout)
 
     async def close(self) -> None:
+        self._closing.set()
         if self._group is not None:
             self._flush_old(everything=True)
             group, self._group = self._group, None

@@ -35,6 +35,7 @@ from gmqtt.storage import PersistentStorage
 
 from ..credentials import Credential
 from ..errors import AuthError, ConfigError, ConnectError
+from ..tls import TlsFiles
 from .base import Message, Outcome, ResultSink, Transport
 from .mqttlean import LeanMqttTransport, backoff_delay, translated_errors
 
@@ -109,21 +110,8 @@ class MqttSettings:
         """The TLS context: the run's client certificate, or a device's own."""
         if not self.tls:
             return False
-        cert_file, key_file = (
-            (cert_file, key_file) if cert_file else (self.cert_file, self.key_file)
-        )
-        try:
-            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-            if cert_file:
-                context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                "--ca-file/--cert-file/--key-file", f"cannot load TLS files: {exc}"
-            ) from None
-        if self.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        files = TlsFiles(self.ca_file, self.cert_file, self.key_file, self.insecure)
+        return files.context(cert_file, key_file)
 
 
 def with_dup(raw: bytes) -> bytes:

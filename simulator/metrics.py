@@ -248,7 +248,10 @@ class Metrics:
             if self.observer is not None:
                 self.observer(message, outcome, error, None)
             return
-        start = message.due if message.due is not None else message.sent_at
+        # From the due time (a late send is the generator's delay, and counts), or from the
+        # send when a tick sent it a little early: whichever came first.
+        due = message.due
+        start = due if due is not None and due < message.sent_at else message.sent_at
         latency = max(time.monotonic() - start, 0.0)
         counts.latency.record(latency)
         if self.observer is not None:
@@ -288,7 +291,8 @@ class Metrics:
             else:
                 counts.unconfirmed += 1
             due = message.due
-            latency = now - (due if due is not None else message.sent_at)
+            sent_at = message.sent_at
+            latency = now - (due if due is not None and due < sent_at else sent_at)
             if latency < 0.0:
                 latency = 0.0
             histogram = counts.latency

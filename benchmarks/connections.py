@@ -1,0 +1,186 @@
+"""Connections: N devices each connected on its own and publishing every 10 s, split over
+several processes and several 127.0.0.x source addresses, each process against a private
+Mosquitto of its own (a process here may hold at most 20,000 open files, the broker
+included); beside Locust's own MQTT user at the largest N it reaches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from simulator.broker import EmbeddedBroker
+
+from .common import ROOT, SIMULATE, Measured, check, raise_open_files, ratio, run_measured
+
+_DEVICES_PER_FARM = 10  # the benchmark's farm: one site of 10 rooms, a climate node each
+
+
+def _fleet(folder: Path, every: str) -> tuple[Path, Path]:
+    """A farms folder whose one template has exactly 10 climate nodes per farm, and a
+    profiles folder whose climate node reports every ``every``."""
+    farms = folder / "farms"
+    profiles = folder / "profiles"
+    farms.mkdir()
+    profiles.mkdir()
+    template = (ROOT / "farms" / "eu_finisher.toml").read_text()
+    template = re.sub(r"(?m)^sites = .*$", "sites = [1, 1]", template)
+    template = re.sub(r"(?m)^rooms_per_site = .*$", "rooms_per_site = [10, 10]", template)
+    template = template.split("[devices]")[0] + "[devices]\nclimate_node = { per_room = 1 }\n"
+    (farms / "bench.toml").write_text(template)
+    for source in (ROOT / "device_profiles").glob("*.toml"):
+        text = source.read_text()
+        if source.stem == "climate_node":
+            text = re.sub(r'(?m)^every = "[^"]*"', f'every = "{every}"', text)
+        (profiles / source.name).write_text(text)
+    return farms, profiles
+
+
+def _barnstorm(
+    folder: Path, urls: list[str], devices: int, processes: int, seconds: int
+) -> tuple[list[Measured], list[dict[str, Any]]]:
+    farms_dir, profiles_dir = _fleet(folder, "10s")
+    farms = devices // _DEVICES_PER_FARM
+    per_process = devices / processes
+    # Each process spreads its connections over two source addresses of its own.
+    commands = []
+    for shard in range(processes):
+        sources = [f"127.0.0.{2 + 2 * shard}", f"127.0.0.{3 + 2 * shard}"]
+        commands.append(
+            [
+                *SIMULATE,
+                *("--farms", str(farms), "--mqtt", urls[shard], "--qos", "1"),
+                *("--farms-dir", str(farms_dir), "--profiles-dir", str(profiles_dir)),
+                *("--shard", f"{shard}/{processes}", "--duration", f"{seconds}s"),
+                *("--connect-rate", str(round(per_process / 5)), "--snapshot-every", "1s"),
+                *("--timeseries", str(folder / f"series-{shard}.jsonl")),
+                *("--report", str(folder / f"report-{shard}.json"), "--quiet", "--allow-loss"),
+                *(arg for source in sources for arg in ("--source-address", source)),
+            ]
+        )
+
+    async def all_of_them() -> list[Measured]:
+        return list(
+            await asyncio.gather(
+                *(asyncio.to_thread(run_measured, c, timeout=seconds + 120) for c in commands)
+            )
+        )
+
+    results = asyncio.run(all_of_them())
+    for shard, result in enumerate(results):
+        check(result, f"barnstorm shard {shard + 1}")
+    reports = [json.loads((folder / f"report-{s}.json").read_text()) for s in range(processes)]
+    for shard, report in enumerate(reports):
+        series = (folder / f"series-{shard}.jsonl").read_text().splitlines()
+        report["series"] = [json.loads(line) for line in series]
+    return results, reports
+
+
+def _locust(folder: Path, host: str, port: int, users: int, seconds: int) -> dict[str, Any]:
+    payload = folder / "payload.json"
+    payload.write_text('{"device_id":"cn-00001-1-01-1","seq":1,"temp_c":21.3,"rh_pct":66.2}')
+    env = {
+        **os.environ,
+        "BENCH_HOST": host,
+        "BENCH_PORT": str(port),
+        "BENCH_QOS": "1",
+        "BENCH_EVERY": "10",
+        "BENCH_PAYLOAD": str(payload),
+    }
+    result = run_measured(
+        [
+            *(sys.executable, "-m", "locust", "-f", "benchmarks/locust_mqtt.py", "--headless"),
+            *("-u", str(users), "-r", str(max(users // 20, 1)), "-t", f"{seconds}s"),
+            *("--json", "--only-summary", "--stop-timeout", "5", "--exit-code-on-error", "0"),
+        ],
+        env=env,
+        timeout=seconds + 120,
+    )
+    stats = json.loads(result.stdout) if result.returncode == 0 and result.stdout else []
+    connected = sum(e["num_requests"] - e["num_failures"] for e in stats if e["name"] == "connect")
+    published = sum(
+        e["num_requests"] - e["num_failures"] for e in stats if e["name"].startswith("publish")
+    )
+    return {
+        "users": users,
+        "exit_code": result.returncode,
+        "connected": connected,
+        "messages": published,
+        "cpu_s": result.cpu_s,
+        "max_rss_mb": result.max_rss_mb,
+    }
+
+
+def bench_connections(
+    devices: int = 50_000, processes: int = 4, seconds: int = 60, locust_users: int = 5_000
+) -> dict[str, Any]:
+    """Connect rate, CPU per message and memory per connection of barnstorm's fleet, and
+    the same of Locust's MQTT user (a paho client and a thread per user)."""
+    limit = raise_open_files(devices + locust_users + 10_000)
+
+    async def broker_up(folder: Path) -> dict[str, Any]:
+        async with contextlib.AsyncExitStack() as stack:
+            brokers = [
+                await stack.enter_async_context(EmbeddedBroker("mosquitto"))
+                for _ in range(processes)
+            ]
+            urls = [broker.url for broker in brokers]
+            ours = await asyncio.to_thread(_barnstorm, folder, urls, devices, processes, seconds)
+            first = brokers[0]
+            theirs = await asyncio.to_thread(
+                _locust, folder, first.host, first.port, locust_users, min(seconds, 60)
+            )
+        return {"ours": ours, "locust": theirs}
+
+    with tempfile.TemporaryDirectory(prefix="barnstorm-connections-") as folder:
+        measured = asyncio.run(broker_up(Path(folder)))
+    results, reports = measured["ours"]
+    up = sum(r["connections"]["up"] for r in reports)
+    failed = sum(r["connections"]["failed"] for r in reports)
+    sent = sum(r["totals"]["sent"] for r in reports)
+    acked = sum(r["totals"]["acknowledged"] for r in reports)
+    cpu = sum(r.cpu_s for r in results)
+    rss_end = sum(r["series"][-1]["rss_mb"] for r in reports)
+    # Connect rate: all of a shard's devices up, from the first snapshot that shows them.
+    ramp = max(
+        next(
+            (
+                row["wall_s"]
+                for row in r["series"]
+                if row["connected"] >= r["fleet"]["devices_in_run"]
+            ),
+            float("nan"),
+        )
+        for r in reports
+    )
+    locust = measured["locust"]
+    ours_kb = rss_end * 1024 / max(up, 1)
+    locust_kb = locust["max_rss_mb"] * 1024 / max(locust["connected"], 1)
+    ours_cpu_ms = cpu * 1000 / max(sent, 1)
+    locust_cpu_ms = locust["cpu_s"] * 1000 / max(locust["messages"], 1)
+    return {
+        "name": "connections",
+        "what": f"{devices:,} devices over MQTT QoS 1, each publishing every 10 s for {seconds} s, "
+        f"{processes} processes and brokers, {2 * processes} source addresses "
+        f"(open-files limit {limit:,} per process)",
+        "barnstorm_connected": up,
+        "barnstorm_connect_failures": failed,
+        "barnstorm_connect_rate_per_s": round(up / ramp) if ramp == ramp else None,
+        "barnstorm_messages": f"{acked:,} of {sent:,} acknowledged",
+        "barnstorm_cpu_ms_per_message": round(ours_cpu_ms, 3),
+        "barnstorm_rss_kb_per_connection": round(ours_kb, 1),
+        "goal": "50,000 devices at <= 20 KB each",
+        "baseline": f"Locust's MQTT user, {locust_users:,} users asked for "
+        f"(exit code {locust['exit_code']})",
+        "baseline_connected": locust["connected"],
+        "baseline_cpu_ms_per_message": round(locust_cpu_ms, 3),
+        "baseline_rss_kb_per_connection": round(locust_kb, 1),
+        "ratio_memory": ratio(ours_kb, locust_kb),
+        "ratio_cpu": ratio(ours_cpu_ms, locust_cpu_ms),
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -103,3 +104,26 @@ def cpu_s(pid: int) -> float:
 
 def ratio(ours: float, baseline: float) -> float:
     return round(ours / baseline, 3) if baseline else float("inf")
+
+
+def sample_payload(folder: Path, device_type: str) -> Path:
+    """One real barnstorm payload of ``device_type``, written to a file in ``folder``: the
+    constant that baselines send."""
+    out = folder / "sample.jsonl"
+    check(
+        run_measured(
+            [
+                *SIMULATE,
+                *("--farms", "1", "--output", str(out), "--speed", "max", "--duration", "1h"),
+                *("--start", "2026-01-01", "--quiet", "--processes", "1"),
+            ]
+        ),
+        "the sample payload",
+    )
+    for line in out.read_text().splitlines():
+        record = json.loads(line)
+        if record["payload"].get("device_type") == device_type:
+            path = folder / f"{device_type}.json"
+            path.write_bytes(json.dumps(record["payload"], separators=(",", ":")).encode())
+            return path
+    raise SystemExit(f"benchmark: no {device_type} payload in the sample")

@@ -15,7 +15,7 @@ from typing import Any
 
 from simulator.broker import free_port
 
-from .common import SIMULATE, check, ratio, run_measured
+from .common import SIMULATE, check, ratio, run_measured, sample_payload
 
 
 def _serve(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -82,21 +82,7 @@ def bench_http(farms: int = 20, duration: str = "4h", wrk_seconds: int = 10) -> 
             )
             data = json.loads(report.read_text())
             totals = data["totals"]
-            sample = json.dumps(
-                {
-                    "device_id": "cn-00001-1-01-1",
-                    "device_type": "climate_node",
-                    "seq": 1,
-                    "ts": "2026-01-01T00:00:00.000Z",
-                    "kind": "reading",
-                    "temp_c": 21.3,
-                    "rh_pct": 66.2,
-                    "co2_ppm": 1200,
-                    "nh3_ppm": 8.1,
-                    "vent_pct": 35,
-                },
-                separators=(",", ":"),
-            ).encode()
+            sample = sample_payload(folder, "climate_node").read_bytes()
             wrk_rate, wrk_bad = _wrk(url, sample, folder, wrk_seconds)
         finally:
             backend.terminate()

@@ -13,29 +13,7 @@ from typing import Any
 
 from simulator.broker import EmbeddedBroker
 
-from .common import SIMULATE, check, ratio, run_measured
-
-
-def _sample_payload(folder: Path) -> Path:
-    """One real barnstorm payload (a cough monitor's summary), the baselines' constant."""
-    out = folder / "sample.jsonl"
-    check(
-        run_measured(
-            [
-                *SIMULATE,
-                *("--farms", "1", "--output", str(out), "--speed", "max", "--duration", "1h"),
-                *("--start", "2026-01-01", "--quiet", "--processes", "1"),
-            ]
-        ),
-        "the sample payload",
-    )
-    for line in out.read_text().splitlines():
-        record = json.loads(line)
-        if record["payload"].get("device_type") == "cough_monitor":
-            path = folder / "payload.json"
-            path.write_bytes(json.dumps(record["payload"], separators=(",", ":")).encode())
-            return path
-    raise SystemExit("benchmark: no cough monitor payload in the sample")
+from .common import SIMULATE, check, ratio, run_measured, sample_payload
 
 
 def bench_publish(
@@ -45,7 +23,7 @@ def bench_publish(
     encoding, accounting) vs. paho publishing a constant payload vs. Locust's MQTT user."""
 
     async def measure(folder: Path) -> dict[str, Any]:
-        payload = _sample_payload(folder)
+        payload = sample_payload(folder, "cough_monitor")
         async with EmbeddedBroker("mosquitto") as broker:
             report = folder / "report.json"
             ours = await asyncio.to_thread(

@@ -77,6 +77,7 @@ class FleetChild:
         command += ["--duration", duration, "--shard", f"{index}/{count}"]
         self.status = FleetStatus(shard=f"{index + 1} of {count}", state="running")
         self._window: list[tuple[float, int]] = []
+        self._names: dict[str, str] = {}  # request name per device type
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=os.environ.copy()
         )
@@ -111,10 +112,15 @@ class FleetChild:
             return
         fire = environment.events.request.fire
         results = batch.get("results", ())
+        names = self._names
         for device_type, transport, latency, size, error in results:
+            name = names.get(device_type)
+            if name is None:
+                verb = "publish" if transport == "MQTT" else "ingest"
+                name = names[device_type] = f"{verb} {device_type}"
             fire(
                 request_type=transport,
-                name=f"publish {device_type}" if transport == "MQTT" else f"ingest {device_type}",
+                name=name,
                 response_time=latency or 0.0,
                 response_length=size,
                 exception=RuntimeError(error) if error else None,

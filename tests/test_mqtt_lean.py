@@ -157,3 +157,25 @@ async def test_connections_leave_from_the_given_source_addresses(mosquitto: str)
             for c in range(4)
         ]
     assert sources == ["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"]
+
+
+async def test_a_connection_dropped_and_reopened_at_once_carries_on(mosquitto: str) -> None:
+    """A scenario's outage closes a connection and may reopen it in the same instant: the
+    new socket is the link's only one (the old one's end does not take it down), and
+    messages sent on it are acknowledged."""
+    topic = f"bstest/lean-reopen/{uuid.uuid4().hex[:8]}"
+    sink = RecordingSink()
+    settings = MqttSettings.from_url(mosquitto, qos=1)
+    async with LeanMqttTransport(sink, settings, [f"lean-reopen-{topic[-8:]}"]) as transport:
+        await transport.connect(0)
+        for round_ in range(3):
+            await transport.disconnect(0)
+            await transport.connect(0)
+            transport.send_many([_message(round_ * 10 + i, topic) for i in range(10)])
+            await transport.drain(5.0)
+        await asyncio.sleep(0.2)  # any late end of an old socket would show by now
+        assert transport.is_connected(0)
+        assert transport.in_flight == 0
+    assert sink.events == ["up", *(["lost", "reconnected"] * 3)]
+    acked = sorted(m.seq for m, o, _ in sink.done if o is Outcome.ACKNOWLEDGED)
+    assert acked == list(range(30))

@@ -371,6 +371,13 @@ class LeanMqttTransport(Transport):
         if credential is not None and credential.username is not None:
             username, password = credential.username, credential.password
         loop = asyncio.get_running_loop()
+        # One protocol object serves each of the link's sockets in turn: the last one must
+        # be gone (its connection_lost run) before the next is made.
+        for _ in range(10):
+            if link.transport is None:
+                break
+            link.transport.abort()
+            await asyncio.sleep(0)
         local = (self._sources[link.owner % len(self._sources)], 0) if self._sources else None
         with translated_errors(settings):
             async with asyncio.timeout(settings.connect_timeout):

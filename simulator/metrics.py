@@ -295,6 +295,7 @@ class Metrics:
             latency = now - (due if due is not None and due < sent_at else sent_at)
             if latency < 0.0:
                 latency = 0.0
+            # Histogram.record, inlined: this loop runs for every message at speed max.
             histogram = counts.latency
             histogram.counts[bucket(int(latency * 1e6))] += 1
             histogram.total += 1

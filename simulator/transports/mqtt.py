@@ -37,7 +37,7 @@ from ..credentials import Credential
 from ..errors import AuthError, ConfigError, ConnectError
 from ..tls import TlsFiles
 from .base import Message, Outcome, ResultSink, Transport
-from .mqttlean import LeanMqttTransport, backoff_delay, translated_errors
+from .mqttlean import LeanMqttTransport, MqttBase, backoff_delay, translated_errors
 
 # gmqtt logs every refused or lost connection at WARNING; barnstorm counts them instead.
 logging.getLogger("gmqtt").setLevel(logging.CRITICAL)
@@ -223,10 +223,8 @@ def mqtt_transport(
     return LeanMqttTransport(sink, settings, client_ids, credentials)
 
 
-class MqttTransport(Transport):
+class MqttTransport(MqttBase):
     """Publishes over MQTT with gmqtt, one connection per device or per site gateway."""
-
-    name = "mqtt"
 
     def __init__(
         self,
@@ -235,18 +233,10 @@ class MqttTransport(Transport):
         client_ids: list[str],
         credentials: dict[int, Credential] | None = None,
     ) -> None:
-        super().__init__(sink)
-        self.settings = settings
-        self.client_ids = client_ids
-        self.credentials = credentials or {}
+        super().__init__(sink, settings, client_ids, credentials)
         self._connections: dict[int, _Connection] = {}
         self._ever: set[int] = set()  # connections that were up once: coming back is a reconnect
-        self._ssl: ssl.SSLContext | bool = False
-        self._device_ssl: dict[tuple[Path, Path | None], ssl.SSLContext | bool] = {}
         self._version = MQTTv50 if settings.version == "5" else MQTTv311
-
-    async def open(self) -> None:
-        self._ssl = self.settings.ssl_context()
 
     async def connect(self, connection: int) -> None:
         """Connect ``connection``; raises :class:`ConnectError` or :class:`AuthError`."""
@@ -265,15 +255,6 @@ class MqttTransport(Transport):
         self._connections[connection] = state
         self.sink.connection_event("reconnected" if connection in self._ever else "up")
         self._ever.add(connection)
-
-    def _tls_for(self, credential: Credential | None) -> ssl.SSLContext | bool:
-        """The run's TLS context, or one per client certificate (shared by its devices)."""
-        if credential is None or credential.cert_file is None or not self.settings.tls:
-            return self._ssl
-        key = (credential.cert_file, credential.key_file)
-        if key not in self._device_ssl:
-            self._device_ssl[key] = self.settings.ssl_context(*key)
-        return self._device_ssl[key]
 
     async def disconnect(self, connection: int) -> None:
         state = self._connections.pop(connection, None)

@@ -27,6 +27,7 @@ import random
 import socket
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..credentials import Credential
@@ -34,8 +35,6 @@ from ..errors import AuthError, ConnectError
 from .base import Message, Outcome, ResultSink, Transport
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from .mqtt import MqttSettings
 
 _PUBACK, _PUBREC, _PUBCOMP, _CONNACK, _PINGRESP = 4, 5, 7, 2, 13
@@ -309,9 +308,8 @@ class _Link(asyncio.Protocol):
         self.flush()
 
 
-class LeanMqttTransport(Transport):
-    """Publishes over MQTT 3.1.1 with barnstorm's own client, one connection per device or
-    per site gateway (see the module docstring)."""
+class MqttBase(Transport):
+    """What both MQTT transports share: settings, client ids, credentials and TLS."""
 
     name = "mqtt"
 
@@ -326,16 +324,42 @@ class LeanMqttTransport(Transport):
         self.settings = settings
         self.client_ids = client_ids
         self.credentials = credentials or {}
-        self._links: dict[int, _Link] = {}
-        self._count = 0  # messages in flight on every link
         self._ssl: ssl.SSLContext | bool = False
         self._device_ssl: dict[tuple[Path, Path | None], ssl.SSLContext | bool] = {}
+
+    async def open(self) -> None:
+        self._ssl = self.settings.ssl_context()
+
+    def _tls_for(self, credential: Credential | None) -> ssl.SSLContext | bool:
+        """The run's TLS context, or one per client certificate (shared by its devices)."""
+        if credential is None or credential.cert_file is None or not self.settings.tls:
+            return self._ssl
+        key = (credential.cert_file, credential.key_file)
+        if key not in self._device_ssl:
+            self._device_ssl[key] = self.settings.ssl_context(*key)
+        return self._device_ssl[key]
+
+
+class LeanMqttTransport(MqttBase):
+    """Publishes over MQTT 3.1.1 with barnstorm's own client, one connection per device or
+    per site gateway (see the module docstring)."""
+
+    def __init__(
+        self,
+        sink: ResultSink,
+        settings: MqttSettings,
+        client_ids: list[str],
+        credentials: dict[int, Credential] | None = None,
+    ) -> None:
+        super().__init__(sink, settings, client_ids, credentials)
+        self._links: dict[int, _Link] = {}
+        self._count = 0  # messages in flight on every link
         self._housekeeping: asyncio.Task[None] | None = None
         self._rng = random.Random()
         self._sources = settings.source_addresses
 
     async def open(self) -> None:
-        self._ssl = self.settings.ssl_context()
+        await super().open()
         self._housekeeping = asyncio.create_task(
             self._keep_alive(), name="barnstorm-mqtt-keepalive"
         )
@@ -411,15 +435,6 @@ class LeanMqttTransport(Transport):
         link.pinged = False
         if link.in_flight:
             link.replay(settings.qos)
-
-    def _tls_for(self, credential: Credential | None) -> ssl.SSLContext | bool:
-        """The run's TLS context, or one per client certificate (shared by its devices)."""
-        if credential is None or credential.cert_file is None or not self.settings.tls:
-            return self._ssl
-        key = (credential.cert_file, credential.key_file)
-        if key not in self._device_ssl:
-            self._device_ssl[key] = self.settings.ssl_context(*key)
-        return self._device_ssl[key]
 
     def lost(self, link: _Link) -> None:
         """A link went down on its own: count it and reconnect in the background."""

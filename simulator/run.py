@@ -355,9 +355,18 @@ class Run:
                 self.outcome = "failed"
                 self.error = str(exc)
                 self.bad_input = isinstance(exc, ConfigError)
+            except Exception as exc:  # a defect: the report of what was measured still counts
+                self.outcome = "failed"
+                self.error = f"internal error: {type(exc).__name__}: {exc}"
+                log.error("the run failed", exc_info=exc)
             finally:
                 if transport is not None:
-                    await transport.close()
+                    try:
+                        await transport.close()
+                    except Exception as exc:  # as above: settle the books, report, exit 1
+                        self.outcome = "failed"
+                        self.error = self.error or f"closing the {transport.name} transport: {exc}"
+                        log.error("closing the transport failed", exc_info=exc)
                 metrics.finish()
                 recorder.close()
                 if stream is not None:

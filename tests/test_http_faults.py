@@ -127,14 +127,16 @@ def test_https_targets_are_verified_and_mutual_tls_presents_the_client_certifica
         str(tmp_path / "client.key"),
     )
     with _https(tmp_path, client_certificate=False) as url:
-        code, _, untrusted = _run(*FEW, *FEW_TIMING, "--http", url, "--allow-loss")
+        code, stderr, untrusted = _run(*FEW, *FEW_TIMING, "--http", url, "--allow-loss")
+        assert code == 0, stderr
         assert untrusted["totals"]["acknowledged"] == 0
         assert set(untrusted["totals"]["errors"]) == {"tls"}
         code, stderr, trusted = _run(*FEW, *FEW_TIMING, "--http", url, *ca)
         assert code == 0, stderr
         assert trusted["totals"]["acknowledged"] == trusted["totals"]["sent"] > 0
     with _https(tmp_path, client_certificate=True) as url:
-        _, _, anonymous = _run(*FEW, *FEW_TIMING, "--http", url, *ca, "--allow-loss")
+        code, stderr, anonymous = _run(*FEW, *FEW_TIMING, "--http", url, *ca, "--allow-loss")
+        assert code == 0, stderr
         assert anonymous["totals"]["acknowledged"] == 0
         code, stderr, mutual = _run(*FEW, *FEW_TIMING, "--http", url, *ca, *client)
         assert code == 0, stderr

@@ -174,7 +174,9 @@ class HttpTransport(Transport):
             except httpx.TimeoutException:
                 error = "timeout"
                 break
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, OSError) as exc:
+                # httpx maps most network errors to TransportError, but a TLS alert on a
+                # read (a client certificate refused under TLS 1.3) can come through raw.
                 error = "tls" if _tls_failure(exc) else "connect"
                 break
             status = response.status_code

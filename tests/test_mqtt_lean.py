@@ -179,3 +179,30 @@ async def test_a_connection_dropped_and_reopened_at_once_carries_on(mosquitto: s
     assert sink.events == ["up", *(["lost", "reconnected"] * 3)]
     acked = sorted(m.seq for m, o, _ in sink.done if o is Outcome.ACKNOWLEDGED)
     assert acked == list(range(30))
+
+
+async def test_qos2_messages_beyond_the_outbox_are_dropped_on_the_books(mosquitto: str) -> None:
+    """Behind a blackhole no PUBCOMP comes back: 20 QoS 2 messages fly, the outbox holds
+    the next ones up to its bound, and the rest are dropped as outbox_full, each on the
+    books; at the stop the flying and waiting ones are failed, so nothing is missing."""
+    from simulator.transports import mqttlean
+
+    topic = f"bstest/lean-outbox/{uuid.uuid4().hex[:8]}"
+    url = urlsplit(mosquitto)
+    sink = RecordingSink()
+    original = mqttlean.QOS2_OUTBOX
+    mqttlean.QOS2_OUTBOX = 30
+    try:
+        async with FaultProxy(url.hostname or "127.0.0.1", url.port or 1883) as proxy:
+            settings = MqttSettings(host="127.0.0.1", port=proxy.port, qos=2)
+            async with LeanMqttTransport(sink, settings, ["barnstorm-lean-outbox"]) as transport:
+                await transport.connect(0)
+                proxy.apply("blackhole")
+                transport.send_many([_message(i, topic) for i in range(100)])
+                assert transport.in_flight == 20 + 30
+    finally:
+        mqttlean.QOS2_OUTBOX = original
+    outcomes = [(o, e) for _, o, e in sink.done]
+    assert outcomes.count((Outcome.DROPPED, "outbox_full")) == 50
+    assert outcomes.count((Outcome.FAILED, "in_flight_at_stop")) == 50
+    assert len(sink.sent) == 100

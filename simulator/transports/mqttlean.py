@@ -46,6 +46,9 @@ _MAX_IDS = 65535  # MQTT packet identifiers per connection
 #: default) and then drops it, so a client that does not keep a window loses messages
 #: silently, as device SDKs (which keep one) do not.
 QOS2_WINDOW = 20
+#: QoS 2 messages that may wait behind the window per connection (a device's outbox);
+#: beyond it a message is dropped as ``outbox_full``, on the books.
+QOS2_OUTBOX = 5000
 _AUTH_CODES = {4, 5}  # CONNACK: bad user name or password, not authorised
 _CONNACK_REASONS = {
     1: "unacceptable protocol version",
@@ -529,6 +532,9 @@ class LeanMqttTransport(MqttBase):
             if qos == 2 and (link.waiting or len(link.in_flight) >= QOS2_WINDOW):
                 if link.waiting is None:
                     link.waiting = collections.deque()
+                if len(link.waiting) >= QOS2_OUTBOX:
+                    dropped.append((message, "outbox_full"))
+                    continue
                 link.waiting.append(message)
                 count += 1
                 continue

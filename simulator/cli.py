@@ -401,12 +401,7 @@ main_group.add_command(_soak_command())
 
 def build_run_config(options: dict[str, Any]) -> RunConfig:
     """Validate the run options into a :class:`RunConfig`; errors name the flag."""
-    try:
-        duration = parse_duration(options["duration"])
-    except ValueError as exc:
-        raise ConfigError("--duration", str(exc)) from None
-    if duration <= 0:
-        raise ConfigError("--duration", f'"{options["duration"]}" is not a positive duration')
+    duration = _positive_duration(options["duration"], "--duration")
     try:
         speed = parse_speed(str(options["speed"]))
     except ValueError as exc:
@@ -511,7 +506,7 @@ def _positive_duration(text: str, flag: str) -> float:
     except ValueError as exc:
         raise ConfigError(flag, str(exc)) from None
     if seconds <= 0:
-        raise ConfigError(flag, f'expected a positive duration such as "10s", got "{text}"')
+        raise ConfigError(flag, f'"{text}" is not a positive duration')
     return seconds
 
 

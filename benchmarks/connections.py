@@ -128,6 +128,9 @@ def bench_connections(
     """Connect rate, CPU per message and memory per connection of barnstorm's fleet, and
     the same of Locust's MQTT user (a paho client and a thread per user)."""
     limit = raise_open_files(devices + max(locust_steps) + 10_000)
+    # Each process (and its broker) holds a socket per connection: as many processes as
+    # this machine's open-files limit needs, with room for the rest of the process.
+    processes = max(processes, -(-devices // max(limit - 1_000, 1_000)))
 
     async def broker_up(folder: Path) -> dict[str, Any]:
         async with contextlib.AsyncExitStack() as stack:

@@ -105,11 +105,23 @@ def connect_packet(
     return b"\x10" + _remaining_length(len(body)) + body
 
 
+def _fixed_header(first: int, size: int) -> bytes:
+    """A packet's first byte and its remaining length, short forms first."""
+    if size < 0x80:
+        return bytes((first, size))
+    if size < 0x4000:
+        return bytes((first, (size & 0x7F) | 0x80, size >> 7))
+    return bytes((first,)) + _remaining_length(size)
+
+
+def _pubrel(packet_id: int) -> bytes:
+    return b"\x62\x02" + _ID_BYTES[packet_id]
+
+
 def publish_packet(topic: bytes, payload: bytes, qos: int, packet_id: int, dup: bool) -> bytes:
     """A PUBLISH packet (retain off)."""
     size = 2 + len(topic) + (2 if qos else 0) + len(payload)
-    first = 0x30 | (qos << 1) | (0x08 if dup else 0)
-    head = bytes((first, size)) if size < 0x80 else bytes((first,)) + _remaining_length(size)
+    head = _fixed_header(0x30 | (qos << 1) | (0x08 if dup else 0), size)
     if qos:
         return b"".join(
             (head, len(topic).to_bytes(2, "big"), topic, packet_id.to_bytes(2, "big"), payload)
@@ -225,14 +237,15 @@ class _Link(asyncio.Protocol):
                     acked.append(message)
                     if self.released is not None:
                         self.released.discard(packet_id)
-                    if self.waiting:
-                        self.admit()
             elif kind == _PUBREC:
                 self._released(int.from_bytes(buffer[start : start + 2], "big"))
             elif kind == _CONNACK and self.connack is not None and not self.connack.done():
                 self.connack.set_result((buffer[start + 1], bool(buffer[start] & 1)))
             at = start + size
         self.rx = buffer[at:] if at < len(buffer) else b""
+        if self.waiting:
+            self.admit()  # into the room the PUBCOMPs made
+        self.flush()  # PUBRELs and admitted messages, in one write
         if acked and self.wire is not None:
             self.wire.settled(acked)
 
@@ -257,7 +270,7 @@ class _Link(asyncio.Protocol):
             if self.released is None:
                 self.released = set()
             self.released.add(packet_id)
-            self.transport.write(b"\x62\x02" + packet_id.to_bytes(2, "big"))
+            self.pending.append(_pubrel(packet_id))
 
     def take_id(self) -> int:
         """A packet identifier not in flight on this connection (0 when all are)."""
@@ -292,8 +305,8 @@ class _Link(asyncio.Protocol):
             message = waiting.popleft()
             packet_id = self.take_id()
             self.in_flight[packet_id] = message
-            topic = self.topics.get(message.topic) or self.topic(message.topic)
-            self.pending += (publish_packet(topic[2:], message.payload, 2, packet_id, False),)
+            topic = message.topic.encode()
+            self.pending.append(publish_packet(topic, message.payload, 2, packet_id, False))
         self.flush()
 
     def replay(self, qos: int) -> None:
@@ -302,7 +315,7 @@ class _Link(asyncio.Protocol):
         released = self.released or set()
         for packet_id, message in self.in_flight.items():
             if packet_id in released:
-                self.pending.append(b"\x62\x02" + packet_id.to_bytes(2, "big"))
+                self.pending.append(_pubrel(packet_id))
             else:
                 topic = message.topic.encode()
                 self.pending.append(publish_packet(topic, message.payload, qos, packet_id, True))
@@ -560,12 +573,7 @@ class LeanMqttTransport(MqttBase):
             else:
                 size = len(topic) + len(payload)
                 unconfirmed.append(message)
-            if size < 0x80:
-                head = bytes((first, size))
-            elif size < 0x4000:
-                head = bytes((first, (size & 0x7F) | 0x80, size >> 7))
-            else:
-                head = bytes((first,)) + _remaining_length(size)
+            head = _fixed_header(first, size)
             if qos:
                 pending += (head, topic, ids[packet_id], payload)
             else:

@@ -19,7 +19,7 @@ def bench_bridge(farms: int = 60, duration: str = "12h", target: str = "mqtt") -
     import sys
     import tempfile
 
-    from simulator.broker import EmbeddedBroker
+    from simulator.backend.broker import EmbeddedBroker
 
     root = Path(__file__).resolve().parent.parent
 
@@ -105,7 +105,7 @@ def bench_soak(minutes: float = 10.0, farms: int = 100, speed: float = 60.0) -> 
     import sys
     import tempfile
 
-    from simulator.broker import EmbeddedBroker
+    from simulator.backend.broker import EmbeddedBroker
 
     duration = f"{round(minutes * 60 * speed)}s"
 

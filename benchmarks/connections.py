@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from simulator.broker import EmbeddedBroker
+from simulator.backend.broker import EmbeddedBroker
 
 from .common import ROOT, SIMULATE, Measured, check, raise_open_files, ratio, run_measured
 

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 from faker import Faker
 
-from simulator.clock import VirtualClock
-from simulator.engine import Engine
-from simulator.farms import load_templates
-from simulator.fleet import build_fleet
-from simulator.metrics import Metrics
-from simulator.profiles import load_profiles
+from simulator.engine.clock import VirtualClock
+from simulator.engine.engine import Engine
+from simulator.fleet.build import build_fleet
+from simulator.fleet.farms import load_templates
+from simulator.fleet.profiles import load_profiles
+from simulator.metrics.metrics import Metrics
 from simulator.transports.memory import MemoryTransport
 from simulator.units import parse_instant
 

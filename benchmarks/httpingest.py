@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simulator.broker import free_port
+from simulator.backend.broker import free_port
 
 from .common import SIMULATE, check, ratio, run_measured, sample_payload
 

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from simulator.broker import EmbeddedBroker
+from simulator.backend.broker import EmbeddedBroker
 
 from .common import SIMULATE, Measured, check, ratio, run_measured, sample_payload
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from simulator.clock import VirtualClock
-from simulator.engine import Engine
-from simulator.metrics import Metrics
-from simulator.run import load_fleet
-from simulator.scenarios import load_scenario
-from simulator.svgplot import Series, line_chart, svg_document
-from simulator.transports.base import Message
+from simulator.engine.clock import VirtualClock
+from simulator.engine.engine import Engine
+from simulator.engine.scenarios import load_scenario
+from simulator.fleet.load import load_fleet
+from simulator.messages import Message
+from simulator.metrics.metrics import Metrics
+from simulator.report.svg import Series, line_chart, svg_document
 from simulator.transports.memory import MemoryTransport
 from simulator.units import parse_instant
 

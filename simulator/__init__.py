@@ -7,7 +7,7 @@ transports are importable for tests and tools.
 
 __version__ = "0.1.0"
 
-from .errors import (
+from simulator.errors import (
     AuthError,
     BarnstormError,
     ClosedError,

@@ -1,5 +1,5 @@
 """``python -m simulator`` is the ``simulate`` command."""
 
-from .cli import main
+from simulator.cli.main import main
 
 main()

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import ConfigError
-from .units import parse_duration
+from simulator.errors import ConfigError
+from simulator.units import parse_duration
 
 T = TypeVar("T")
 

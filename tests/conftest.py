@@ -19,7 +19,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from simulator.broker import free_port
+from simulator.backend.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MOSQUITTO_HOST = "127.0.0.1"

@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 
-from simulator.clock import VirtualClock
-from simulator.engine import Engine
-from simulator.metrics import Metrics
-from simulator.run import load_fleet
-from simulator.scenarios import load_scenario
+from simulator.engine.clock import VirtualClock
+from simulator.engine.engine import Engine
+from simulator.engine.scenarios import load_scenario
+from simulator.fleet.load import load_fleet
+from simulator.metrics.metrics import Metrics
 from simulator.transports.memory import MemoryTransport
 from simulator.units import parse_instant
 from tests.helpers import ROOT

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from simulator.broker import free_port
+from simulator.backend.broker import free_port
 from tests.conftest import Backends, Observer
 from tests.helpers import ROOT, simulate
 
@@ -293,8 +293,8 @@ def test_per_device_credentials_over_http(tmp_path: Path, backend: Backends) -> 
     """With --credentials each device posts with its own token; a backend that requires
     device credentials stores everything, and a device with a wrong token is refused with
     401, counted as failed (not lost) while the others go through."""
-    from simulator.fleet import DEFAULT_SEED
-    from simulator.run import load_fleet
+    from simulator.fleet.build import DEFAULT_SEED
+    from simulator.fleet.load import load_fleet
 
     fleet, _ = load_fleet(3, DEFAULT_SEED, None, None)
     ids = fleet.devices.ids

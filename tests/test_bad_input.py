@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.broker import free_port
+from simulator.backend.broker import free_port
 from tests.helpers import ROOT, Completed, simulate
 
 

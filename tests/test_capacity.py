@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from simulator.sla import EXIT_SLA
+from simulator.exitcodes import EXIT_SLA
 from tests.conftest import Backends
 from tests.helpers import ROOT, simulate
 

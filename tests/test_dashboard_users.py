@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from simulator.dashboard import dig, load_map
 from simulator.errors import ConfigError
+from simulator.locust.dashboard_map import dig, load_map
 from tests.conftest import Backends
 from tests.helpers import ROOT, locust_stats, simulate
 

@@ -9,12 +9,14 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from simulator.clock import ScaledClock, VirtualClock
-from simulator.engine import Engine
-from simulator.metrics import Metrics
-from simulator.models.base import Batch, FloatArray
-from simulator.run import load_fleet
-from simulator.transports.base import Message, Outcome, Transport
+from simulator.arrays import FloatArray
+from simulator.engine.clock import ScaledClock, VirtualClock
+from simulator.engine.engine import Engine
+from simulator.fleet.load import load_fleet
+from simulator.messages import Message, Outcome
+from simulator.metrics.metrics import Metrics
+from simulator.models.base import Batch
+from simulator.transports.base import Transport
 from simulator.transports.memory import MemoryTransport
 from simulator.units import parse_instant
 

@@ -22,9 +22,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from simulator.broker import free_port
-from simulator.faultproxy import FaultProxy
-from simulator.transports.mqttlean import backoff_delay
+from simulator.backend.broker import free_port
+from simulator.transports.faultproxy import FaultProxy
+from simulator.transports.mqtt.settings import backoff_delay
 
 
 def test_reconnect_backoff_is_exponential_with_full_jitter() -> None:
@@ -230,7 +230,7 @@ def test_a_publish_replayed_after_a_reconnect_carries_the_dup_flag() -> None:
     """The in-flight store hands gmqtt its packets for replay with the DUP flag set on
     PUBLISH (same packet otherwise: same topic, packet id and payload, so the same seq),
     and leaves a QoS 2 PUBREL alone."""
-    from simulator.transports.mqtt import _AckStore
+    from simulator.transports.mqtt.gmqtt_client import _AckStore
 
     topic, payload = b"t/cm-1/summary", b'{"seq":7}'
     body = len(topic).to_bytes(2, "big") + topic + (42).to_bytes(2, "big") + payload

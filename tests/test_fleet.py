@@ -8,10 +8,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from simulator.farms import FarmTemplate, load_templates
-from simulator.fleet import build_fleet, fleet_csv, fleet_json
-from simulator.payload import DEFAULT_TOPIC_TEMPLATE
-from simulator.profiles import DeviceProfile, load_profiles
+from simulator.fleet.build import build_fleet
+from simulator.fleet.farms import FarmTemplate, load_templates
+from simulator.fleet.listing import fleet_csv, fleet_json
+from simulator.fleet.profiles import DeviceProfile, load_profiles
+from simulator.fleet.topics import DEFAULT_TOPIC_TEMPLATE
 from tests.helpers import simulate
 
 Profiles = dict[str, DeviceProfile]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from simulator.dashboard import load_map
+from simulator.locust.dashboard_map import load_map
 from tests.conftest import Backends
 from tests.helpers import ROOT, locust_stats, simulate
 

@@ -17,12 +17,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.credentials import load_credentials
-from simulator.dashboard import load_map
+from simulator.engine.scenarios import load_scenario
 from simulator.errors import ConfigError
-from simulator.har import build_map
-from simulator.run import load_fleet
-from simulator.scenarios import load_scenario
+from simulator.fleet.credentials import load_credentials
+from simulator.fleet.load import load_fleet
+from simulator.locust.dashboard_map import load_map
+from simulator.locust.har import build_map
 from tests.helpers import ROOT
 
 #: values of every kind a file could hold by mistake

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from simulator.broker import free_port
-from simulator.fleet import DEFAULT_SEED
-from simulator.run import load_fleet
+from simulator.backend.broker import free_port
+from simulator.fleet.build import DEFAULT_SEED
+from simulator.fleet.load import load_fleet
 from tests.conftest import Backends
 from tests.helpers import ROOT, simulate
 

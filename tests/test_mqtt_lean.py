@@ -12,10 +12,11 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from simulator.faultproxy import FaultProxy
-from simulator.transports.base import Message, Outcome
-from simulator.transports.mqtt import MqttSettings
-from simulator.transports.mqttlean import LeanMqttTransport, _Link, publish_packet
+from simulator.messages import Message, Outcome
+from simulator.transports.faultproxy import FaultProxy
+from simulator.transports.mqtt.lean import LeanMqttTransport, _Link
+from simulator.transports.mqtt.packets import publish_packet
+from simulator.transports.mqtt.settings import MqttSettings
 from tests.test_transport_contract import RecordingSink
 
 
@@ -185,7 +186,7 @@ async def test_qos2_messages_beyond_the_outbox_are_dropped_on_the_books(mosquitt
     """Behind a blackhole no PUBCOMP comes back: 20 QoS 2 messages fly, the outbox holds
     the next ones up to its bound, and the rest are dropped as outbox_full, each on the
     books; at the stop the flying and waiting ones are failed, so nothing is missing."""
-    from simulator.transports import mqttlean
+    from simulator.transports.mqtt import lean as mqttlean
 
     topic = f"bstest/lean-outbox/{uuid.uuid4().hex[:8]}"
     url = urlsplit(mosquitto)

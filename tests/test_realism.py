@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from simulator.clock import VirtualClock
-from simulator.engine import Engine
-from simulator.metrics import Metrics
-from simulator.run import load_fleet
+from simulator.engine.clock import VirtualClock
+from simulator.engine.engine import Engine
+from simulator.fleet.load import load_fleet
+from simulator.metrics.metrics import Metrics
 from simulator.transports.memory import MemoryTransport
 from simulator.units import parse_instant
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from simulator.engine.scenarios import load_scenario
 from simulator.errors import ConfigError
-from simulator.scenarios import load_scenario
 from simulator.units import parse_instant
 from tests.conftest import Observer
 from tests.helpers import simulate

@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from simulator.fleet import DEFAULT_SEED
-from simulator.run import load_fleet
+from simulator.fleet.build import DEFAULT_SEED
+from simulator.fleet.load import load_fleet
 from tests.helpers import simulate
 
 

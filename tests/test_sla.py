@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from simulator.errors import ConfigError
-from simulator.sla import EXIT_SLA, Measure, evaluate, parse_sla
+from simulator.exitcodes import EXIT_SLA
+from simulator.metrics.sla import Measure, evaluate, parse_sla
 from tests.conftest import Backends
 from tests.helpers import ROOT, simulate
 

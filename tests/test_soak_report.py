@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from simulator.broker import free_port
-from simulator.svgplot import PALETTE
-from simulator.timeseries import trends
+from simulator.backend.broker import free_port
+from simulator.metrics.timeseries import trends
+from simulator.report.svg import PALETTE
 from tests.helpers import ROOT, simulate
 
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from simulator.broker import free_port
+from simulator.backend.broker import free_port
 from tests.helpers import simulate
 
 
@@ -180,8 +180,8 @@ def test_each_device_can_bring_its_own_client_certificate(tls_broker: TlsBroker)
     """The credentials CSV gives every device its own certificate (cert_file, key_file,
     relative to the CSV): on the mutual-TLS listener they all connect and deliver without
     a run-wide --cert-file; a file that is not there is refused, naming line and column."""
-    from simulator.fleet import DEFAULT_SEED
-    from simulator.run import load_fleet
+    from simulator.fleet.build import DEFAULT_SEED
+    from simulator.fleet.load import load_fleet
 
     fleet, _ = load_fleet(1, DEFAULT_SEED, None, None)
     credentials = tls_broker.folder / "devices.csv"

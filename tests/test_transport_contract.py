@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from simulator.errors import ClosedError
-from simulator.transports.base import Message, Outcome, Transport
+from simulator.messages import Message, Outcome
+from simulator.transports.base import Transport
 from simulator.transports.file import FileTransport
 from simulator.transports.memory import MemoryTransport
-from simulator.transports.mqtt import MqttSettings, MqttTransport
-from simulator.transports.mqttlean import LeanMqttTransport
+from simulator.transports.mqtt.gmqtt_client import MqttTransport
+from simulator.transports.mqtt.lean import LeanMqttTransport
+from simulator.transports.mqtt.settings import MqttSettings
 
 
 class RecordingSink:

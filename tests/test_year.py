@@ -11,12 +11,12 @@ import numpy as np
 import orjson
 import pytest
 
-from simulator.clock import VirtualClock
-from simulator.engine import Engine
-from simulator.fleet import Fleet
-from simulator.metrics import Metrics
-from simulator.run import load_fleet
-from simulator.transports.base import DUPLICATE, Message
+from simulator.engine.clock import VirtualClock
+from simulator.engine.engine import Engine
+from simulator.fleet.build import Fleet
+from simulator.fleet.load import load_fleet
+from simulator.messages import DUPLICATE, Message
+from simulator.metrics.metrics import Metrics
 from simulator.transports.memory import MemoryTransport
 from simulator.units import parse_instant
 from tests.helpers import ROOT

@@ -1,13 +1,11 @@
 """Signal models, registered by name for device profiles (see :mod:`.base`)."""
 
-from . import basic, climate, device, health
-from .base import (
+from simulator.arrays import FloatArray, IntArray, Values
+from simulator.models import basic, climate, device, health
+from simulator.models.base import (
     Batch,
-    FloatArray,
-    IntArray,
     Modulator,
     SignalModel,
-    Values,
     model_class,
     register,
     registered_models,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tomlfile import Table
-from .base import Batch, SignalModel, Values, register
+from simulator.arrays import Values
+from simulator.models.base import Batch, SignalModel, register
+from simulator.tomlfile import Table
 
 
 @register("constant")

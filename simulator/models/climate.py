@@ -14,20 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..tomlfile import Table
-from .base import (
-    SECONDS_PER_DAY,
-    Batch,
-    FloatArray,
-    IntArray,
-    SignalModel,
-    Values,
-    per_device,
-    register,
-)
+from simulator.arrays import SECONDS_PER_DAY, FloatArray, IntArray, Values
+from simulator.models.base import Batch, SignalModel, per_device, register
+from simulator.tomlfile import Table
 
 if TYPE_CHECKING:
-    from ..fleet import Fleet
+    from simulator.fleet.build import Fleet
 
 _TWO_PI = 2.0 * np.pi
 

@@ -17,47 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..tomlfile import Table
-from .base import SECONDS_PER_DAY, Batch, FloatArray, IntArray, hash_uniform
+from simulator.arrays import SECONDS_PER_DAY, FloatArray, IntArray, hash_uniform
+from simulator.fleet.farms import HealthSpec
+from simulator.models.base import Batch
 
 _SLOTS = 6  # at most this many episodes per room and batch
 _TWO_PI = 2.0 * np.pi
-
-
-@dataclass(frozen=True)
-class HealthSpec:
-    """A farm template's disease pressure (``[health]``)."""
-
-    outbreaks_per_year: float = 3.5  # per monitor and year of a stocked room
-    acute_share: float = 0.7
-    reach: float = 0.85  # chance an episode reaches a given monitor of its room
-    max_lag_days: float = 3.0
-    risk_weeks: tuple[float, float] = (3.0, 9.0)
-    in_risk_weeks: float = 0.75  # share of onsets inside risk_weeks
-
-    @classmethod
-    def load(cls, table: Table) -> HealthSpec:
-        table.check_keys(
-            {
-                "outbreaks_per_year",
-                "acute_share",
-                "reach",
-                "max_lag_days",
-                "risk_weeks",
-                "in_risk_weeks",
-            }
-        )
-        weeks = table.number_list("risk_weeks", [3.0, 9.0])
-        if len(weeks) != 2 or not 0 <= weeks[0] < weeks[1]:
-            raise table.error("risk_weeks", "expected [first_week, last_week], first < last")
-        return cls(
-            outbreaks_per_year=table.number("outbreaks_per_year", 3.5, min=0.0, max=50.0),
-            acute_share=table.number("acute_share", 0.7, min=0.0, max=1.0),
-            reach=table.number("reach", 0.85, min=0.01, max=1.0),
-            max_lag_days=table.number("max_lag_days", 3.0, min=0.0),
-            risk_weeks=(weeks[0], weeks[1]),
-            in_risk_weeks=table.number("in_risk_weeks", 0.75, min=0.0, max=1.0),
-        )
 
 
 def acute_curve(

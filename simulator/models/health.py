@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..tomlfile import Table
-from .base import Batch, FloatArray, IntArray, SignalModel, Values, per_device, register
+from simulator.arrays import FloatArray, IntArray, Values
+from simulator.models.base import Batch, SignalModel, per_device, register
+from simulator.tomlfile import Table
 
 if TYPE_CHECKING:
-    from ..fleet import Fleet
+    from simulator.fleet.build import Fleet
 
 _TWO_PI = 2.0 * np.pi
 

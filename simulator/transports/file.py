@@ -12,8 +12,9 @@ from typing import BinaryIO
 
 import orjson
 
-from ..errors import ConfigError, SendError
-from .base import Message, Outcome, ResultSink, Transport
+from simulator.errors import ConfigError, SendError
+from simulator.messages import Message, Outcome
+from simulator.transports.base import ResultSink, Transport
 
 _FLUSH_MESSAGES = 4096
 _FLUSH_AGE = 0.5  # seconds

@@ -23,10 +23,11 @@ import time
 
 import httpx
 
-from ..credentials import Credential
-from ..errors import ConfigError
-from ..trace import TraceContext
-from .base import Message, Outcome, ResultSink, Transport
+from simulator.errors import ConfigError
+from simulator.fleet.credentials import Credential
+from simulator.messages import Message, Outcome
+from simulator.trace import TraceContext
+from simulator.transports.base import ResultSink, Transport
 
 _BATCH_AGE = 1.0  # seconds a partial batch may wait
 MAX_RETRIES = 3

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import Message, Outcome, ResultSink, Transport
+from simulator.messages import Message, Outcome
+from simulator.transports.base import ResultSink, Transport
 
 
 class MemoryTransport(Transport):

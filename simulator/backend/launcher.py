@@ -1,0 +1,52 @@
+"""The reference backend as a child process, for the embedded default.
+
+Kept apart from the app so that starting it imports neither starlette nor uvicorn: the child
+process (``simulate serve``) does.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from simulator.backend.broker import ChildServer
+
+
+class EmbeddedBackend(ChildServer):
+    """The reference backend as a child process, ingesting from ``mqtt_url`` (the embedded
+    default's whole loop: broker, backend, dashboards, read-back)."""
+
+    kind = "backend"
+
+    def __init__(self, mqtt_url: str, topic: str, farms: int, seed: int) -> None:
+        super().__init__()
+        self.mqtt_url = mqtt_url
+        self.topic = topic
+        self.farms = farms
+        self.seed = seed
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _command(self, workdir: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "simulator",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--database",
+            str(workdir / "backend.db"),
+            "--mqtt",
+            self.mqtt_url,
+            "--topic",
+            self.topic,
+            "--farms",
+            str(self.farms),
+            "--seed",
+            str(self.seed),
+        ]

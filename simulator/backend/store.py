@@ -1,0 +1,260 @@
+"""The reference backend's store: message validation, the schema, and the SQLite or
+PostgreSQL database behind ingest, dashboards and read-back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from simulator.units import parse_instant
+
+MAX_MESSAGE = 16 * 1024  # bytes of one message
+
+
+ENVELOPE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "device_id": str,
+    "device_type": str,
+    "farm_id": str,
+    "seq": int,
+    "ts": (str, int),
+    "kind": str,
+}
+
+
+TEMPERATURE_ALARM_C = 32.0
+
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS messages (device_id TEXT NOT NULL, seq BIGINT NOT NULL, "
+    "kind TEXT NOT NULL, farm_id TEXT NOT NULL, room_id TEXT, ts DOUBLE PRECISION NOT NULL, "
+    "received DOUBLE PRECISION NOT NULL, payload {blob} NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS messages_device ON messages (device_id, seq)",
+    "CREATE INDEX IF NOT EXISTS messages_room ON messages (room_id, ts)",
+    "CREATE TABLE IF NOT EXISTS alerts (id {serial}, device_id TEXT NOT NULL, "
+    "farm_id TEXT NOT NULL, room_id TEXT, kind TEXT NOT NULL, detail TEXT NOT NULL, "
+    "ts DOUBLE PRECISION NOT NULL, acknowledged INTEGER DEFAULT 0)",
+]
+
+
+class Database:
+    """SQLite (a file, WAL) or PostgreSQL (a ``postgresql://`` URL) behind one small API.
+
+    Queries are written with ``?`` placeholders; PostgreSQL gets ``%s``.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.postgres = target.startswith(("postgresql://", "postgres://"))
+        if self.postgres:
+            import psycopg
+
+            self._pg = psycopg.connect(target, autocommit=True)
+            blob, serial = "BYTEA", "BIGSERIAL PRIMARY KEY"
+        else:
+            self._sqlite = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+            self._sqlite.execute("PRAGMA journal_mode=WAL")
+            self._sqlite.execute("PRAGMA synchronous=NORMAL")
+            blob, serial = "BLOB", "INTEGER PRIMARY KEY"
+        for statement in _SCHEMA:
+            self.execute(statement.format(blob=blob, serial=serial))
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """Run one statement; the cursor answers fetchone/fetchall, iteration and rowcount."""
+        if self.postgres:
+            return self._pg.execute(self._sql(sql), params)
+        return self._sqlite.execute(sql, params)
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if self.postgres:
+            with self._pg.cursor() as cursor:
+                cursor.executemany(self._sql(sql), rows)
+        else:
+            self._sqlite.executemany(sql, rows)
+
+
+class Invalid(ValueError):
+    """A message the ingest refuses; ``status`` is the HTTP answer."""
+
+    def __init__(self, reason: str, status: int = 422) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def validate(message: object) -> dict[str, Any]:
+    """The envelope checks a real ingest does before storing anything."""
+    if not isinstance(message, dict):
+        raise Invalid("a message must be a JSON object")
+    for key, kind in ENVELOPE_TYPES.items():
+        if key not in message:
+            raise Invalid(f"missing {key}")
+        value = message[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise Invalid(f"{key} has the wrong type")
+    if message["seq"] < 0:
+        raise Invalid("seq is negative")
+    return message
+
+
+def timestamp(value: str | int) -> float:
+    if isinstance(value, int):
+        return float(value)
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise Invalid("ts is not an ISO 8601 instant") from None
+
+
+@dataclass
+class Store:
+    """The backend's database and counters."""
+
+    target: str
+    slow: bool = False
+    rejected: dict[str, int] = field(default_factory=dict)
+    db: Database = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.target)
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def ingest(self, raw: Iterable[bytes | dict[str, Any]]) -> tuple[int, int, int]:
+        """Store valid messages; count and skip invalid ones.
+
+        Returns (stored, rejected, the HTTP status of the first rejection or 0).
+        """
+        rows = []
+        alerts = []
+        bad = 0
+        status = 0
+        now = time.time()
+        for item in raw:
+            try:
+                if isinstance(item, bytes | bytearray):
+                    if len(item) > MAX_MESSAGE:
+                        raise Invalid("message too large", 413)
+                    try:
+                        item = orjson.loads(item)
+                    except orjson.JSONDecodeError:
+                        raise Invalid("not JSON", 400) from None
+                message = validate(item)
+                ts = timestamp(message["ts"])
+            except Invalid as exc:
+                self.reject(str(exc))
+                bad += 1
+                status = status or exc.status
+                continue
+            payload = orjson.dumps(message)
+            if len(payload) > MAX_MESSAGE:
+                self.reject("message too large")
+                bad += 1
+                status = status or 413
+                continue
+            room = message.get("room_id")
+            rows.append(
+                (
+                    message["device_id"],
+                    message["seq"],
+                    message["kind"],
+                    message["farm_id"],
+                    room,
+                    ts,
+                    now,
+                    payload,
+                )
+            )
+            if message.get("rehs_color") == "red":
+                alerts.append(
+                    (
+                        message["device_id"],
+                        message["farm_id"],
+                        room,
+                        "red_score",
+                        f"respiratory health score {message.get('rehs')}",
+                        ts,
+                    )
+                )
+            temp = message.get("temp_c")
+            if isinstance(temp, int | float) and temp > TEMPERATURE_ALARM_C:
+                alerts.append(
+                    (
+                        message["device_id"],
+                        message["farm_id"],
+                        room,
+                        "temperature",
+                        f"{temp} °C",
+                        ts,
+                    )
+                )
+        if rows:
+            self.db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?)", rows)
+        if alerts:
+            self.db.executemany(
+                "INSERT INTO alerts (device_id, farm_id, room_id, kind, detail, ts) "
+                "VALUES (?,?,?,?,?,?)",
+                alerts,
+            )
+        return len(rows), bad, status
+
+    def readback(self) -> dict[str, Any]:
+        """Per device: messages received, highest seq, missing seq ranges, duplicates."""
+        devices: dict[str, dict[str, Any]] = {}
+        current: str | None = None
+        seqs: list[int] = []
+
+        def close() -> None:
+            if current is None:
+                return
+            unique = sorted(set(seqs))
+            missing = []
+            expected = 0
+            for seq in unique:
+                if seq > expected:
+                    missing.append([expected, seq - 1])
+                expected = seq + 1
+            devices[current] = {
+                "received": len(unique),
+                "highest_seq": unique[-1],
+                "missing": missing,
+                "duplicates": len(seqs) - len(unique),
+                "seqs": _ranges(unique),
+            }
+
+        for device_id, seq in self.db.execute(
+            "SELECT device_id, seq FROM messages ORDER BY device_id, seq"
+        ):
+            if device_id != current:
+                close()
+                current, seqs = device_id, []
+            seqs.append(seq)
+        close()
+        received = sum(d["received"] for d in devices.values())
+        duplicates = sum(d["duplicates"] for d in devices.values())
+        return {
+            "devices": devices,
+            "received": received,
+            "duplicates": duplicates,
+            "rejected": sum(self.rejected.values()),
+            "rejected_by_reason": self.rejected,
+        }
+
+
+def _ranges(values: list[int]) -> list[list[int]]:
+    """[[first, last], ...] runs of consecutive integers (a compact seq list)."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    return runs

@@ -1,0 +1,169 @@
+"""Dashboard maps: which requests each dashboard view issues, as data (``dashboard_map.toml``).
+
+A map names a login step and views. Each view has a weight (how often users open it), a
+think time after it, and requests issued in sequence as a browser would: method, URL
+template, optional body, expected status and a low-cardinality name for the report.
+Templates take ``{farm_id}`` ``{room_id}`` ``{device_id}`` ``{from}`` ``{to}`` (epoch
+seconds of a chart's window) and values a previous request extracted from its JSON
+answer (``extract = { alert_id = "0.id" }``). This module is plain Python: the Locust
+users import it, the engine never does.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simulator.errors import ConfigError
+from simulator.resources import shipped
+from simulator.tomlfile import Table
+
+DEFAULT_MAP = shipped("locustfiles") / "dashboard_map.toml"
+FLEET_PLACEHOLDERS = {"farm_id", "room_id", "device_id", "from", "to"}
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    name: str
+    method: str
+    url: str
+    body: str | None
+    expect: tuple[int, ...]
+    #: placeholder name -> dotted path into this request's JSON answer.
+    extract: dict[str, str]
+
+    def placeholders(self, field: str | None = None) -> set[str]:
+        """Placeholder names in the URL and body (or in one of them: "url", "body")."""
+        names = set()
+        texts = {"url": self.url, "body": self.body or ""}
+        for name, text in texts.items():
+            if field in (None, name):
+                names |= {n for _, n, _, _ in string.Formatter().parse(text) if n}
+        return names
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    weight: float
+    think: tuple[float, float]
+    window_days: float
+    requests: tuple[RequestSpec, ...]
+
+
+@dataclass(frozen=True)
+class Login:
+    method: str
+    url: str
+    body: str | None
+    token: str  # the JSON key holding the token
+    header: str
+    scheme: str
+
+
+@dataclass(frozen=True)
+class DashboardMap:
+    source: str
+    login: Login | None
+    views: tuple[View, ...]
+
+
+def _request(table: Table) -> RequestSpec:
+    table.check_keys({"name", "method", "url", "body", "expect", "extract"})
+    method = table.string("method", "GET").upper()
+    if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        raise table.error("method", f'"{method}" is not an HTTP method')
+    url = table.string("url")
+    raw_expect = table.raw("expect", 200)
+    expect = raw_expect if isinstance(raw_expect, list) else [raw_expect]
+    if not expect or not all(isinstance(c, int) and 100 <= c <= 599 for c in expect):
+        raise table.error("expect", "expected an HTTP status or a list of them")
+    extract_table = table.table("extract", required=False)
+    extract = {name: extract_table.string(name) for name in extract_table}
+    body = table.raw("body", None)
+    if body is not None and not isinstance(body, str):
+        raise table.error("body", "expected a string (a JSON document)")
+    spec = RequestSpec(
+        table.string("name", f"{method} {url}"),
+        method,
+        url,
+        body,
+        tuple(int(c) for c in expect),
+        extract,
+    )
+    for field in ("url", "body"):
+        try:
+            spec.placeholders(field)
+        except ValueError as exc:
+            raise table.error(field, f"{exc} (write literal braces as {{{{ and }}}})") from None
+    return spec
+
+
+def load_map(path: Path | None = None) -> DashboardMap:
+    """Load and check a dashboard map; errors name the file and key."""
+    file = path or DEFAULT_MAP
+    root = Table.load(file)
+    root.check_keys({"login", "views"})
+    login = None
+    if "login" in root:
+        table = root.table("login")
+        table.check_keys({"method", "url", "body", "token", "header", "scheme"})
+        login = Login(
+            table.string("method", "POST").upper(),
+            table.string("url"),
+            table.raw("body", None),
+            table.string("token", "token"),
+            table.string("header", "Authorization"),
+            table.string("scheme", "Bearer"),
+        )
+    views_table = root.table("views")
+    views = []
+    for name in views_table:
+        table = views_table.table(name)
+        table.check_keys({"weight", "think", "window_days", "requests"})
+        think = table.number_list("think", [2.0, 8.0])
+        if len(think) != 2 or not 0 <= think[0] <= think[1]:
+            raise table.error("think", "expected [min, max] seconds")
+        raw = table.raw("requests")
+        if not isinstance(raw, list) or not raw or not all(isinstance(r, dict) for r in raw):
+            raise table.error("requests", "expected one or more [[views.NAME.requests]]")
+        requests = []
+        known = set(FLEET_PLACEHOLDERS)
+        for i, item in enumerate(raw):
+            spec = _request(Table(item, table.source, f"{table.path}.requests[{i}]"))
+            for field in ("url", "body"):
+                unknown = spec.placeholders(field) - known
+                if unknown:
+                    raise ConfigError(
+                        f"{table.source}: {table.path}.requests[{i}].{field}",
+                        f'unknown placeholder "{{{sorted(unknown)[0]}}}"'
+                        + (" (write literal braces as {{ and }})" if field == "body" else ""),
+                    )
+            known |= set(spec.extract)
+            requests.append(spec)
+        views.append(
+            View(
+                name,
+                table.number("weight", 1.0, min=0.0),
+                (think[0], think[1]),
+                table.number("window_days", 7.0, min=0.0),
+                tuple(requests),
+            )
+        )
+    if not views:
+        raise views_table.error(None, "no views")
+    return DashboardMap(str(file), login, tuple(views))
+
+
+def dig(data: Any, path: str) -> Any:
+    """``dig(answer, "0.id")``: the value at a dotted path of a JSON answer, or None."""
+    for part in path.split("."):
+        if isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        elif isinstance(data, dict) and part in data:
+            data = data[part]
+        else:
+            return None
+    return data

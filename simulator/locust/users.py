@@ -1,0 +1,125 @@
+"""Dashboard users: people clicking through the dashboards of the simulated fleet.
+
+    locust -f locustfiles/dashboard.py --host http://127.0.0.1:8080
+
+Each user logs in, then opens views chosen by weight (farm list, farm overview, room detail
+with a 7-day chart, device detail, alerts and acknowledging one), issuing each view's
+requests in sequence as a browser would, and thinks between views. The views come from a
+dashboard map (``BARNSTORM_DASHBOARD_MAP``, default ``locustfiles/dashboard_map.toml``);
+the farms, rooms and devices from the same fleet the devices publish for
+(``BARNSTORM_FARMS``, ``BARNSTORM_SEED``). Every request carries a W3C ``traceparent`` and
+a ``baggage`` naming the run and the view (and ``sentry-trace`` with
+``BARNSTORM_SENTRY_TRACE=1``), so an APM can split the backend's time by flow; the requests
+of one view share one trace.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from locust import HttpUser, task
+
+from simulator.fleet.build import DEFAULT_SEED
+from simulator.fleet.load import load_fleet
+from simulator.locust.dashboard_map import DashboardMap, View, dig, load_map
+from simulator.trace import TraceContext, current_run_id
+
+TRACE = TraceContext(current_run_id())
+
+
+class _Fleet:
+    """What users can open: farms, their rooms and the devices in them."""
+
+    def __init__(self) -> None:
+        farms = int(os.environ.get("BARNSTORM_FARMS", "10"))
+        seed = int(os.environ.get("BARNSTORM_SEED", str(DEFAULT_SEED)))
+        fleet, _ = load_fleet(farms, seed, None, None)
+        self.rooms: dict[str, list[str]] = {farm.farm_id: [] for farm in fleet.farms}
+        for room_id, farm in zip(fleet.rooms.ids, fleet.rooms.farm.tolist(), strict=True):
+            self.rooms[fleet.farms[farm].farm_id].append(room_id)
+        self.devices: dict[str, list[str]] = {}
+        for device_id, room in zip(fleet.devices.ids, fleet.devices.room.tolist(), strict=True):
+            if room >= 0:
+                self.devices.setdefault(fleet.rooms.ids[room], []).append(device_id)
+        self.farm_ids = list(self.rooms)
+
+
+FLEET = _Fleet()
+MAP: DashboardMap = load_map(
+    Path(os.environ["BARNSTORM_DASHBOARD_MAP"])
+    if os.environ.get("BARNSTORM_DASHBOARD_MAP")
+    else None
+)
+
+
+class DashboardUser(HttpUser):
+    """A person browsing the farm dashboards."""
+
+    weight = 1
+
+    def wait_time(self) -> float:
+        return self.next_think
+
+    def on_start(self) -> None:
+        self.next_think = 0.0
+        self.auth: dict[str, str] = {}
+        login = MAP.login
+        if login is None:
+            return
+        with self.client.request(
+            login.method,
+            login.url,
+            data=login.body,
+            name=f"{login.method} {login.url}",
+            headers={"content-type": "application/json", **TRACE.headers("login")},
+            catch_response=True,
+        ) as response:
+            token = dig(response.json(), login.token) if response.status_code == 200 else None
+            if token is None:
+                response.failure(f"login failed with {response.status_code}")
+                return
+            self.auth = {login.header: f"{login.scheme} {token}".strip()}
+
+    @task
+    def open_view(self) -> None:
+        view = random.choices(MAP.views, weights=[v.weight for v in MAP.views])[0]
+        self.browse(view)
+        self.next_think = random.uniform(*view.think)
+
+    def browse(self, view: View) -> None:
+        farm_id = random.choice(FLEET.farm_ids)
+        rooms = FLEET.rooms[farm_id] or [""]
+        room_id = random.choice(rooms)
+        devices = FLEET.devices.get(room_id) or [""]
+        now = time.time()
+        values: dict[str, Any] = {
+            "farm_id": farm_id,
+            "room_id": room_id,
+            "device_id": random.choice(devices),
+            "from": int(now - view.window_days * 86400),
+            "to": int(now),
+        }
+        headers = {**self.auth, **TRACE.headers(view.name), "content-type": "application/json"}
+        for spec in view.requests:
+            if any(values.get(name) is None for name in spec.placeholders()):
+                return  # nothing to act on (no alert to acknowledge): the view ends here
+            url = spec.url.format(**values)
+            body = spec.body.format(**values) if spec.body else None
+            with self.client.request(
+                spec.method, url, data=body, name=spec.name, headers=headers, catch_response=True
+            ) as response:
+                if response.status_code not in spec.expect:
+                    response.failure(
+                        f"{spec.name}: status {response.status_code}, "
+                        f"expected {', '.join(map(str, spec.expect))}"
+                    )
+                    return
+                response.success()
+                if spec.extract:
+                    answer = response.json()
+                    for name, path in spec.extract.items():
+                        values[name] = dig(answer, path)

@@ -1,0 +1,47 @@
+"""What travels from the engine through a transport to the metrics: a message and its outcome.
+
+The shared vocabulary of the engine, the transports and the metrics, kept below all three
+so that none of them has to import another for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Outcome(Enum):
+    """What became of a message."""
+
+    ACKNOWLEDGED = "acknowledged"  # the target confirmed it (PUBACK, PUBCOMP, 2xx, written)
+    UNCONFIRMED = "unconfirmed"  # handed to the network; the protocol gives no receipt (QoS 0)
+    FAILED = "failed"  # handed over, then lost or refused
+    DROPPED = "dropped"  # never handed over: the connection was down
+
+
+#: Message flags.
+DUPLICATE = 1  # a resend of a message already sent (same seq): counted apart
+
+
+MALFORMED = 2  # deliberately broken payload (a bad_payloads scenario)
+
+
+BACKFILL = 4  # sent late from an offline device's buffer
+
+
+@dataclass(slots=True)
+class Message:
+    """One message on its way out."""
+
+    device: int  # fleet device index
+    type_code: int  # index into the fleet's device type names
+    connection: int  # fleet index of the device whose connection carries it
+    kind: str
+    seq: int
+    topic: str
+    payload: bytes
+    #: real monotonic instant the schedule intended it to leave (None with --speed max).
+    due: float | None
+    #: real monotonic instant it was handed to the transport.
+    sent_at: float = 0.0
+    flags: int = 0

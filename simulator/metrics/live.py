@@ -1,0 +1,106 @@
+"""The live progress view: what a run is doing while it runs.
+
+On a terminal it is a small table redrawn twice a second (rich); otherwise (CI logs,
+pipes) a plain line every ten seconds. Both read the same metrics as the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+
+from simulator.engine.clock import Clock
+from simulator.engine.engine import Engine
+from simulator.metrics.metrics import Metrics
+from simulator.units import format_duration, iso_utc
+
+_LINE_EVERY = 10.0
+
+
+class LiveView:
+    def __init__(
+        self,
+        metrics: Metrics,
+        engine: Engine,
+        clock: Clock,
+        console: Console,
+        *,
+        enabled: bool = True,
+    ) -> None:
+        self.metrics = metrics
+        self.engine = engine
+        self.clock = clock
+        self.console = console
+        self.enabled = enabled
+        self._last_done = 0
+        self._last_time = 0.0
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        if not self.enabled:
+            yield
+            return
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(self._show(), name="barnstorm-live-view")
+            try:
+                yield
+            finally:
+                task.cancel()
+
+    def _rate(self) -> float:
+        totals = self.metrics.totals()
+        done = totals.acknowledged + totals.unconfirmed
+        now = self.metrics.elapsed()
+        rate = (done - self._last_done) / (now - self._last_time) if now > self._last_time else 0.0
+        self._last_done, self._last_time = done, now
+        return rate
+
+    def headline(self) -> str:
+        totals = self.metrics.totals()
+        simulated = min(self.clock.now(), self.engine.end) - self.engine.start
+        total = self.engine.end - self.engine.start
+        return (
+            f"sim {iso_utc(min(self.clock.now(), self.engine.end))[:19]} "
+            f"({format_duration(simulated)}/{format_duration(total)}) · "
+            f"{self.metrics.connections.connected:,} connected · "
+            f"{totals.sent:,} sent · {totals.acknowledged:,} acked · "
+            f"{totals.failed + totals.dropped:,} failed/dropped · "
+            f"p95 {totals.latency.percentile(0.95) * 1000:,.1f} ms"
+        )
+
+    def _table(self) -> RenderableType:
+        rate = self._rate()
+        table = Table(show_edge=False, pad_edge=False, title_justify="left")
+        for column in ("device type", "sent", "acked", "failed", "dropped", "in flight", "p95 ms"):
+            table.add_column(column, justify="left" if column == "device type" else "right")
+        for name, counts in zip(self.metrics.type_names, self.metrics.by_type, strict=True):
+            if counts.sent:
+                table.add_row(
+                    name,
+                    f"{counts.sent:,}",
+                    f"{counts.acknowledged:,}",
+                    f"{counts.failed:,}",
+                    f"{counts.dropped:,}",
+                    f"{counts.in_flight:,}",
+                    f"{counts.latency.percentile(0.95) * 1000:,.1f}",
+                )
+        return Group(f"[bold]barnstorm[/] {self.headline()} · {rate:,.0f} msg/s", table)
+
+    async def _show(self) -> None:
+        if self.console.is_terminal:
+            with Live(
+                self._table(), console=self.console, refresh_per_second=2, transient=True
+            ) as live:
+                while True:
+                    await asyncio.sleep(0.5)
+                    live.update(self._table())
+        else:
+            while True:
+                await asyncio.sleep(_LINE_EVERY)
+                print(f"barnstorm: {self.headline()}", file=sys.stderr, flush=True)

@@ -1,0 +1,347 @@
+"""Metrics: the one source of truth for the live view, the summary and the reports.
+
+Transports report every message (sent, then its outcome) and every connection event
+here; nothing else counts. Latency goes into log-linear histograms with a fixed number
+of buckets (about 1 % precision from 1 µs to hours), so memory stays flat however long
+a run lasts.
+
+Latency of a message is measured from the instant the schedule intended it to leave
+(not from when the engine got round to sending it), to its acknowledgement, or for
+QoS 0 to the moment it was written to the socket. With ``--speed max`` there is no
+intended real instant, so it is measured from the hand-over.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.messages import BACKFILL, DUPLICATE, MALFORMED, Message, Outcome
+
+_SUB_BITS = 6  # 64 sub-buckets per power of two: values within ~1.6 %
+_SUB = 1 << _SUB_BITS
+_BUCKETS = 64 * _SUB
+
+
+def _bucket(micros: int) -> int:
+    if micros < 2 * _SUB:
+        return max(micros, 0)
+    shift = micros.bit_length() - _SUB_BITS - 1
+    return min(shift * _SUB + (micros >> shift), _BUCKETS - 1)
+
+
+def _bucket_value(index: int) -> int:
+    """The lowest value (µs) that falls into bucket ``index``."""
+    if index < 2 * _SUB:
+        return index
+    shift = index // _SUB - 1
+    return (index - shift * _SUB) << shift
+
+
+def bucket_percentile(counts: list[int], total: int, q: float, largest: float) -> float:
+    """The ``q`` percentile (seconds) of histogram bucket ``counts`` holding ``total``
+    values, none above ``largest`` (also of a window: the difference of two snapshots)."""
+    if not total:
+        return 0.0
+    if q >= 1.0:
+        return largest
+    rank = max(1, int(q * total + 0.999999))
+    seen = 0
+    for index, count in enumerate(counts):
+        seen += count
+        if seen >= rank:
+            # The middle of the bucket, never beyond the largest value seen.
+            low = _bucket_value(index)
+            high = _bucket_value(index + 1) if index + 1 < _BUCKETS else low
+            return min((low + high) / 2e6, largest)
+    return largest
+
+
+class Histogram:
+    """A latency histogram with fixed, log-linear buckets (values in seconds)."""
+
+    __slots__ = ("counts", "max", "min", "total", "total_seconds")
+
+    def __init__(self) -> None:
+        self.counts = [0] * _BUCKETS
+        self.total = 0
+        self.total_seconds = 0.0
+        self.max = 0.0
+        self.min = float("inf")
+
+    def record(self, seconds: float) -> None:
+        self.counts[_bucket(int(seconds * 1e6))] += 1
+        self.total += 1
+        self.total_seconds += seconds
+        if seconds > self.max:
+            self.max = seconds
+        if seconds < self.min:
+            self.min = seconds
+
+    def merge(self, other: Histogram) -> None:
+        for i, count in enumerate(other.counts):
+            if count:
+                self.counts[i] += count
+        self.total += other.total
+        self.total_seconds += other.total_seconds
+        self.max = max(self.max, other.max)
+        self.min = min(self.min, other.min)
+
+    def percentile(self, q: float) -> float:
+        """The value (seconds) at or below which a share ``q`` (0–1) of the values lie."""
+        return bucket_percentile(self.counts, self.total, q, self.max)
+
+    def summary_ms(self) -> dict[str, float]:
+        """p50/p95/p99/max/mean in milliseconds."""
+        mean = self.total_seconds / self.total if self.total else 0.0
+        return {
+            "p50": round(self.percentile(0.50) * 1000, 3),
+            "p95": round(self.percentile(0.95) * 1000, 3),
+            "p99": round(self.percentile(0.99) * 1000, 3),
+            "max": round(self.max * 1000, 3),
+            "mean": round(mean * 1000, 3),
+        }
+
+
+@dataclass
+class Counts:
+    """Message counts and latency for one device type (or the total)."""
+
+    sent: int = 0
+    acknowledged: int = 0
+    unconfirmed: int = 0
+    failed: int = 0
+    dropped: int = 0
+    bytes: int = 0
+    #: resends that repeat a seq (counted apart: not in sent or its outcomes).
+    duplicates: int = 0
+    #: deliberately malformed payloads (part of sent).
+    malformed: int = 0
+    #: sent late from an offline device's buffer (part of sent).
+    backfilled: int = 0
+    #: requests sent again after the target asked to wait (429 with Retry-After), by
+    #: reason; not part of sent: the message is counted once, with its final outcome.
+    retried: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    latency: Histogram = field(default_factory=Histogram)
+
+    @property
+    def settled(self) -> int:
+        return self.acknowledged + self.unconfirmed + self.failed + self.dropped
+
+    @property
+    def in_flight(self) -> int:
+        return self.sent - self.settled
+
+    def add(self, other: Counts) -> None:
+        self.sent += other.sent
+        self.acknowledged += other.acknowledged
+        self.unconfirmed += other.unconfirmed
+        self.failed += other.failed
+        self.dropped += other.dropped
+        self.bytes += other.bytes
+        self.duplicates += other.duplicates
+        self.malformed += other.malformed
+        self.backfilled += other.backfilled
+        self.retried.update(other.retried)
+        self.errors.update(other.errors)
+        self.latency.merge(other.latency)
+
+    def as_dict(self, seconds: float) -> dict[str, Any]:
+        delivered = self.acknowledged + self.unconfirmed
+        return {
+            "sent": self.sent,
+            "acknowledged": self.acknowledged,
+            "unconfirmed": self.unconfirmed,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "in_flight": self.in_flight,
+            "bytes": self.bytes,
+            "duplicates": self.duplicates,
+            "malformed": self.malformed,
+            "backfilled": self.backfilled,
+            "retried": dict(sorted(self.retried.items())),
+            "rate_per_s": round(delivered / seconds, 3) if seconds > 0 else 0.0,
+            "latency_ms": self.latency.summary_ms(),
+            "errors": dict(sorted(self.errors.items())),
+        }
+
+
+@dataclass
+class ConnectionCounts:
+    up: int = 0
+    failed: int = 0
+    lost: int = 0
+    reconnected: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def connected(self) -> int:
+        return self.up + self.reconnected - self.lost
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "up": self.up,
+            "failed": self.failed,
+            "lost": self.lost,
+            "reconnected": self.reconnected,
+            "connected_at_end": self.connected,
+            "errors": dict(sorted(self.errors.items())),
+        }
+
+
+class Metrics:
+    """Listens to transports (a :class:`~simulator.transports.base.ResultSink`)."""
+
+    def __init__(self, type_names: tuple[str, ...], *, track_undelivered: bool = False) -> None:
+        self.type_names = type_names
+        #: (device, seq) of every failed or dropped message, for delivery accounting.
+        self.undelivered: set[tuple[int, int]] | None = set() if track_undelivered else None
+        self.by_type = [Counts() for _ in type_names]
+        self.connections = ConnectionCounts()
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        #: called with (message, outcome, error, latency in seconds or None) for every
+        #: settled message: the Locust bridge streams these to Locust's request events.
+        self.observer: Callable[[Message, Outcome, str | None, float | None], None] | None = None
+
+    # ResultSink ----------------------------------------------------------------------
+
+    def message_sent(self, message: Message) -> None:
+        message.sent_at = time.monotonic()
+        counts = self.by_type[message.type_code]
+        counts.bytes += len(message.payload)
+        flags = message.flags
+        if flags:
+            if flags & DUPLICATE:
+                counts.duplicates += 1
+                return
+            if flags & BACKFILL:
+                counts.backfilled += 1
+                return  # counted as sent when its offline device buffered it
+            if flags & MALFORMED:
+                counts.malformed += 1
+                if self.undelivered is not None:
+                    # A broken payload cannot be read back: not expected at the far side.
+                    self.undelivered.add((message.device, message.seq))
+        counts.sent += 1
+
+    def message_done(self, message: Message, outcome: Outcome, error: str | None = None) -> None:
+        if message.flags & DUPLICATE:
+            return
+        counts = self.by_type[message.type_code]
+        if outcome is Outcome.ACKNOWLEDGED:
+            counts.acknowledged += 1
+        elif outcome is Outcome.UNCONFIRMED:
+            counts.unconfirmed += 1
+        elif outcome is Outcome.FAILED:
+            counts.failed += 1
+        else:
+            counts.dropped += 1
+        if error is not None:
+            counts.errors[error] += 1
+            if self.undelivered is not None and outcome in (Outcome.FAILED, Outcome.DROPPED):
+                self.undelivered.add((message.device, message.seq))
+            if self.observer is not None:
+                self.observer(message, outcome, error, None)
+            return
+        # From the due time (a late send is the generator's delay, and counts), or from the
+        # send when a tick sent it a little early: whichever came first.
+        due = message.due
+        start = due if due is not None and due < message.sent_at else message.sent_at
+        latency = max(time.monotonic() - start, 0.0)
+        counts.latency.record(latency)
+        if self.observer is not None:
+            self.observer(message, outcome, None, latency)
+
+    def message_retried(self, message: Message, reason: str) -> None:
+        self.by_type[message.type_code].retried[reason] += 1
+
+    def messages_sent(self, messages: list[Message]) -> None:
+        """Bulk :meth:`message_sent` of messages handed over together (one instant)."""
+        now = time.monotonic()
+        by_type = self.by_type
+        for message in messages:
+            if message.flags:
+                self.message_sent(message)
+                message.sent_at = now
+                continue
+            message.sent_at = now
+            counts = by_type[message.type_code]
+            counts.bytes += len(message.payload)
+            counts.sent += 1
+
+    def messages_done(self, messages: list[Message], outcome: Outcome) -> None:
+        """Bulk :meth:`message_done` of messages settled together (one instant) without an
+        error: acknowledged, or unconfirmed (handed to the network at QoS 0)."""
+        now = time.monotonic()
+        by_type = self.by_type
+        observer = self.observer
+        bucket = _bucket
+        acknowledged = outcome is Outcome.ACKNOWLEDGED
+        for message in messages:
+            if message.flags & DUPLICATE:
+                continue
+            counts = by_type[message.type_code]
+            if acknowledged:
+                counts.acknowledged += 1
+            else:
+                counts.unconfirmed += 1
+            due = message.due
+            sent_at = message.sent_at
+            latency = now - (due if due is not None and due < sent_at else sent_at)
+            if latency < 0.0:
+                latency = 0.0
+            # Histogram.record, inlined: this loop runs for every message at speed max.
+            histogram = counts.latency
+            histogram.counts[bucket(int(latency * 1e6))] += 1
+            histogram.total += 1
+            histogram.total_seconds += latency
+            if latency > histogram.max:
+                histogram.max = latency
+            if latency < histogram.min:
+                histogram.min = latency
+            if observer is not None:
+                observer(message, outcome, None, latency)
+
+    def messages_written(self, messages: list[Message]) -> None:
+        """Sent and acknowledged at once, without latency (a local write)."""
+        sent = [0] * len(self.by_type)
+        size = [0] * len(self.by_type)
+        observer = self.observer
+        for message in messages:
+            if message.flags:
+                self.message_sent(message)
+                self.message_done(message, Outcome.ACKNOWLEDGED)
+                continue
+            sent[message.type_code] += 1
+            size[message.type_code] += len(message.payload)
+            if observer is not None:
+                observer(message, Outcome.ACKNOWLEDGED, None, 0.0)
+        for counts, count, nbytes in zip(self.by_type, sent, size, strict=True):
+            counts.sent += count
+            counts.acknowledged += count
+            counts.bytes += nbytes
+
+    def connection_event(self, event: str, error: str | None = None) -> None:
+        setattr(self.connections, event, getattr(self.connections, event) + 1)
+        if error is not None:
+            self.connections.errors[error] += 1
+
+    # Reading -------------------------------------------------------------------------
+
+    def totals(self) -> Counts:
+        total = Counts()
+        for counts in self.by_type:
+            total.add(counts)
+        return total
+
+    def elapsed(self) -> float:
+        end = self.finished if self.finished is not None else time.monotonic()
+        return end - self.started
+
+    def finish(self) -> None:
+        self.finished = time.monotonic()

@@ -1,0 +1,390 @@
+"""``--html report.html``: one self-contained page a person reads at a glance.
+
+Verdicts first (the SLAs, then drift over the run), then the headline figures, plots over
+time (throughput, latency percentiles, errors, connected devices, the simulator's own CPU
+and memory), a table per device type, the delivery accounting and the run's
+configuration. Inline CSS and SVG only: it opens without a network, and mails well.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from simulator.errors import ConfigError
+from simulator.report.svg import Series, line_chart, svg_document
+from simulator.units import iso_utc
+
+CHART_WIDTH, CHART_HEIGHT = 760, 230
+TYPE_COLUMNS: tuple[str, ...] = ("device type", "sent", "delivered", "failed", "dropped")
+TYPE_COLUMNS += ("in flight", "msg/s", "p50 ms", "p95 ms", "p99 ms", "errors")
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1000px;
+       color: #1d2a33; padding: 0 16px; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
+.muted { color: #667; } table { border-collapse: collapse; margin: 8px 0; }
+th, td { padding: 4px 10px; border-bottom: 1px solid #e3e6ea; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.held { color: #1e7b34; font-weight: 600; } .broken { color: #b3261e; font-weight: 600; }
+.banner { padding: 10px 14px; border-radius: 6px; margin: 12px 0; font-weight: 600; }
+.banner.ok { background: #e6f4ea; color: #1e7b34; }
+.banner.bad { background: #fce8e6; color: #b3261e; }
+.figures { display: flex; flex-wrap: wrap; gap: 12px; }
+.figure { background: #f4f6f8; border-radius: 6px; padding: 8px 14px; min-width: 120px; }
+.figure b { display: block; font-size: 20px; }
+.charts svg { display: block; margin: 6px 0 14px; }
+pre { background: #f4f6f8; padding: 10px; overflow-x: auto; font-size: 12px; }
+"""
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _number(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def _chart(rows: list[dict[str, Any]], title: str, unit: str, keys: dict[str, str]) -> str:
+    minutes = bool(rows) and rows[-1]["wall_s"] > 300
+    x = [r["wall_s"] / 60 if minutes else r["wall_s"] for r in rows]
+    series = [Series(label, x, [r.get(key) for r in rows]) for key, label in keys.items()]
+    highest = max((v for s in series for v in s.y if v is not None), default=0.0)
+    group = line_chart(
+        series,
+        title=title,
+        y_label=unit,
+        x_label="minutes into the run" if minutes else "seconds into the run",
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+        y_range=(0.0, highest * 1.08 or 1.0),  # from zero: a flat line looks flat
+    )
+    return svg_document([group], CHART_WIDTH, CHART_HEIGHT)
+
+
+def charts(rows: list[dict[str, Any]]) -> list[str]:
+    """The plots over time, one SVG each (none without at least two rows)."""
+    if len(rows) < 2:
+        return []
+    errors = [{**r, "error_pct": r["error_rate"] * 100} for r in rows]
+    return [
+        _chart(
+            rows,
+            "Throughput",
+            "messages/s",
+            {"rate_per_s": "delivered/s", "failed_per_s": "failed/s"},
+        ),
+        _chart(
+            rows,
+            "Latency (of each interval)",
+            "ms",
+            {"p50_ms": "p50", "p95_ms": "p95", "p99_ms": "p99"},
+        ),
+        _chart(errors, "Errors", "% of messages", {"error_pct": "failed or dropped"}),
+        _chart(rows, "Connected devices", "connections", {"connected": "connected"}),
+        _chart(rows, "Simulator CPU", "% of a core", {"cpu_pct": "barnstorm CPU"}),
+        _chart(rows, "Simulator memory", "MiB", {"rss_mb": "barnstorm RSS"}),
+    ]
+
+
+def _verdicts(report: dict[str, Any]) -> str:
+    verdicts = report.get("sla") or []
+    drifts = [t for t in report.get("trends") or [] if t["drift"]]
+    broken = [v for v in verdicts if not v["held"]]
+    parts = []
+    if report["outcome"] != "completed":
+        parts.append(
+            f'<div class="banner bad">Run {escape(report["outcome"])}'
+            + (f": {escape(report['error'])}" if report.get("error") else "")
+            + "</div>"
+        )
+    if verdicts:
+        kind = "bad" if broken else "ok"
+        text = (
+            f"{len(broken)} of {len(verdicts)} SLAs broken"
+            if broken
+            else f"All {len(verdicts)} SLAs held"
+        )
+        parts.append(f'<div class="banner {kind}">{text}</div>')
+        parts.append(
+            _table(
+                ["SLA", "verdict", "measured"],
+                [
+                    [
+                        f"<code>{escape(v['sla'])}</code>",
+                        '<span class="held">held</span>'
+                        if v["held"]
+                        else '<span class="broken">broken</span>',
+                        escape(v["detail"].split(": ", 1)[-1]),
+                    ]
+                    for v in verdicts
+                ],
+            )
+        )
+    else:
+        parts.append('<p class="muted">No SLAs were given (--sla).</p>')
+    accounting = report.get("accounting")
+    if accounting and accounting["lost"]:
+        parts.append(
+            f'<div class="banner bad">{accounting["lost"]:,} of {accounting["expected"]:,} '
+            "messages lost</div>"
+        )
+    if drifts:
+        parts.append(
+            '<div class="banner bad">Drift over the run: '
+            + ", ".join(
+                f"{escape(t['metric'])} {t['start']:,} → {t['end']:,}"
+                + (f" ({t['change_pct']:+.0f} %)" if t["change_pct"] is not None else "")
+                for t in drifts
+            )
+            + "</div>"
+        )
+    return "\n".join(parts)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The whole page."""
+    totals = report["totals"]
+    timing = report["time"]
+    target = report["target"]
+    fleet = report["fleet"]
+    rows = report.get("timeseries") or []
+    latency = totals["latency_ms"]
+    figures = [
+        ("messages sent", _number(totals["sent"])),
+        ("delivered", _number(totals["acknowledged"] + totals["unconfirmed"])),
+        ("failed or dropped", _number(totals["failed"] + totals["dropped"])),
+        ("rate", f"{_number(totals['rate_per_s'], 1)}/s"),
+        ("p95 latency", f"{_number(latency['p95'], 1)} ms"),
+        ("p99 latency", f"{_number(latency['p99'], 1)} ms"),
+        ("devices", _number(fleet["devices_in_run"])),
+        ("wall time", f"{_number(timing['wall_seconds'], 1)} s"),
+    ]
+    by_type = [
+        [
+            escape(name),
+            _number(c["sent"]),
+            _number(c["acknowledged"] + c["unconfirmed"]),
+            _number(c["failed"]),
+            _number(c["dropped"]),
+            _number(c["in_flight"]),
+            _number(c["rate_per_s"], 1),
+            _number(c["latency_ms"]["p50"], 1),
+            _number(c["latency_ms"]["p95"], 1),
+            _number(c["latency_ms"]["p99"], 1),
+            escape(", ".join(f"{k} {v:,}" for k, v in c["errors"].items()) or "–"),
+        ]
+        for name, c in report["by_device_type"].items()
+    ]
+    sections = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>barnstorm report: {escape(report['outcome'])}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>barnstorm run report</h1>",
+        f'<p class="muted">{escape(report["outcome"])} · {fleet["farms"]:,} farms, '
+        f"{fleet['devices_in_run']:,} devices → {escape(target['kind'])} "
+        f"{escape(str(target['url'] or ''))} · simulated "
+        f"{iso_utc(timing['simulated_start'])[:19]} to {iso_utc(timing['simulated_end'])[:19]}"
+        f" · barnstorm {escape(report['barnstorm_version'])}</p>",
+        "<h2>Verdicts</h2>",
+        _verdicts(report),
+        '<div class="figures">'
+        + "".join(f'<div class="figure">{label}<b>{value}</b></div>' for label, value in figures)
+        + "</div>",
+        "<h2>Over time</h2>",
+        '<div class="charts">'
+        + ("\n".join(charts(rows)) or '<p class="muted">Too short for plots.</p>')
+        + "</div>",
+        "<h2>By device type</h2>",
+        _table(
+            TYPE_COLUMNS,
+            by_type,
+        ),
+    ]
+    trend_rows = report.get("trends") or []
+    if trend_rows:
+        sections += [
+            "<h2>Trends (start against end, after warm-up)</h2>",
+            _table(
+                ["metric", "start", "end", "change", "drift"],
+                [
+                    [
+                        escape(t["metric"]),
+                        _number(t["start"], 2),
+                        _number(t["end"], 2),
+                        "–" if t["change_pct"] is None else f"{t['change_pct']:+.1f} %",
+                        '<span class="broken">yes</span>' if t["drift"] else "no",
+                    ]
+                    for t in trend_rows
+                ],
+            ),
+        ]
+    sections.append("<h2>Delivery accounting</h2>")
+    accounting = report.get("accounting")
+    if accounting:
+        sections.append(
+            _table(
+                ["expected", "received", "lost", "duplicated", "late", "unexpected", "malformed"],
+                [
+                    [
+                        _number(accounting[k])
+                        for k in (
+                            "expected",
+                            "received",
+                            "lost",
+                            "duplicated",
+                            "late",
+                            "unexpected",
+                            "malformed",
+                        )
+                    ]
+                ],
+            )
+        )
+        ranges = accounting["lost_ranges"][:50]
+        if ranges:
+            sections.append(
+                _table(
+                    ["lost: device", "first seq", "last seq"],
+                    [[escape(r["device_id"]), r["first_seq"], r["last_seq"]] for r in ranges],
+                )
+            )
+    else:
+        sections.append(
+            '<p class="muted">No read-back (--readback): delivery is what the target '
+            "acknowledged.</p>"
+        )
+    connections = report["connections"]
+    sections += [
+        "<h2>Connections</h2>",
+        _table(
+            ["up", "failed", "lost", "reconnected", "connected at end"],
+            [
+                [
+                    _number(connections[k])
+                    for k in ("up", "failed", "lost", "reconnected", "connected_at_end")
+                ]
+            ],
+        ),
+        "<h2>Configuration</h2>",
+        f"<pre>{escape(json.dumps(report['config'], indent=2, sort_keys=True))}</pre>",
+        "</body></html>",
+    ]
+    return "\n".join(sections)
+
+
+def write_html(report: dict[str, Any], path: Path) -> None:
+    """Write a run's page."""
+    _write_page(render_html(report), path)
+
+
+def _write_page(page: str, path: Path) -> None:
+    """Write a page; a path that cannot be written is a clear error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--html", f"cannot write {path} ({exc.strerror})") from None
+
+
+def render_mixed_html(data: dict[str, Any]) -> str:
+    """The report of a mixed run (devices and dashboard users in one Locust run): the SLA
+    verdicts, then ingest beside dashboards over time (throughput, p95, errors), the users
+    and connected devices, and a table per request name. ``data`` holds ``rows`` (one per
+    sampling interval), ``requests`` (per name), ``sla`` and ``config``."""
+    rows = data["rows"]
+    charts_svg = []
+    if len(rows) >= 2:
+        charts_svg = [
+            _chart(
+                rows,
+                "Throughput",
+                "per second",
+                {"ingest_rate": "device messages/s", "dashboard_rate": "dashboard requests/s"},
+            ),
+            _chart(
+                rows,
+                "Latency p95 (of each interval)",
+                "ms",
+                {"ingest_p95": "device messages", "dashboard_p95": "dashboard requests"},
+            ),
+            _chart(
+                [
+                    {
+                        **r,
+                        "ingest_err": r["ingest_error_rate"] * 100,
+                        "dashboard_err": r["dashboard_error_rate"] * 100,
+                    }
+                    for r in rows
+                ],
+                "Errors",
+                "% failed",
+                {"ingest_err": "device messages", "dashboard_err": "dashboard requests"},
+            ),
+            _chart(rows, "Dashboard users", "users", {"users": "users"}),
+            _chart(rows, "Connected devices", "connections", {"connected": "connected"}),
+        ]
+    table = [
+        [
+            escape(r["name"]),
+            escape(r["kind"]),
+            _number(r["requests"]),
+            _number(r["failures"]),
+            _number(r["rate_per_s"], 1),
+            _number(r["p50_ms"]),
+            _number(r["p95_ms"]),
+            _number(r["p99_ms"]),
+            _number(r["max_ms"]),
+        ]
+        for r in data["requests"]
+    ]
+    verdicts = _verdicts({"outcome": "completed", "sla": data.get("sla") or [], "trends": []})
+    return "\n".join(
+        [
+            "<!doctype html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            "<title>barnstorm mixed run report</title>",
+            f"<style>{STYLE}</style></head><body>",
+            "<h1>barnstorm mixed run report</h1>",
+            f'<p class="muted">devices and dashboard users in one Locust run against '
+            f"{escape(str(data.get('host') or ''))} · {_number(data['seconds'], 1)} s · "
+            f"run {escape(str(data.get('run_id') or ''))}</p>",
+            "<h2>Verdicts</h2>",
+            verdicts,
+            "<h2>Over time</h2>",
+            '<div class="charts">'
+            + ("\n".join(charts_svg) or '<p class="muted">Too short for plots.</p>')
+            + "</div>",
+            "<h2>By request</h2>",
+            _table(
+                [
+                    "name",
+                    "kind",
+                    "requests",
+                    "failures",
+                    "per s",
+                    "p50 ms",
+                    "p95 ms",
+                    "p99 ms",
+                    "max ms",
+                ],
+                table,
+            ),
+            "<h2>Configuration</h2>",
+            f"<pre>{escape(json.dumps(data.get('config') or {}, indent=2, sort_keys=True))}</pre>",
+            "</body></html>",
+        ]
+    )
+
+
+def write_mixed_html(data: dict[str, Any], path: Path) -> None:
+    """Write a mixed run's page."""
+    _write_page(render_mixed_html(data), path)

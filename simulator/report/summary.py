@@ -1,0 +1,128 @@
+"""The end-of-run summary on the terminal: delivery first, then latencies, then verdicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+#: a scheduler lag past this is worth a warning: the simulator itself was the bottleneck.
+_LAG_WARNING_MS = 1000.0
+
+
+def _fmt_ms(value: float) -> str:
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def print_summary(report: dict[str, Any], console: Console) -> None:
+    """The end-of-run summary: loss first, then a table per device type."""
+    accounting = report.get("accounting")
+    if accounting and accounting["lost"]:
+        console.print(
+            f"[bold red]LOST {accounting['lost']:,} of {accounting['expected']:,} messages[/] "
+            "that the target accepted but never delivered:"
+        )
+        for lost in accounting["lost_ranges"]:
+            console.print(f"  {lost['device_id']} seq {lost['first_seq']}–{lost['last_seq']}")
+    time = report["time"]
+    target = report["target"]
+    speed = "max" if time["speed"] is None else f"{time['speed']:g}x"
+    where = f"{target['kind']} {target.get('url') or ''}".strip()
+    if target["kind"] == "mqtt":
+        embedded = f"embedded {target['embedded_broker']} " if target["embedded_broker"] else ""
+        where = f"{embedded}{target['url']} (QoS {target['qos']}, {target['connection']})"
+    console.print(
+        f"[bold]barnstorm[/] {report['outcome']}: {report['fleet']['farms']} farms, "
+        f"{report['fleet']['devices_in_run']:,} devices → {where}"
+        f" · speed {speed} · {time['wall_seconds']:.1f}s wall"
+    )
+    if time["max_clock_lag_ms"] > _LAG_WARNING_MS:
+        console.print(
+            f"[yellow]warning: the simulator fell up to {time['max_clock_lag_ms'] / 1000:.1f}s "
+            "behind its schedule; latencies include that delay (fewer devices per process, "
+            "or a lower --speed)[/]"
+        )
+    table = Table(show_edge=False, pad_edge=False)
+    for column in (
+        "device type",
+        "sent",
+        "acked",
+        "unconf.",
+        "failed",
+        "dropped",
+        "in flight",
+        "msg/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+    ):
+        table.add_column(column, justify="left" if column == "device type" else "right")
+    rows = [*sorted(report["by_device_type"].items()), ("total", report["totals"])]
+    for name, counts in rows:
+        latency = counts["latency_ms"]
+        table.add_row(
+            f"[bold]{name}[/]" if name == "total" else name,
+            f"{counts['sent']:,}",
+            f"{counts['acknowledged']:,}",
+            f"{counts['unconfirmed']:,}",
+            f"{counts['failed']:,}",
+            f"{counts['dropped']:,}",
+            f"{counts['in_flight']:,}",
+            f"{counts['rate_per_s']:,.1f}",
+            _fmt_ms(latency["p50"]),
+            _fmt_ms(latency["p95"]),
+            _fmt_ms(latency["p99"]),
+            _fmt_ms(latency["max"]),
+        )
+    console.print(table)
+    connections = report["connections"]
+    if target["kind"] == "mqtt":
+        console.print(
+            f"connections: {connections['up']:,} up, {connections['failed']:,} failed, "
+            f"{connections['lost']:,} lost, {connections['reconnected']:,} reconnected"
+        )
+    if accounting and not accounting["lost"]:
+        console.print(
+            f"[green]delivery: all {accounting['expected']:,} messages the target accepted "
+            f"were received[/] ({accounting['duplicated']:,} duplicates)"
+        )
+    extra = report["totals"]
+    notes = [
+        f"{extra[key]:,} {label}"
+        for key, label in (
+            ("backfilled", "backfilled after being offline"),
+            ("duplicates", "duplicates (same seq)"),
+            ("malformed", "malformed on purpose"),
+        )
+        if extra.get(key)
+    ]
+    if notes:
+        console.print("fleet behaviour: " + ", ".join(notes))
+    retried = report["totals"].get("retried") or {}
+    if retried:
+        console.print(
+            "retried after Retry-After: " + ", ".join(f"{k} {n:,}" for k, n in retried.items())
+        )
+    errors = report["totals"]["errors"]
+    if errors:
+        console.print("errors: " + ", ".join(f"{kind} {n:,}" for kind, n in errors.items()))
+    for trend in report.get("trends") or []:
+        if trend["drift"]:
+            change = "" if trend["change_pct"] is None else f" ({trend['change_pct']:+.0f} %)"
+            console.print(
+                f"[bold yellow]drift:[/] {trend['metric']} {trend['start']:,} → "
+                f"{trend['end']:,}{change} from the start of the run to its end"
+            )
+    print_verdicts(report.get("sla") or [], console)
+
+
+def print_verdicts(verdicts: list[dict[str, Any]], console: Console) -> None:
+    """One line per SLA: held in green, broken in red."""
+    for verdict in verdicts:
+        if verdict["held"]:
+            console.print(f"[green]SLA held[/]   {escape(verdict['detail'])}")
+        else:
+            console.print(f"[bold red]SLA BROKEN[/] {escape(verdict['detail'])}")

@@ -1,0 +1,76 @@
+"""The device side of the Locust bridge: results streamed as JSON lines on stdout.
+
+``simulate run --stream-results`` writes, twice a second, one line::
+
+    {"results": [["cough_monitor", "MQTT", 12.3, 361, null], ...], "connected": 1024}
+
+one result per settled message: device type, transport, latency in ms (null when the
+message failed), payload bytes, error kind (null on success). The Locust process
+(``locustfiles/mixed.py``) reads the lines and fires one Locust request event per result,
+so devices appear beside the dashboard endpoints. The engine never imports Locust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from typing import Any, BinaryIO
+
+import orjson
+
+from simulator.messages import Message, Outcome
+from simulator.metrics.metrics import Metrics
+
+FLUSH_EVERY = 0.5
+
+
+class ResultStream:
+    """Collects settled messages and writes them in batches to ``out``."""
+
+    def __init__(self, metrics: Metrics, transport: str, out: BinaryIO | None = None) -> None:
+        self.metrics = metrics
+        self.transport = transport.upper()
+        self.out = out or sys.stdout.buffer
+        self.pending: list[list[Any]] = []
+        metrics.observer = self.observe
+
+    def observe(
+        self, message: Message, outcome: Outcome, error: str | None, latency: float | None
+    ) -> None:
+        device_type = self.metrics.type_names[message.type_code]
+        if outcome is Outcome.DROPPED or error is not None:
+            self.pending.append(
+                [device_type, self.transport, None, len(message.payload), error or outcome.value]
+            )
+        else:
+            self.pending.append(
+                [
+                    device_type,
+                    self.transport,
+                    round((latency or 0.0) * 1000.0, 3),
+                    len(message.payload),
+                    None,
+                ]
+            )
+
+    def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        line = {"results": batch, "connected": self.metrics.connections.connected}
+        self.out.write(orjson.dumps(line) + b"\n")
+        self.out.flush()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async def pump() -> None:
+            while True:
+                await asyncio.sleep(FLUSH_EVERY)
+                self.flush()
+
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(pump(), name="barnstorm-result-stream")
+            try:
+                yield
+            finally:
+                task.cancel()

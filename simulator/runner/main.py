@@ -1,0 +1,72 @@
+"""The one entry the CLI calls: a run (or its shards) in a fresh event loop, stopped
+cleanly by Ctrl-C or SIGTERM, with the end-of-run summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+
+from simulator.report.summary import print_summary
+from simulator.runner.config import RunConfig, RunResult
+from simulator.runner.run import Run
+from simulator.runner.shards import run_sharded
+
+log = logging.getLogger(__name__)
+
+
+def _summary_console(config: RunConfig) -> Console:
+    """Where the end-of-run summary goes: stdout, or stderr when stdout carries the
+    streamed results; wide when it is not a terminal (logs, pipes)."""
+    stream = sys.stderr if config.stream_results else sys.stdout
+    console = Console(file=stream)
+    return console if console.is_terminal else Console(file=stream, width=160)
+
+
+def _quiet_client_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """gmqtt's own tasks can fail inside gmqtt when a connection drops mid-reconnect; the
+    transport counts the lost connection, so those tracebacks go to the debug log instead
+    of flooding the terminal during a network fault. Anything else is reported as usual."""
+    error = context.get("exception")
+    frames = traceback.extract_tb(error.__traceback__) if error is not None else []
+    if any(f"{os.sep}gmqtt{os.sep}" in frame.filename for frame in frames):
+        log.debug("gmqtt internal error after a lost connection: %r", error)
+        return
+    loop.default_exception_handler(context)
+
+
+def run_blocking(
+    config: RunConfig, *, summary: bool = True, on_start: Callable[[Run], None] | None = None
+) -> RunResult:
+    """Run ``config`` in a fresh event loop; Ctrl-C and SIGTERM stop it cleanly."""
+
+    if config.processes > 1:
+        result = run_sharded(config)
+        if summary:
+            print_summary(result.report, _summary_console(config))
+        return result
+
+    async def main() -> RunResult:
+        run = Run(config)
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_client_errors)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, run.request_stop)
+        if on_start is not None:
+            on_start(run)
+        result = await run.execute()
+        if summary:
+            print_summary(result.report, _summary_console(config))
+        return result
+
+    return asyncio.run(main())

@@ -1,0 +1,162 @@
+"""What both MQTT clients share: the settings of a target, reconnect backoff, connect
+errors translated into barnstorm's own, and the transport base (credentials, TLS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from simulator.errors import ConfigError, ConnectError
+from simulator.fleet.credentials import Credential
+from simulator.transports.base import ResultSink, Transport
+from simulator.transports.tls import TlsFiles
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """Where and how to connect."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+    qos: int = 1
+    version: str = "3.1.1"
+    keepalive: int = 60
+    connect_timeout: float = 10.0
+    #: reconnect backoff after a lost connection: full jitter, uniform in
+    #: [0, min(cap, base * 2**attempt)] seconds, so a broker restart does not bring every
+    #: device back in the same millisecond.
+    reconnect_base: float = 1.0
+    reconnect_cap: float = 60.0
+    #: local addresses the connections leave from, in turn (one address runs out of
+    #: ephemeral ports near 28,000 connections to one broker port).
+    source_addresses: tuple[str, ...] = ()
+    #: "auto" (barnstorm's own client for MQTT 3.1.1, gmqtt for MQTT 5), "lean" or "gmqtt".
+    client: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.client == "lean" and self.version == "5":
+            raise ConfigError("--mqtt-client", "lean speaks MQTT 3.1.1 only; use gmqtt for MQTT 5")
+        if self.source_addresses and (self.client == "gmqtt" or self.version == "5"):
+            raise ConfigError("--source-address", "needs barnstorm's own client (MQTT 3.1.1)")
+
+    @property
+    def url(self) -> str:
+        """The broker's address without credentials, for messages and reports."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MqttSettings:
+        """Parse ``mqtt://[user:pass@]host[:port]`` or ``mqtts://...``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+            raise ConfigError(
+                "--mqtt", f'expected mqtt://host:port or mqtts://host:port, got "{url}"'
+            )
+        tls = parts.scheme in ("mqtts", "ssl")
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise ConfigError("--mqtt", f'"{url}" has an invalid port') from None
+        # Credentials in the URL count unless given separately.
+        if parts.username and options.get("username") is None:
+            options["username"] = unquote(parts.username)
+        if parts.password and options.get("password") is None:
+            options["password"] = unquote(parts.password)
+        return cls(host=parts.hostname, port=port, tls=tls, **options)
+
+    def ssl_context(
+        self, cert_file: Path | None = None, key_file: Path | None = None
+    ) -> ssl.SSLContext | bool:
+        """The TLS context: the run's client certificate, or a device's own."""
+        if not self.tls:
+            return False
+        files = TlsFiles(self.ca_file, self.cert_file, self.key_file, self.insecure)
+        return files.context(cert_file, key_file)
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rng.uniform(0.0, min(cap, base * 2.0 ** min(attempt, 32)))
+
+
+class ClosedBeforeConnack(ConnectionResetError):
+    """The broker closed the connection before it answered CONNECT."""
+
+    def __init__(self, cause: Exception | None) -> None:
+        detail = f": {cause}" if cause else ""
+        super().__init__(f"the broker closed the connection before answering CONNECT{detail}")
+
+
+class MqttBase(Transport):
+    """What both MQTT transports share: settings, client ids, credentials and TLS."""
+
+    name = "mqtt"
+
+    def __init__(
+        self,
+        sink: ResultSink,
+        settings: MqttSettings,
+        client_ids: list[str],
+        credentials: dict[int, Credential] | None = None,
+    ) -> None:
+        super().__init__(sink)
+        self.settings = settings
+        self.client_ids = client_ids
+        self.credentials = credentials or {}
+        self._ssl: ssl.SSLContext | bool = False
+        self._device_ssl: dict[tuple[Path, Path | None], ssl.SSLContext | bool] = {}
+
+    async def open(self) -> None:
+        self._ssl = self.settings.ssl_context()
+
+    def _tls_for(self, credential: Credential | None) -> ssl.SSLContext | bool:
+        """The run's TLS context, or one per client certificate (shared by its devices)."""
+        if credential is None or credential.cert_file is None or not self.settings.tls:
+            return self._ssl
+        key = (credential.cert_file, credential.key_file)
+        if key not in self._device_ssl:
+            self._device_ssl[key] = self.settings.ssl_context(*key)
+        return self._device_ssl[key]
+
+
+@contextlib.contextmanager
+def translated_errors(settings: MqttSettings) -> Iterator[None]:
+    """Socket, TLS and timeout failures of a connect as barnstorm's one-line errors."""
+    try:
+        yield
+    except ssl.SSLError as exc:
+        reason = str(exc.reason or exc)
+        if reason == "CERTIFICATE_VERIFY_FAILED":
+            reason += " (the broker's certificate is not signed by a CA we trust: give --ca-file)"
+        raise ConnectError(f"TLS handshake with {settings.url} failed: {reason}") from None
+    except TimeoutError:
+        raise ConnectError(
+            f"{settings.url} did not answer within {settings.connect_timeout:g}s"
+            + _certificate_hint(settings)
+        ) from None
+    except ClosedBeforeConnack as exc:
+        raise ConnectError(f"{exc} ({settings.url}){_certificate_hint(settings)}") from None
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+        raise ConnectError(f"cannot connect to {settings.url}: {reason.lower()}") from None
+
+
+def _certificate_hint(settings: MqttSettings) -> str:
+    if settings.tls and settings.cert_file is None:
+        return " (does it require a client certificate? give --cert-file and --key-file)"
+    return ""

@@ -10,15 +10,17 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from simulator.engine.clock import Clock
-from simulator.engine.engine import Engine
 from simulator.metrics.metrics import Metrics
 from simulator.units import format_duration, iso_utc
+
+if TYPE_CHECKING:
+    from simulator.engine.clock import Clock
 
 _LINE_EVERY = 10.0
 
@@ -27,14 +29,15 @@ class LiveView:
     def __init__(
         self,
         metrics: Metrics,
-        engine: Engine,
+        window: tuple[float, float],
         clock: Clock,
         console: Console,
         *,
         enabled: bool = True,
     ) -> None:
         self.metrics = metrics
-        self.engine = engine
+        #: the run's simulated (start, end).
+        self.start, self.end = window
         self.clock = clock
         self.console = console
         self.enabled = enabled
@@ -63,10 +66,10 @@ class LiveView:
 
     def headline(self) -> str:
         totals = self.metrics.totals()
-        simulated = min(self.clock.now(), self.engine.end) - self.engine.start
-        total = self.engine.end - self.engine.start
+        simulated = min(self.clock.now(), self.end) - self.start
+        total = self.end - self.start
         return (
-            f"sim {iso_utc(min(self.clock.now(), self.engine.end))[:19]} "
+            f"sim {iso_utc(min(self.clock.now(), self.end))[:19]} "
             f"({format_duration(simulated)}/{format_duration(total)}) · "
             f"{self.metrics.connections.connected:,} connected · "
             f"{totals.sent:,} sent · {totals.acknowledged:,} acked · "

@@ -23,13 +23,15 @@ import statistics
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from simulator.engine.clock import Clock
 from simulator.errors import ConfigError
 from simulator.metrics.metrics import Metrics, bucket_percentile
+
+if TYPE_CHECKING:
+    from simulator.engine.clock import Clock
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 

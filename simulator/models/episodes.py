@@ -14,12 +14,15 @@ monitor of its room with some probability and a lag of days.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simulator.arrays import SECONDS_PER_DAY, FloatArray, IntArray, hash_uniform
-from simulator.fleet.farms import HealthSpec
 from simulator.models.base import Batch
+
+if TYPE_CHECKING:
+    from simulator.fleet.farms import HealthSpec
 
 _SLOTS = 6  # at most this many episodes per room and batch
 _TWO_PI = 2.0 * np.pi

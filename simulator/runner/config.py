@@ -1,4 +1,11 @@
-"""What a run needs, validated once and frozen, and what it returns."""
+"""What a run needs, validated once and frozen, and what it returns.
+
+A :class:`RunConfig` is five small configs, one per concern, each frozen and typed:
+the fleet (which devices), the timing (when, how fast, which events), the target (where
+the messages go), the outputs (what is written and shown) and the verdicts (what the run
+must show). The CLI builds them from flags, environment and config files; code after it
+passes these objects, never dicts.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,7 @@ from typing import Any
 from simulator.engine.scenarios import Scenario
 from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.topics import DEFAULT_TOPIC_TEMPLATE
-from simulator.metrics.sla import (
-    Sla,
-)
+from simulator.metrics.sla import Sla
 from simulator.models.base import Modulator
 from simulator.trace import current_run_id
 from simulator.transports.base import Transport
@@ -20,14 +25,43 @@ from simulator.transports.tls import TlsFiles
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Everything a run needs, validated (the CLI builds one from flags, env and files)."""
+class FleetConfig:
+    """Which devices run: the fleet built from the seed, and this process's part of it."""
 
     farms: int = 10
     seed: int = DEFAULT_SEED
-    start: float = 0.0
+    farms_dir: Path | None = None
+    profiles_dir: Path | None = None
+    device_types: tuple[str, ...] | None = None
+    topic_template: str = DEFAULT_TOPIC_TEMPLATE
+    #: no fleet imperfections (jitter, drift, duplicates, sensor faults, firmware variants).
+    clean: bool = False
+    #: per-device credentials (CSV: device_id and username,password or token).
+    credentials: Path | None = None
+    #: (index, count): the part of the fleet (by farm) this process runs.
+    shard: tuple[int, int] = (0, 1)
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """When the run starts, how long and how fast it runs, and what happens meanwhile."""
+
+    start: float = 0.0  # simulated epoch seconds
     duration: float = 60.0  # simulated seconds
     speed: float | None = 1.0  # None: as fast as possible
+    #: new connections per second during the ramp (None: all at once).
+    connect_rate: float | None = 500.0
+    #: real seconds the end of a run waits for outstanding acknowledgements.
+    drain_timeout: float = 10.0
+    scenario: Scenario | None = field(default=None, compare=False)
+    modulators: tuple[Modulator, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Where the messages go: a broker, an ingest URL, a file, memory, or the embedded
+    default (a broker and the reference backend started for the run)."""
+
     mqtt: MqttSettings | None = None
     output: Path | None = None
     http: str | None = None  # ingest URL: POST the payloads there
@@ -39,58 +73,72 @@ class RunConfig:
     token: str | None = None
     #: a read-back URL (the reference backend's /api/readback) to reconcile against.
     readback: str | None = None
-    #: per-device credentials (CSV: device_id and username,password or token).
-    credentials: Path | None = None
     memory: bool = False  # in-memory transport (tests, engine benchmarks)
     embedded_broker: str = "auto"
     per_gateway: bool | None = None  # None: per device, except on the embedded broker
-    connect_rate: float | None = 500.0
-    device_types: tuple[str, ...] | None = None
-    topic_template: str = DEFAULT_TOPIC_TEMPLATE
-    report: Path | None = None
-    farms_dir: Path | None = None
-    profiles_dir: Path | None = None
-    live: bool = True
-    allow_loss: bool = False
-    drain_timeout: float = 10.0
-    scenario: Scenario | None = field(default=None, compare=False)
-    clean: bool = False
-    #: worker processes for history output (--output with --speed max).
-    processes: int = 1
-    #: (index, count): the part of the fleet (by farm) this process runs.
-    shard: tuple[int, int] = (0, 1)
-    #: stream every result as JSON lines on stdout (the Locust bridge reads them).
-    stream_results: bool = False
-    #: names this run in the trace context of its HTTP requests and in its report.
-    run_id: str = field(default_factory=current_run_id)
-    #: what the run must show to pass (--sla); broken ones exit with EXIT_SLA.
-    slas: tuple[Sla, ...] = ()
-    #: JUnit XML of the SLA verdicts, one test case per SLA.
-    junit: Path | None = None
-    #: simulated seconds between time-series rows (None: about 300 rows over the run).
-    snapshot_every: float | None = None
-    #: JSON-lines file the time-series rows go to as they are taken.
-    timeseries: Path | None = None
-    #: the self-contained HTML report.
-    html: Path | None = None
-    #: CSV files PREFIX_by_type.csv and PREFIX_timeseries.csv.
-    csv: Path | None = None
-    #: host:port to serve Prometheus metrics on while the run lasts.
-    prometheus: str | None = None
-    modulators: tuple[Modulator, ...] = field(default=(), compare=False)
 
     @property
     def embedded(self) -> bool:
         return self.mqtt is None and self.output is None and not self.memory and self.http is None
 
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What the run writes and shows while it runs and at its end."""
+
+    report: Path | None = None
+    #: the self-contained HTML report.
+    html: Path | None = None
+    #: CSV files PREFIX_by_type.csv and PREFIX_timeseries.csv.
+    csv: Path | None = None
+    #: JSON-lines file the time-series rows go to as they are taken.
+    timeseries: Path | None = None
+    #: simulated seconds between time-series rows (None: about 300 rows over the run).
+    snapshot_every: float | None = None
+    #: host:port to serve Prometheus metrics on while the run lasts.
+    prometheus: str | None = None
+    live: bool = True
+    #: stream every result as JSON lines on stdout (the Locust bridge reads them).
+    stream_results: bool = False
+
+
+@dataclass(frozen=True)
+class VerdictConfig:
+    """What the run must show to pass."""
+
+    #: broken ones exit with EXIT_SLA.
+    slas: tuple[Sla, ...] = ()
+    #: JUnit XML of the SLA verdicts, one test case per SLA.
+    junit: Path | None = None
+    allow_loss: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, validated (the CLI builds one from flags, env and files)."""
+
+    fleet: FleetConfig = field(default_factory=FleetConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    outputs: OutputConfig = field(default_factory=OutputConfig)
+    verdicts: VerdictConfig = field(default_factory=VerdictConfig)
+    #: worker processes, each running a shard of the fleet (history output today).
+    processes: int = 1
+    #: names this run in the trace context of its HTTP requests and in its report.
+    run_id: str = field(default_factory=current_run_id)
+
     def public(self) -> dict[str, Any]:
-        """The configuration as shown in reports: no passwords, plain JSON values."""
-        data = asdict(self)
+        """The configuration as shown in reports: one flat table, no passwords, plain JSON
+        values."""
+        data: dict[str, Any] = {"processes": self.processes, "run_id": self.run_id}
+        for part in (self.fleet, self.timing, self.target, self.outputs, self.verdicts):
+            data.update(asdict(part))
         data.pop("modulators")
-        data["scenario"] = self.scenario.source if self.scenario else None
-        data["token"] = "***" if self.token else None
-        if self.mqtt is not None:
-            data["mqtt"] = {**asdict(self.mqtt), "password": "***" if self.mqtt.password else None}
+        data["scenario"] = self.timing.scenario.source if self.timing.scenario else None
+        data["token"] = "***" if self.target.token else None
+        mqtt = self.target.mqtt
+        if mqtt is not None:
+            data["mqtt"] = {**asdict(mqtt), "password": "***" if mqtt.password else None}
         for key, value in data.items():
             if isinstance(value, Path):
                 data[key] = str(value)
@@ -99,8 +147,8 @@ class RunConfig:
                 data[nested] = {
                     k: str(v) if isinstance(v, Path) else v for k, v in data[nested].items()
                 }
-        data["device_types"] = list(self.device_types) if self.device_types else None
-        data["slas"] = [sla.text for sla in self.slas]
+        data["device_types"] = list(self.fleet.device_types) if self.fleet.device_types else None
+        data["slas"] = [sla.text for sla in self.verdicts.slas]
         return data
 
 

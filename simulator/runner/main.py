@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def _summary_console(config: RunConfig) -> Console:
     """Where the end-of-run summary goes: stdout, or stderr when stdout carries the
     streamed results; wide when it is not a terminal (logs, pipes)."""
-    stream = sys.stderr if config.stream_results else sys.stdout
+    stream = sys.stderr if config.outputs.stream_results else sys.stdout
     console = Console(file=stream)
     return console if console.is_terminal else Console(file=stream, width=160)
 

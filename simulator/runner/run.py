@@ -106,29 +106,35 @@ class Run:
     async def execute(self) -> RunResult:
         config = self.config
         fleet, profiles = load_fleet(
-            config.farms, config.seed, config.farms_dir, config.profiles_dir, config.device_types
+            config.fleet.farms,
+            config.fleet.seed,
+            config.fleet.farms_dir,
+            config.fleet.profiles_dir,
+            config.fleet.device_types,
         )
         _tune_process()
         clock: Clock = (
-            VirtualClock(config.start)
-            if config.speed is None
-            else ScaledClock(config.start, config.speed)
+            VirtualClock(config.timing.start)
+            if config.timing.speed is None
+            else ScaledClock(config.timing.start, config.timing.speed)
         )
         # Per-gateway connections on the embedded broker, and for HTTP batches, which a site
         # gateway collects from its devices; per device otherwise, unless told.
-        batched = config.http is not None and config.http_batch > 1
+        batched = config.target.http is not None and config.target.http_batch > 1
         per_gateway = (
-            (config.embedded or batched) if config.per_gateway is None else config.per_gateway
+            (config.target.embedded or batched)
+            if config.target.per_gateway is None
+            else config.target.per_gateway
         )
         metrics = Metrics(
             fleet.devices.type_names,
-            track_undelivered=config.embedded or config.readback is not None,
+            track_undelivered=config.target.embedded or config.target.readback is not None,
         )
         tracker: DeliveryTracker | None = None
-        readback = config.readback
+        readback = config.target.readback
         stream = (
-            ResultStream(metrics, "http" if config.http else "mqtt")
-            if config.stream_results
+            ResultStream(metrics, "http" if config.target.http else "mqtt")
+            if config.outputs.stream_results
             else None
         )
         engine: Engine | None = None
@@ -137,14 +143,16 @@ class Run:
             metrics,
             clock,
             interval=self._snapshot_interval(),
-            path=config.timeseries,
+            path=config.outputs.timeseries,
         )
         wall_start = time.monotonic()
         async with contextlib.AsyncExitStack() as stack:
             try:
-                mqtt = config.mqtt
-                if config.embedded:
-                    broker = await stack.enter_async_context(EmbeddedBroker(config.embedded_broker))
+                mqtt = config.target.mqtt
+                if config.target.embedded:
+                    broker = await stack.enter_async_context(
+                        EmbeddedBroker(config.target.embedded_broker)
+                    )
                     self.broker_kind = broker.kind
                     mqtt = MqttSettings(host=broker.host, port=broker.port, qos=1)
                     # The whole loop: the reference backend ingests from the broker, serves
@@ -152,9 +160,9 @@ class Run:
                     backend = await stack.enter_async_context(
                         EmbeddedBackend(
                             mqtt.url,
-                            subscription_filter(config.topic_template),
-                            config.farms,
-                            config.seed,
+                            subscription_filter(config.fleet.topic_template),
+                            config.fleet.farms,
+                            config.fleet.seed,
                         )
                     )
                     self.backend_url = backend.url
@@ -166,14 +174,14 @@ class Run:
                 self.target_url = (
                     mqtt.url
                     if mqtt
-                    else config.http
-                    if config.http
-                    else str(config.output)
-                    if config.output
+                    else config.target.http
+                    if config.target.http
+                    else str(config.target.output)
+                    if config.target.output
                     else None
                 )
-                http = config.http
-                faults = config.scenario.network_faults if config.scenario else []
+                http = config.target.http
+                faults = config.timing.scenario.network_faults if config.timing.scenario else []
                 proxy: FaultProxy | None = None
                 if faults and (mqtt is not None or http is not None):
                     # The scenario's network faults: a fault proxy in front of the target.
@@ -194,35 +202,45 @@ class Run:
                     profiles,
                     transport,
                     clock,
-                    start=config.start,
-                    duration=config.duration,
-                    seed=config.seed,
-                    topic_template=config.topic_template,
-                    device_types=config.device_types,
+                    start=config.timing.start,
+                    duration=config.timing.duration,
+                    seed=config.fleet.seed,
+                    topic_template=config.fleet.topic_template,
+                    device_types=config.fleet.device_types,
                     per_gateway=per_gateway,
-                    connect_rate=config.connect_rate,
-                    modulators=config.modulators,
-                    scenario=config.scenario,
-                    clean=config.clean,
-                    shard=config.shard,
+                    connect_rate=config.timing.connect_rate,
+                    modulators=config.timing.modulators,
+                    scenario=config.timing.scenario,
+                    clean=config.fleet.clean,
+                    shard=config.fleet.shard,
                 )
                 if mqtt is not None and engine.connections:
                     # One connection first: an unreachable broker or a refused login is a
                     # clear error now, not 15,000 failed connections later.
                     await transport.connect(engine.connections[0])
-                live = LiveView(metrics, engine, clock, self.console, enabled=config.live)
+                live = LiveView(
+                    metrics,
+                    (engine.start, engine.end),
+                    clock,
+                    self.console,
+                    enabled=config.outputs.live,
+                )
                 async with live.running(), contextlib.AsyncExitStack() as streaming:
                     await streaming.enter_async_context(recorder.running())
                     if stream is not None:
                         await streaming.enter_async_context(stream.running())
                     if proxy is not None:
                         await streaming.enter_async_context(play_faults(proxy, faults, clock))
-                    if config.prometheus:
+                    if config.outputs.prometheus:
                         await streaming.enter_async_context(
-                            PrometheusExporter(config.prometheus, metrics, fleet.devices.type_names)
+                            PrometheusExporter(
+                                config.outputs.prometheus, metrics, fleet.devices.type_names
+                            )
                         )
                     await engine.run(self.stop)
-                await transport.drain(config.drain_timeout if not self.stop.is_set() else 2.0)
+                await transport.drain(
+                    config.timing.drain_timeout if not self.stop.is_set() else 2.0
+                )
             except BarnstormError as exc:
                 self.outcome = "failed"
                 self.error = str(exc)
@@ -253,14 +271,14 @@ class Run:
         report = self._report(
             fleet, metrics, engine, clock, per_gateway, time.monotonic() - wall_start
         )
-        if config.slas:
+        if config.verdicts.slas:
             measures = metrics_measures(
                 {name: metrics.by_type[i] for i, name in enumerate(fleet.devices.type_names)},
                 metrics.totals(),
                 metrics.elapsed(),
                 self.accounting.lost if self.accounting else None,
             )
-            judge(report, evaluate(config.slas, measures), config.junit)
+            judge(report, evaluate(config.verdicts.slas, measures), config.verdicts.junit)
         report["timeseries"] = recorder.rows
         report["trends"] = trends(recorder.rows)
         write_outputs(report, config)
@@ -269,38 +287,38 @@ class Run:
     def _snapshot_interval(self) -> float:
         """Simulated seconds between time-series rows: as asked, or about 300 rows."""
         config = self.config
-        if config.snapshot_every is not None:
-            return config.snapshot_every
-        if config.speed is None:
+        if config.outputs.snapshot_every is not None:
+            return config.outputs.snapshot_every
+        if config.timing.speed is None:
             return 1.0  # the recorder takes a row every wall second at --speed max
-        wall = config.duration / config.speed
-        return min(max(wall / 300, 1.0), 60.0) * config.speed
+        wall = config.timing.duration / config.timing.speed
+        return min(max(wall / 300, 1.0), 60.0) * config.timing.speed
 
     def _transport(
         self, metrics: Metrics, fleet: Fleet, mqtt: MqttSettings | None, http: str | None
     ) -> Transport:
-        if self.config.memory:
+        if self.config.target.memory:
             return MemoryTransport(metrics)
         credentials = (
-            load_credentials(self.config.credentials, fleet.devices.ids)
-            if self.config.credentials
+            load_credentials(self.config.fleet.credentials, fleet.devices.ids)
+            if self.config.fleet.credentials
             else None
         )
         if http is not None:
             return HttpTransport(
                 metrics,
                 http,
-                batch=self.config.http_batch,
-                http2=self.config.http2,
-                token=self.config.token,
+                batch=self.config.target.http_batch,
+                http2=self.config.target.http2,
+                token=self.config.target.token,
                 credentials=credentials,
                 trace=TraceContext(self.config.run_id),
                 type_names=fleet.devices.type_names,
-                timeout=self.config.http_timeout,
-                verify=self.config.tls.context() if http.startswith("https://") else True,
+                timeout=self.config.target.http_timeout,
+                verify=self.config.target.tls.context() if http.startswith("https://") else True,
             )
-        if self.config.output is not None:
-            return FileTransport(metrics, self.config.output)
+        if self.config.target.output is not None:
+            return FileTransport(metrics, self.config.target.output)
         assert mqtt is not None
         return mqtt_transport(metrics, mqtt, fleet.devices.client_ids, credentials)
 
@@ -309,7 +327,9 @@ class Run:
         totals = metrics.totals()
         expected = totals.acknowledged + totals.unconfirmed
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.config.drain_timeout if not self.stop.is_set() else 2.0)
+        deadline = loop.time() + (
+            self.config.timing.drain_timeout if not self.stop.is_set() else 2.0
+        )
         data: dict[str, Any] = {}
         last = -1
         at_end: int | None = None  # what the target held when the run stopped sending
@@ -345,7 +365,11 @@ class Run:
     def _exit_code(self) -> int:
         if self.outcome == "failed":
             return EXIT_USAGE if self.bad_input else EXIT_FAILED
-        if self.accounting is not None and self.accounting.lost and not self.config.allow_loss:
+        if (
+            self.accounting is not None
+            and self.accounting.lost
+            and not self.config.verdicts.allow_loss
+        ):
             return EXIT_LOSS
         if self.outcome == "interrupted":
             return EXIT_INTERRUPTED
@@ -365,11 +389,11 @@ class Run:
         totals = metrics.totals()
         kind = (
             "memory"
-            if config.memory
+            if config.target.memory
             else "file"
-            if config.output
+            if config.target.output
             else "http"
-            if config.http
+            if config.target.http
             else "mqtt"
         )
         return {
@@ -383,7 +407,9 @@ class Run:
                 "url": self.target_url,
                 "embedded_broker": self.broker_kind,
                 "backend": self.backend_url,
-                "qos": (config.mqtt.qos if config.mqtt else 1) if kind == "mqtt" else None,
+                "qos": (config.target.mqtt.qos if config.target.mqtt else 1)
+                if kind == "mqtt"
+                else None,
                 "connection": "per-gateway" if per_gateway else "per-device",
             },
             "fleet": {
@@ -395,9 +421,9 @@ class Run:
                 "seed": fleet.seed,
             },
             "time": {
-                "simulated_start": config.start,
-                "simulated_end": engine.stats.simulated_until if engine else config.start,
-                "speed": config.speed,
+                "simulated_start": config.timing.start,
+                "simulated_end": engine.stats.simulated_until if engine else config.timing.start,
+                "speed": config.timing.speed,
                 "wall_seconds": round(wall, 3),
                 "max_clock_lag_ms": round(clock.max_lag * 1000, 3),
             },
@@ -405,7 +431,9 @@ class Run:
             "by_device_type": {
                 name: metrics.by_type[i].as_dict(elapsed)
                 for i, name in enumerate(fleet.devices.type_names)
-                if engine is None or not config.device_types or name in config.device_types
+                if engine is None
+                or not config.fleet.device_types
+                or name in config.fleet.device_types
             },
             "connections": metrics.connections.as_dict(),
             "accounting": self.accounting.as_dict() if self.accounting else None,
@@ -415,12 +443,12 @@ class Run:
 
 def write_outputs(report: dict[str, Any], config: RunConfig) -> None:
     """The JSON report first (it holds everything), then the HTML page and the CSV files."""
-    if config.report is not None:
-        write_report(report, config.report)
-    if config.html is not None:
-        write_html(report, config.html)
-    if config.csv is not None:
-        write_csv(report, config.csv)
+    if config.outputs.report is not None:
+        write_report(report, config.outputs.report)
+    if config.outputs.html is not None:
+        write_html(report, config.outputs.html)
+    if config.outputs.csv is not None:
+        write_csv(report, config.outputs.csv)
 
 
 def judge(report: dict[str, Any], verdicts: list[Verdict], junit: Path | None) -> None:

@@ -32,17 +32,30 @@ def _run_shard(config: RunConfig) -> dict[str, Any]:
 def run_sharded(config: RunConfig) -> RunResult:
     """History over several processes: each writes the farms of its shard to a part file,
     then the parts are joined in shard order (each part is in time order)."""
-    assert config.output is not None
+    assert config.target.output is not None
     # Bad input is reported here, once, not as a crash in every worker.
     fleet, _ = load_fleet(
-        config.farms, config.seed, config.farms_dir, config.profiles_dir, config.device_types
+        config.fleet.farms,
+        config.fleet.seed,
+        config.fleet.farms_dir,
+        config.fleet.profiles_dir,
+        config.fleet.device_types,
     )
-    if config.scenario is not None:
-        config.scenario.bind(fleet, config.start, config.seed)
+    if config.timing.scenario is not None:
+        config.timing.scenario.bind(fleet, config.timing.start, config.fleet.seed)
     count = config.processes
-    parts = [config.output.with_name(f".{config.output.name}.part{i}") for i in range(count)]
+    parts = [
+        config.target.output.with_name(f".{config.target.output.name}.part{i}")
+        for i in range(count)
+    ]
     shards = [
-        replace(config, output=part, shard=(i, count), processes=1, report=None, live=False)
+        replace(
+            config,
+            fleet=replace(config.fleet, shard=(i, count)),
+            target=replace(config.target, output=part),
+            outputs=replace(config.outputs, report=None, live=False),
+            processes=1,
+        )
         for i, part in enumerate(parts)
     ]
     started = time.monotonic()
@@ -50,7 +63,7 @@ def run_sharded(config: RunConfig) -> RunResult:
     with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
         reports = list(pool.map(_run_shard, shards))
     try:
-        with config.output.open("wb") as joined:
+        with config.target.output.open("wb") as joined:
             for part in parts:
                 with part.open("rb") as piece:
                     shutil.copyfileobj(piece, joined, 1 << 22)
@@ -59,9 +72,11 @@ def run_sharded(config: RunConfig) -> RunResult:
             part.unlink(missing_ok=True)
     report = merge_reports(reports, time.monotonic() - started)
     report["config"] = config.public()
-    report["target"]["url"] = str(config.output)
-    if config.slas:
-        judge(report, evaluate(config.slas, report_measures(report)), config.junit)
+    report["target"]["url"] = str(config.target.output)
+    if config.verdicts.slas:
+        judge(
+            report, evaluate(config.verdicts.slas, report_measures(report)), config.verdicts.junit
+        )
     write_outputs(report, config)
     return RunResult(report, report["exit_code"])
 

@@ -20,14 +20,17 @@ import contextlib
 import email.utils
 import ssl
 import time
+from typing import TYPE_CHECKING
 
 import httpx
 
 from simulator.errors import ConfigError
-from simulator.fleet.credentials import Credential
 from simulator.messages import Message, Outcome
 from simulator.trace import TraceContext
 from simulator.transports.base import ResultSink, Transport
+
+if TYPE_CHECKING:
+    from simulator.fleet.credentials import Credential
 
 _BATCH_AGE = 1.0  # seconds a partial batch may wait
 MAX_RETRIES = 3

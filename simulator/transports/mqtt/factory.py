@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from simulator.fleet.credentials import Credential
+from typing import TYPE_CHECKING
+
 from simulator.transports.base import ResultSink, Transport
 from simulator.transports.mqtt.gmqtt_client import MqttTransport
 from simulator.transports.mqtt.lean import LeanMqttTransport
 from simulator.transports.mqtt.settings import MqttSettings
+
+if TYPE_CHECKING:
+    from simulator.fleet.credentials import Credential
 
 
 def mqtt_transport(

@@ -24,14 +24,13 @@ import logging
 import random
 import ssl
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from gmqtt.storage import PersistentStorage
 
 from simulator.errors import AuthError, ConnectError
-from simulator.fleet.credentials import Credential
 from simulator.messages import Message, Outcome
 from simulator.transports.base import ResultSink
 from simulator.transports.mqtt.settings import (
@@ -40,6 +39,9 @@ from simulator.transports.mqtt.settings import (
     backoff_delay,
     translated_errors,
 )
+
+if TYPE_CHECKING:
+    from simulator.fleet.credentials import Credential
 
 # gmqtt logs every refused or lost connection at WARNING; barnstorm counts them instead.
 logging.getLogger("gmqtt").setLevel(logging.CRITICAL)

@@ -27,7 +27,6 @@ import socket
 from typing import TYPE_CHECKING
 
 from simulator.errors import AuthError, ConnectError
-from simulator.fleet.credentials import Credential
 from simulator.messages import Message, Outcome
 from simulator.transports.base import ResultSink
 from simulator.transports.mqtt.packets import (
@@ -48,6 +47,7 @@ from simulator.transports.mqtt.settings import (
 )
 
 if TYPE_CHECKING:
+    from simulator.fleet.credentials import Credential
     from simulator.transports.mqtt.settings import MqttSettings
 
 _PUBACK, _PUBREC, _PUBCOMP, _CONNACK, _PINGRESP = 4, 5, 7, 2, 13

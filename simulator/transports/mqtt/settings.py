@@ -11,13 +11,15 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from simulator.errors import ConfigError, ConnectError
-from simulator.fleet.credentials import Credential
 from simulator.transports.base import ResultSink, Transport
 from simulator.transports.tls import TlsFiles
+
+if TYPE_CHECKING:
+    from simulator.fleet.credentials import Credential
 
 
 @dataclass(frozen=True)

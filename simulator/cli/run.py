@@ -1,0 +1,382 @@
+"""``simulate run`` and ``simulate soak``: the fleet against a target, then a report.
+
+The options come in groups, one per part of the run's configuration (fleet, timing,
+target, MQTT, outputs, verdicts); :func:`build_run_config` turns them into the frozen
+configs of :mod:`simulator.runner.config`, one builder per part.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from simulator.cli import options as opt
+from simulator.cli.options import option, stacked
+from simulator.engine.scenarios import load_scenario
+from simulator.errors import ConfigError
+from simulator.fleet.topics import check_topic_template
+from simulator.metrics.sla import parse_slas
+from simulator.runner.config import (
+    FleetConfig,
+    OutputConfig,
+    RunConfig,
+    TargetConfig,
+    TimingConfig,
+    VerdictConfig,
+)
+from simulator.runner.main import run_blocking
+from simulator.transports.mqtt.settings import MqttSettings
+from simulator.transports.tls import TlsFiles
+from simulator.units import parse_instant
+
+#: processes of a history run (--output with --speed max) unless told otherwise: the same
+#: on every machine, so the same seed writes the same file everywhere.
+HISTORY_PROCESSES = 2
+
+Options = dict[str, Any]
+
+_PATH = click.Path(dir_okay=False, path_type=Path)
+
+timing_options = stacked(
+    option(
+        "--duration",
+        default="60s",
+        show_default=True,
+        help='Simulated time to run: "90s", "30m", "8h", "365d". Real time is duration / speed.',
+    ),
+    opt.speed_option(),
+    option(
+        "--start",
+        default="now",
+        show_default=True,
+        help='Simulated start, ISO 8601 ("2026-01-01", "2026-01-01T06:00:00Z") or "now".',
+    ),
+)
+
+target_options = stacked(
+    opt.mqtt_option("Broker to publish to: mqtt://host:1883 or mqtts://host:8883."),
+    option("--output", type=_PATH, help="Write every message as a JSON line to FILE instead."),
+    opt.http_option("Ingest URL to POST the payloads to (e.g. http://127.0.0.1:8080/ingest)."),
+    option(
+        "--http-timeout",
+        default="10s",
+        show_default=True,
+        help="How long an HTTP ingest request may take before it counts as a timeout.",
+    ),
+    option(
+        "--http-batch",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Messages per request, batched per site gateway.",
+    ),
+    option("--http2", is_flag=True, help="Use HTTP/2 for --http."),
+    option("--token", help="Bearer token for --http (prefer BARNSTORM_TOKEN)."),
+    option(
+        "--stream-results",
+        is_flag=True,
+        help="Write every result as JSON lines on stdout (for the Locust bridge).",
+    ),
+    option("--shard", metavar="I/N", help="Run only part I of N of the fleet (split by farm)."),
+    option(
+        "--credentials",
+        type=_PATH,
+        help="Per-device credentials: a CSV of device_id and username,password or token.",
+    ),
+    option(
+        "--readback",
+        metavar="URL",
+        help="After the run, reconcile against what the target stored (the reference "
+        "backend's /api/readback).",
+    ),
+)
+
+mqtt_options = stacked(
+    option("--qos", type=click.IntRange(0, 2), default=1, show_default=True, help="MQTT QoS."),
+    option("--mqtt-version", type=click.Choice(["3.1.1", "5"]), default="3.1.1", show_default=True),
+    option("--username", help="MQTT user name."),
+    option("--password", help="MQTT password (prefer BARNSTORM_PASSWORD).", show_default=False),
+    option("--ca-file", type=_PATH, help="CA bundle for mqtts:// and https:// targets."),
+    option("--cert-file", type=_PATH, help="Client certificate (mTLS)."),
+    option("--key-file", type=_PATH, help="Client key (mTLS)."),
+    option("--insecure", is_flag=True, help="Do not verify the target's TLS certificate."),
+    option(
+        "--reconnect-backoff",
+        default="1s,60s",
+        show_default=True,
+        metavar="BASE,CAP",
+        help="After a lost connection a device waits a random time in [0, min(CAP, "
+        "BASE * 2^n)] before its n-th retry (exponential backoff, full jitter).",
+    ),
+    option(
+        "--mqtt-client",
+        type=click.Choice(["auto", "lean", "gmqtt"]),
+        default="auto",
+        show_default=True,
+        help="MQTT publish path: barnstorm's own lean client (MQTT 3.1.1; what auto picks) or "
+        "gmqtt (what auto picks for MQTT 5).",
+    ),
+    option(
+        "--source-address",
+        multiple=True,
+        metavar="ADDR",
+        help="Local address MQTT connections leave from, in turn (repeatable: one address "
+        "runs out of ports near 28,000 connections).",
+    ),
+    option(
+        "--keepalive",
+        type=click.IntRange(min=5),
+        default=60,
+        show_default=True,
+        help="MQTT keepalive, seconds.",
+    ),
+    option(
+        "--connection",
+        type=click.Choice(["per-device", "per-gateway"]),
+        help="One MQTT connection per device (default with --mqtt) or per site gateway "
+        "(default on the embedded broker).",
+    ),
+    option(
+        "--connect-rate",
+        type=click.FloatRange(min=0),
+        default=500.0,
+        show_default=True,
+        help="New connections per second during the ramp (0: all at once).",
+    ),
+)
+
+run_shape_options = stacked(
+    option("--device-types", metavar="LIST", help="Only these device types, comma-separated."),
+    option(
+        "--embedded-broker",
+        type=click.Choice(["auto", "mosquitto", "amqtt"]),
+        default="auto",
+        show_default=True,
+        help="Broker of the default run: mosquitto if on PATH, else amqtt.",
+    ),
+    option("--report", type=_PATH, help="Write the JSON report to FILE."),
+    option(
+        "--scenario",
+        type=_PATH,
+        help="Events to play (outbreak, heatwave, outage...): a TOML file, see scenarios/.",
+    ),
+    option(
+        "--clean",
+        is_flag=True,
+        help="No fleet imperfections: no jitter, clock drift, duplicates, spikes, stuck "
+        "sensors, missing fields or firmware payload differences.",
+    ),
+    option(
+        "--processes",
+        type=click.IntRange(min=1),
+        help="Worker processes for history (--output with --speed max), split by farm; "
+        "default 2 for history (each half of the fleet in time order, one after the other), "
+        "1 otherwise. --processes 1 writes one time-ordered file.",
+    ),
+    option("--allow-loss", is_flag=True, help="Exit 0 even when messages were lost."),
+)
+
+output_options = stacked(
+    option(
+        "--html",
+        type=_PATH,
+        help="Write a self-contained HTML report (verdicts, plots over time, tables) to FILE.",
+    ),
+    option(
+        "--csv",
+        type=_PATH,
+        metavar="PREFIX",
+        help="Also write PREFIX_by_type.csv and PREFIX_timeseries.csv.",
+    ),
+    option(
+        "--timeseries",
+        type=_PATH,
+        help="Write a row of measures every --snapshot-every to FILE (JSON lines) as the run goes.",
+    ),
+    option(
+        "--snapshot-every",
+        metavar="DURATION",
+        help="Simulated time between time-series rows (default: about 300 rows over the run).",
+    ),
+    option(
+        "--prometheus",
+        metavar="[HOST]:PORT",
+        help="Serve the simulator's metrics for Prometheus at /metrics while the run lasts "
+        "(e.g. :9464; binds 127.0.0.1 unless a host is given).",
+    ),
+    option("--quiet", is_flag=True, help="No live progress view."),
+)
+
+
+@click.command("run")
+@opt.config_option
+@opt.fleet_options
+@timing_options
+@target_options
+@mqtt_options
+@run_shape_options
+@opt.sla_options
+@output_options
+def run_command(**options: Any) -> None:
+    """Run the fleet against a target and report what happened."""
+    result = run_blocking(build_run_config(options))
+    if result.report["error"]:
+        click.echo(f"simulate: error: {opt.one_line(result.report['error'])}", err=True)
+    sys.exit(result.exit_code)
+
+
+SOAK_DEFAULTS: dict[str, Any] = {
+    "duration": "8h",
+    "snapshot_every": "1m",
+    "timeseries": Path("soak-timeseries.jsonl"),
+    "html": Path("soak-report.html"),
+    "report": Path("soak-report.json"),
+}
+
+
+def soak_command() -> click.Command:
+    """``simulate soak``: ``run`` with a soak's defaults (its options, other defaults)."""
+    params = []
+    for param in run_command.params:
+        clone = copy.copy(param)
+        if clone.name in SOAK_DEFAULTS:
+            clone.default = SOAK_DEFAULTS[clone.name]
+        params.append(clone)
+    return click.Command(
+        "soak",
+        params=params,
+        callback=run_command.callback,
+        help="Run the fleet for hours and watch it drift: a time-series row every "
+        "--snapshot-every (1m) to --timeseries, trends of latency, errors, throughput, loss "
+        "and the simulator's own CPU and memory, flagged when they drift, in the report "
+        "and the HTML report. Takes every option of `simulate run`.",
+    )
+
+
+def build_run_config(options: Options) -> RunConfig:
+    """Validate the run options into a :class:`RunConfig`; errors name the flag."""
+    timing = _timing(options)
+    target = _target(options)
+    history = target.output is not None and timing.speed is None
+    processes = options["processes"] or (HISTORY_PROCESSES if history else 1)
+    if processes > 1 and not history:
+        raise ConfigError("--processes", "works for history only: give --output and --speed max")
+    return RunConfig(
+        fleet=_fleet(options),
+        timing=timing,
+        target=target,
+        outputs=_outputs(options),
+        verdicts=VerdictConfig(
+            slas=parse_slas(options["sla"]),
+            junit=opt.writable(options["junit"], "--junit"),
+            allow_loss=options["allow_loss"],
+        ),
+        processes=processes,
+    )
+
+
+def _fleet(options: Options) -> FleetConfig:
+    device_types = None
+    if options["device_types"]:
+        device_types = tuple(t.strip() for t in options["device_types"].split(",") if t.strip())
+        if not device_types:
+            raise ConfigError("--device-types", "expected a comma-separated list of device types")
+    return FleetConfig(
+        farms=options["farms"],
+        seed=options["seed"],
+        farms_dir=options["farms_dir"],
+        profiles_dir=options["profiles_dir"],
+        device_types=device_types,
+        topic_template=check_topic_template(options["topic_template"]),
+        clean=options["clean"],
+        credentials=options["credentials"],
+        shard=opt.shard(options["shard"]),
+    )
+
+
+def _timing(options: Options) -> TimingConfig:
+    duration = opt.positive_duration(options["duration"], "--duration")
+    speed = opt.speed(options["speed"])
+    if options["start"] == "now":
+        start = round(time.time(), 3)
+    else:
+        try:
+            start = parse_instant(options["start"])
+        except ValueError as exc:
+            raise ConfigError("--start", str(exc)) from None
+    return TimingConfig(
+        start=start,
+        duration=duration,
+        speed=speed,
+        connect_rate=options["connect_rate"] or None,
+        scenario=load_scenario(options["scenario"]) if options["scenario"] else None,
+    )
+
+
+def _target(options: Options) -> TargetConfig:
+    for flag in ("ca_file", "cert_file", "key_file"):
+        opt.readable(options[flag], f"--{flag.replace('_', '-')}")
+    targets = [flag for flag in ("mqtt", "output", "http") if options[flag]]
+    if len(targets) > 1:
+        raise ConfigError(f"--{targets[1]}", f"give one target: --{targets[0]} or --{targets[1]}")
+    connection = options["connection"]
+    return TargetConfig(
+        mqtt=_mqtt(options),
+        output=opt.writable(options["output"], "--output"),
+        http=options["http"],
+        http_batch=options["http_batch"],
+        http2=options["http2"],
+        http_timeout=opt.positive_duration(options["http_timeout"], "--http-timeout"),
+        tls=TlsFiles(
+            options["ca_file"], options["cert_file"], options["key_file"], options["insecure"]
+        ),
+        token=options["token"],
+        readback=options["readback"],
+        embedded_broker=options["embedded_broker"],
+        per_gateway=None if connection is None else connection == "per-gateway",
+    )
+
+
+def _mqtt(options: Options) -> MqttSettings | None:
+    if not options["mqtt"]:
+        on_embedded = not options["output"] and not options["http"]
+        if on_embedded and (options["mqtt_version"] != "3.1.1" or options["qos"] != 1):
+            raise ConfigError(
+                "--qos", "the embedded broker runs MQTT 3.1.1 at QoS 1; give --mqtt to choose"
+            )
+        return None
+    base, cap = opt.backoff(options["reconnect_backoff"])
+    return MqttSettings.from_url(
+        options["mqtt"],
+        qos=options["qos"],
+        version=options["mqtt_version"],
+        username=options["username"],
+        password=options["password"],
+        ca_file=options["ca_file"],
+        cert_file=options["cert_file"],
+        key_file=options["key_file"],
+        insecure=options["insecure"],
+        keepalive=options["keepalive"],
+        client=options["mqtt_client"],
+        source_addresses=tuple(options["source_address"]),
+        reconnect_base=base,
+        reconnect_cap=cap,
+    )
+
+
+def _outputs(options: Options) -> OutputConfig:
+    return OutputConfig(
+        report=opt.writable(options["report"], "--report"),
+        html=opt.writable(options["html"], "--html"),
+        csv=opt.writable(options["csv"], "--csv"),
+        timeseries=opt.writable(options["timeseries"], "--timeseries"),
+        snapshot_every=opt.optional_duration(options["snapshot_every"], "--snapshot-every"),
+        prometheus=opt.prometheus(options["prometheus"]),
+        live=not options["quiet"],
+        stream_results=options["stream_results"],
+    )

@@ -11,8 +11,9 @@ Simulated time is a float of seconds since the Unix epoch (UTC). Two clocks exis
   as-fast-as-possible mode (``--speed max``) and the clock of unit tests, where a
   simulated week takes milliseconds.
 
-Real time for latency comes from :meth:`Clock.monotonic`, which both clocks read from the
-event loop, so nothing else in the engine calls ``time`` directly.
+Real time for latency comes from :meth:`Clock.monotonic`, and real waits (the connection
+ramp, retries) go through :meth:`Clock.pause`, so nothing else in the engine reads the wall
+clock or sleeps directly.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class Clock(ABC):
     def monotonic() -> float:
         """Real monotonic time in seconds, for measuring latency."""
         return time.monotonic()
+
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` of real time, whatever the speed: for rates of the target's
+        world, which simulated time does not compress (the connection ramp, retries)."""
+        await asyncio.sleep(seconds)
 
 
 class ScaledClock(Clock):

@@ -19,24 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from simulator.arrays import FloatArray, IntArray
+from simulator.engine.buffers import OfflineBuffers
 from simulator.engine.clock import Clock, VirtualClock
-from simulator.engine.payload import PayloadEncoder, malform
+from simulator.engine.payload import malform
 from simulator.engine.scenarios import Scenario
+from simulator.engine.schedule import Schedule, TickBatch
 from simulator.errors import AuthError, ConnectError
 from simulator.fleet.build import Fleet
 from simulator.fleet.imperfections import DeviceFlaws
-from simulator.fleet.profiles import DeviceProfile, MessageSpec
-from simulator.fleet.topics import device_topic
+from simulator.fleet.profiles import DeviceProfile
 from simulator.messages import BACKFILL, DUPLICATE, MALFORMED, Message, Outcome
-from simulator.models.base import Batch, Modulator, SignalModel
+from simulator.models.base import Modulator
 from simulator.models.episodes import Outbreaks, RunContext, Weather
 from simulator.transports.base import Transport
 from simulator.units import iso_stamp_bytes
@@ -61,144 +61,6 @@ _BATCH_PER_CONNECTION = 16
 _BATCH_MAX = 65536
 
 
-class Schedule:
-    """When each device of one type sends one kind of message, and what it sends."""
-
-    def __init__(
-        self,
-        fleet: Fleet,
-        profile: DeviceProfile,
-        spec: MessageSpec,
-        devices: IntArray,
-        start: float,
-        utc_offsets: FloatArray,
-        seed: np.random.SeedSequence,
-        topic_template: str,
-        flaws: DeviceFlaws,
-    ) -> None:
-        self.fleet = fleet
-        self.profile = profile
-        self.spec = spec
-        self.devices = devices
-        self.type_code = fleet.devices.type_names.index(profile.device_type)
-        phase_seed, value_seed, model_seed = seed.spawn(3)
-        self.rng = np.random.default_rng(value_seed)
-        phase_rng = np.random.default_rng(phase_seed)
-        interval = spec.interval
-        if spec.daily_at is None:
-            # Devices spread their reports evenly over the interval.
-            self.base = start + phase_rng.uniform(0.0, interval, len(devices))
-        else:
-            # Daily messages at the farm's local time of day, a few minutes apart per device.
-            offset = utc_offsets[fleet.devices.farm[devices]]
-            local_day = np.floor((start + offset) / 86400.0) * 86400.0
-            first = local_day - offset + spec.daily_at + phase_rng.uniform(0.0, 300.0, len(devices))
-            self.base = np.where(first < start, first + 86400.0, first)
-        self.jitter_width = spec.jitter * interval
-        self.next_due = self.base + self._jitter(len(devices))
-        self.active = np.zeros(len(devices), np.bool_)
-        model_rng = np.random.default_rng(model_seed)
-        self.models: list[SignalModel] = []
-        for field in spec.fields:
-            model = field.instantiate()
-            model.bind(fleet, devices, model_rng)
-            self.models.append(model)
-        self.encoder = PayloadEncoder(fleet, profile, spec.kind, spec.fields)
-        self.flaws = flaws
-        self.topics = self._topics(topic_template)
-        self._position = {int(d): i for i, d in enumerate(devices)}
-
-    def _topics(self, template: str) -> list[str]:
-        device_type, kind = self.profile.device_type, self.spec.kind
-        return [
-            device_topic(template, self.fleet, device, device_type, kind)
-            for device in self.devices.tolist()
-        ]
-
-    def _jitter(self, count: int) -> FloatArray:
-        if not self.jitter_width:
-            return np.zeros(count)
-        return self.rng.uniform(-self.jitter_width, self.jitter_width, count)
-
-    def activate(self, devices: Sequence[int], now: float) -> None:
-        """Start the schedules of ``devices`` (fleet indices), skipping what was due before now."""
-        idx = np.array([self._position[d] for d in devices if d in self._position], np.int64)
-        if not len(idx):
-            return
-        behind = np.ceil(np.maximum(now - self.base[idx], 0.0) / self.spec.interval)
-        self.base[idx] += behind * self.spec.interval
-        self.next_due[idx] = np.maximum(self.base[idx] + self._jitter(len(idx)), now)
-        self.active[idx] = True
-
-    def earliest(self) -> float:
-        if not self.active.any():
-            return float("inf")
-        return float(self.next_due[self.active].min())
-
-    def fire(self, horizon: float) -> tuple[IntArray, FloatArray] | None:
-        """Take every message due before ``horizon``: (schedule positions, due instants).
-
-        A device may be due several times before a far horizon (as fast as possible); all
-        its occurrences are taken at once from a grid of upcoming instants, so a tick is
-        a few large numpy batches rather than many small ones.
-        """
-        idx = np.flatnonzero(self.active & (self.next_due < horizon))
-        if not len(idx):
-            return None
-        interval = self.spec.interval
-        base = self.base[idx]
-        # Occurrence k of device i is due at base + k * interval + jitter; column 0 is the
-        # instant already drawn. The last column always lies beyond the horizon.
-        columns = max(int((horizon - base.min()) // interval), 0) + 3
-        grid = base[:, None] + interval * np.arange(columns)[None, :]
-        if columns > 1:
-            grid[:, 1:] += self._jitter(len(idx) * (columns - 1)).reshape(len(idx), columns - 1)
-        grid[:, 0] = self.next_due[idx]
-        taken = grid < horizon  # a prefix of each row: jitter stays under half an interval
-        counts = taken.sum(axis=1)
-        rows = np.arange(len(idx))
-        self.base[idx] = base + counts * interval
-        self.next_due[idx] = grid[rows, counts]
-        return np.repeat(idx, counts), grid[taken]
-
-    def readings(
-        self,
-        idx: IntArray,
-        due: FloatArray,
-        utc_offsets: FloatArray,
-        modulators: Sequence[Modulator],
-        context: RunContext | None,
-    ) -> tuple[list[list[object]], list[list[bool] | None] | None]:
-        """Every field's values for the messages ``idx`` due at ``due``, as Python columns,
-        and which fields each message leaves out (None: none does)."""
-        devices = self.devices[idx]
-        batch = Batch(
-            self.fleet,
-            devices,
-            due,
-            self.spec.interval,
-            self.rng,
-            modulators,
-            farm_utc_offset=utc_offsets,
-            context=context,
-        )
-        for index, (field, model) in enumerate(zip(self.spec.fields, self.models, strict=True)):
-            values = model.generate(batch)
-            if values.dtype.kind == "f":
-                values = batch.modulate(field.name, np.asarray(values, np.float64))
-                if model.sensor:
-                    values = self.flaws.apply(field.name, index, devices, due, values, self.rng)
-            batch.values[field.name] = values
-        columns = self.encoder.columns([batch.values[f.name] for f in self.spec.fields])
-        missing = self.flaws.missing(len(idx), len(self.spec.fields), self.rng)
-        if missing is None:
-            return columns, None
-        # Only rows that really leave a field out take the slower encoding path.
-        rows: list[list[bool]] = missing.tolist()
-        gaps: list[bool] = np.asarray(missing.any(axis=1), np.bool_).tolist()
-        return columns, [row if gap else None for row, gap in zip(rows, gaps, strict=True)]
-
-
 @dataclass
 class EngineStats:
     """What the engine itself observed (the transport's outcomes are in the metrics)."""
@@ -212,51 +74,6 @@ class EngineStats:
     buffer_overflows: int = 0  # messages dropped because a buffer was full
     duplicates: int = 0
     malformed: int = 0
-
-
-class _Buffers:
-    """What offline devices keep to send later: bounded per device, oldest dropped first."""
-
-    def __init__(self, capacity: npt.NDArray[np.int64], rate_per_s: FloatArray) -> None:
-        self.capacity = capacity
-        self.rate = rate_per_s
-        self.pending: dict[int, deque[Message]] = {}
-        self.credit: dict[int, float] = {}
-
-    def __len__(self) -> int:
-        return sum(len(queue) for queue in self.pending.values())
-
-    def add(self, message: Message) -> Message | None:
-        """Keep ``message``; return the one that fell out of a full buffer, if any."""
-        queue = self.pending.setdefault(message.device, deque())
-        if self.capacity[message.device] <= 0:
-            return message
-        queue.append(message)
-        if len(queue) > self.capacity[message.device]:
-            return queue.popleft()
-        return None
-
-    def release(
-        self, online: Callable[[list[int]], npt.NDArray[np.bool_]], elapsed: float
-    ) -> list[Message]:
-        """Messages online devices may send now, at their backfill rate."""
-        devices = [d for d, queue in self.pending.items() if queue]
-        if not devices:
-            return []
-        released: list[Message] = []
-        for device, ok in zip(devices, online(devices).tolist(), strict=True):
-            if not ok:
-                self.credit.pop(device, None)
-                continue
-            credit = self.credit.get(device, 1.0) + elapsed * float(self.rate[device])
-            queue = self.pending[device]
-            count = min(int(credit), len(queue))
-            released.extend(queue.popleft() for _ in range(count))
-            self.credit[device] = credit - count
-            if not queue:
-                del self.pending[device]
-                self.credit.pop(device, None)
-        return released
 
 
 class Engine:
@@ -350,7 +167,7 @@ class Engine:
             self._owner_devices.setdefault(int(self.owners[device]), []).append(device)
         self._connected_owners: list[int] = []
         self._activated = np.zeros(fleet.devices.count, np.bool_)
-        self.buffers = _Buffers(capacity, backfill)
+        self.buffers = OfflineBuffers(capacity, backfill)
         self._rng = np.random.default_rng([seed, 2])
         self._last_tick = start
         #: look-ahead of an as-fast-as-possible tick: long enough for batches of a few
@@ -405,16 +222,16 @@ class Engine:
         else:
             interval = 1.0 / self.connect_rate
         limiter = asyncio.Semaphore(_CONNECT_CONCURRENCY)
-        loop = asyncio.get_running_loop()
+        clock = self.clock
         async with asyncio.TaskGroup() as group:
-            next_start = loop.time()
+            next_start = clock.monotonic()
             for owner in owners:
                 await limiter.acquire()
                 if interval:
-                    delay = next_start - loop.time()
+                    delay = next_start - clock.monotonic()
                     if delay > 0:
-                        await asyncio.sleep(delay)
-                    next_start = max(next_start + interval, loop.time() - 1.0)
+                        await clock.pause(delay)
+                    next_start = max(next_start + interval, clock.monotonic() - 1.0)
                 group.create_task(
                     self._connect_one(owner, limiter), name=f"barnstorm-connect-{owner}"
                 )
@@ -433,7 +250,7 @@ class Engine:
                             exc,
                         )
                         return
-                    await asyncio.sleep(delay)
+                    await self.clock.pause(delay)
                     continue
                 self._connected_owners.append(owner)
                 return
@@ -542,23 +359,32 @@ class Engine:
 
     def _tick(self, horizon: float) -> None:
         """Send every message due before ``horizon``, in time order."""
-        fired: list[tuple[Schedule, IntArray, FloatArray]] = []
-        for schedule in self.schedules:
-            taken = schedule.fire(horizon)
-            if taken is not None:
-                fired.append((schedule, *taken))
+        fired = [
+            (schedule, *taken)
+            for schedule in self.schedules
+            if (taken := schedule.fire(horizon)) is not None
+        ]
         if not fired:
             return
         self.stats.ticks += 1
-        # Merge the batches into one time-ordered stream (stable: ties keep schedule order).
-        sizes = [len(idx) for _, idx, _ in fired]
-        bounds = np.cumsum([0, *sizes])
-        due_all = np.concatenate([due for _, _, due in fired])
-        devices_all = np.concatenate([s.devices[idx] for s, idx, _ in fired])
-        order = np.argsort(due_all, kind="stable")
-        # Sequence numbers follow time order per device, across its message kinds.
-        seq_all = np.empty(len(order), np.int64)
-        sorted_devices = devices_all[order]
+        batch = TickBatch(fired)
+        seq = self._number(batch)
+        stamped = batch.due.copy()
+        for schedule, part in batch.parts():
+            # The device's own clock stamps the message: drift since its last daily sync.
+            stamped[part] += schedule.flaws.clock_error(batch.devices[part], batch.due[part])
+        payloads = self._encode(batch, seq, stamped)
+        messages = self._messages(batch, seq, payloads)
+        self.transport.send_many(messages)
+        self.stats.generated += len(batch.order)
+        self.stats.buffered = len(self.buffers)
+        self.stats.simulated_until = float(batch.due[batch.order[-1]])
+
+    def _number(self, batch: TickBatch) -> IntArray:
+        """Sequence numbers of the batch's messages: time order per device, across its
+        message kinds, continuing where each device left off."""
+        order = batch.order
+        sorted_devices = batch.devices[order]
         by_device = np.argsort(sorted_devices, kind="stable")
         grouped = sorted_devices[by_device]
         first = np.r_[True, grouped[1:] != grouped[:-1]]
@@ -566,74 +392,57 @@ class Engine:
         rank = np.arange(len(grouped)) - starts
         seq_sorted = np.empty(len(order), np.int64)
         seq_sorted[by_device] = self.next_seq[grouped] + rank
-        seq_all[order] = seq_sorted
+        seq = np.empty(len(order), np.int64)
+        seq[order] = seq_sorted
         np.maximum.at(self.next_seq, sorted_devices, seq_sorted + 1)
-        # The device's own clock stamps the message: drift since its last daily sync.
-        stamped = due_all.copy()
-        for i, (schedule, _, _) in enumerate(fired):
-            part = slice(bounds[i], bounds[i + 1])
-            stamped[part] += schedule.flaws.clock_error(devices_all[part], due_all[part])
+        return seq
+
+    def _encode(self, batch: TickBatch, seq: IntArray, stamped: FloatArray) -> list[bytes]:
+        """Every message's payload, in batch order: each schedule's readings computed at
+        once, then encoded in one tight pass."""
         stamps = iso_stamp_bytes(stamped)
-        # Encode each batch in one tight pass.
         payloads: list[bytes] = []
-        for i, (schedule, idx, due) in enumerate(fired):
+        for (schedule, idx, due), part in zip(batch.fired, batch.slices(), strict=True):
             columns, missing = schedule.readings(
                 idx, due, self.utc_offsets, self.modulators, self.context
             )
-            part = slice(bounds[i], bounds[i + 1])
             encode = schedule.encoder.encode
-            rows = zip(*columns, strict=True) if columns else iter([()] * sizes[i])
+            rows = zip(*columns, strict=True) if columns else iter([()] * len(idx))
+            envelopes = zip(
+                batch.devices[part].tolist(),
+                seq[part].tolist(),
+                stamps[part],
+                stamped[part].tolist(),
+                rows,
+                strict=True,
+            )
             if missing is None:
-                payloads.extend(
-                    [
-                        encode(d, q, t, e, row, None)
-                        for d, q, t, e, row in zip(
-                            devices_all[part].tolist(),
-                            seq_all[part].tolist(),
-                            stamps[part],
-                            stamped[part].tolist(),
-                            rows,
-                            strict=True,
-                        )
-                    ]
-                )
+                payloads.extend([encode(d, q, t, e, row, None) for d, q, t, e, row in envelopes])
             else:
                 payloads.extend(
                     [
                         encode(d, q, t, e, row, gaps)
-                        for d, q, t, e, row, gaps in zip(
-                            devices_all[part].tolist(),
-                            seq_all[part].tolist(),
-                            stamps[part],
-                            stamped[part].tolist(),
-                            rows,
-                            missing,
-                            strict=True,
-                        )
+                        for (d, q, t, e, row), gaps in zip(envelopes, missing, strict=True)
                     ]
                 )
-        due_sorted = due_all[order]
-        online = self._online(devices_all[order], due_sorted)
+        return payloads
+
+    def _messages(self, batch: TickBatch, seq: IntArray, payloads: list[bytes]) -> list[Message]:
+        """The batch as messages in time order: what goes out now (with the fleet's
+        duplicates and a scenario's malformed payloads), while what an offline device sends
+        waits in its buffer."""
+        order = batch.order
+        due_sorted = batch.due[order]
+        online = self._online(batch.devices[order], due_sorted)
         duplicate = self._rng.random(len(order)) < self._duplicate_rate(
-            np.searchsorted(bounds, order, side="right") - 1, fired
+            np.searchsorted(batch.bounds, order, side="right") - 1, batch.fired
         )
         malformed = (
-            self.scenario.malformations(devices_all[order], due_sorted, self._rng)
+            self.scenario.malformations(batch.devices[order], due_sorted, self._rng)
             if self.scenario is not None
             else None
         )
-        # Who each message is: its schedule, its topic.
-        schedules = [s for s, _, _ in fired for _ in range(0)]  # filled below, per index
-        kinds: list[str] = []
-        type_codes: list[int] = []
-        topics: list[str] = []
-        for schedule, idx, _ in fired:
-            count = len(idx)
-            kinds.extend([schedule.spec.kind] * count)
-            type_codes.extend([schedule.type_code] * count)
-            schedule_topics = schedule.topics
-            topics.extend([schedule_topics[p] for p in idx.tolist()])
-        del schedules
+        kinds, type_codes, topics = batch.labels()
         clock_due = (
             (lambda _due: None) if isinstance(self.clock, VirtualClock) else self.clock.due_at
         )
@@ -642,8 +451,8 @@ class Engine:
         sink = self.transport.sink
         outgoing: list[Message] = []
         append = outgoing.append
-        flat_devices = devices_all.tolist()
-        flat_seq = seq_all.tolist()
+        flat_devices = batch.devices.tolist()
+        flat_seq = seq.tolist()
         for k, (j, due, is_online, twice) in enumerate(
             zip(
                 order.tolist(),
@@ -684,25 +493,9 @@ class Engine:
             append(message)
             if twice:
                 # A QoS 1 resend after a lost acknowledgement: same seq, same payload.
-                append(
-                    Message(
-                        device,
-                        message.type_code,
-                        message.connection,
-                        message.kind,
-                        message.seq,
-                        message.topic,
-                        payload,
-                        message.due,
-                        0.0,
-                        flags | DUPLICATE,
-                    )
-                )
+                append(replace(message, flags=flags | DUPLICATE))
                 self.stats.duplicates += 1
-        self.transport.send_many(outgoing)
-        self.stats.generated += len(order)
-        self.stats.buffered = len(buffers)
-        self.stats.simulated_until = float(due_sorted[-1])
+        return outgoing
 
     @staticmethod
     def _duplicate_rate(

@@ -150,12 +150,51 @@ def _verdicts(report: dict[str, Any]) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
-    """The whole page."""
+    """The whole page: verdicts first, then figures, plots, tables and the configuration."""
+    sections = [
+        *_head(report),
+        "<h2>Verdicts</h2>",
+        _verdicts(report),
+        _figures(report),
+        "<h2>Over time</h2>",
+        '<div class="charts">'
+        + ("\n".join(charts(report.get("timeseries") or [])) or TOO_SHORT)
+        + "</div>",
+        "<h2>By device type</h2>",
+        _by_type(report),
+        *_trends(report),
+        "<h2>Delivery accounting</h2>",
+        *_accounting(report),
+        "<h2>Connections</h2>",
+        _connections(report),
+        "<h2>Configuration</h2>",
+        f"<pre>{escape(json.dumps(report['config'], indent=2, sort_keys=True))}</pre>",
+        "</body></html>",
+    ]
+    return "\n".join(sections)
+
+
+TOO_SHORT = '<p class="muted">Too short for plots.</p>'
+
+
+def _head(report: dict[str, Any]) -> list[str]:
+    timing, target, fleet = report["time"], report["target"], report["fleet"]
+    return [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>barnstorm report: {escape(report['outcome'])}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>barnstorm run report</h1>",
+        f'<p class="muted">{escape(report["outcome"])} · {fleet["farms"]:,} farms, '
+        f"{fleet['devices_in_run']:,} devices → {escape(target['kind'])} "
+        f"{escape(str(target['url'] or ''))} · simulated "
+        f"{iso_utc(timing['simulated_start'])[:19]} to {iso_utc(timing['simulated_end'])[:19]}"
+        f" · barnstorm {escape(report['barnstorm_version'])}</p>",
+    ]
+
+
+def _figures(report: dict[str, Any]) -> str:
     totals = report["totals"]
-    timing = report["time"]
-    target = report["target"]
-    fleet = report["fleet"]
-    rows = report.get("timeseries") or []
     latency = totals["latency_ms"]
     figures = [
         ("messages sent", _number(totals["sent"])),
@@ -164,10 +203,15 @@ def render_html(report: dict[str, Any]) -> str:
         ("rate", f"{_number(totals['rate_per_s'], 1)}/s"),
         ("p95 latency", f"{_number(latency['p95'], 1)} ms"),
         ("p99 latency", f"{_number(latency['p99'], 1)} ms"),
-        ("devices", _number(fleet["devices_in_run"])),
-        ("wall time", f"{_number(timing['wall_seconds'], 1)} s"),
+        ("devices", _number(report["fleet"]["devices_in_run"])),
+        ("wall time", f"{_number(report['time']['wall_seconds'], 1)} s"),
     ]
-    by_type = [
+    cells = "".join(f'<div class="figure">{label}<b>{value}</b></div>' for label, value in figures)
+    return f'<div class="figures">{cells}</div>'
+
+
+def _by_type(report: dict[str, Any]) -> str:
+    rows = [
         [
             escape(name),
             _number(c["sent"]),
@@ -183,102 +227,66 @@ def render_html(report: dict[str, Any]) -> str:
         ]
         for name, c in report["by_device_type"].items()
     ]
-    sections = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>barnstorm report: {escape(report['outcome'])}</title>",
-        f"<style>{STYLE}</style></head><body>",
-        "<h1>barnstorm run report</h1>",
-        f'<p class="muted">{escape(report["outcome"])} · {fleet["farms"]:,} farms, '
-        f"{fleet['devices_in_run']:,} devices → {escape(target['kind'])} "
-        f"{escape(str(target['url'] or ''))} · simulated "
-        f"{iso_utc(timing['simulated_start'])[:19]} to {iso_utc(timing['simulated_end'])[:19]}"
-        f" · barnstorm {escape(report['barnstorm_version'])}</p>",
-        "<h2>Verdicts</h2>",
-        _verdicts(report),
-        '<div class="figures">'
-        + "".join(f'<div class="figure">{label}<b>{value}</b></div>' for label, value in figures)
-        + "</div>",
-        "<h2>Over time</h2>",
-        '<div class="charts">'
-        + ("\n".join(charts(rows)) or '<p class="muted">Too short for plots.</p>')
-        + "</div>",
-        "<h2>By device type</h2>",
-        _table(
-            TYPE_COLUMNS,
-            by_type,
-        ),
-    ]
+    return _table(TYPE_COLUMNS, rows)
+
+
+def _trends(report: dict[str, Any]) -> list[str]:
     trend_rows = report.get("trends") or []
-    if trend_rows:
-        sections += [
-            "<h2>Trends (start against end, after warm-up)</h2>",
-            _table(
-                ["metric", "start", "end", "change", "drift"],
-                [
-                    [
-                        escape(t["metric"]),
-                        _number(t["start"], 2),
-                        _number(t["end"], 2),
-                        "–" if t["change_pct"] is None else f"{t['change_pct']:+.1f} %",
-                        '<span class="broken">yes</span>' if t["drift"] else "no",
-                    ]
-                    for t in trend_rows
-                ],
-            ),
+    if not trend_rows:
+        return []
+    rows = [
+        [
+            escape(t["metric"]),
+            _number(t["start"], 2),
+            _number(t["end"], 2),
+            "–" if t["change_pct"] is None else f"{t['change_pct']:+.1f} %",
+            '<span class="broken">yes</span>' if t["drift"] else "no",
         ]
-    sections.append("<h2>Delivery accounting</h2>")
+        for t in trend_rows
+    ]
+    return [
+        "<h2>Trends (start against end, after warm-up)</h2>",
+        _table(["metric", "start", "end", "change", "drift"], rows),
+    ]
+
+
+ACCOUNTING_COLUMNS = (
+    "expected",
+    "received",
+    "lost",
+    "duplicated",
+    "late",
+    "unexpected",
+    "malformed",
+)
+
+
+def _accounting(report: dict[str, Any]) -> list[str]:
     accounting = report.get("accounting")
-    if accounting:
-        sections.append(
-            _table(
-                ["expected", "received", "lost", "duplicated", "late", "unexpected", "malformed"],
-                [
-                    [
-                        _number(accounting[k])
-                        for k in (
-                            "expected",
-                            "received",
-                            "lost",
-                            "duplicated",
-                            "late",
-                            "unexpected",
-                            "malformed",
-                        )
-                    ]
-                ],
-            )
-        )
-        ranges = accounting["lost_ranges"][:50]
-        if ranges:
-            sections.append(
-                _table(
-                    ["lost: device", "first seq", "last seq"],
-                    [[escape(r["device_id"]), r["first_seq"], r["last_seq"]] for r in ranges],
-                )
-            )
-    else:
-        sections.append(
+    if not accounting:
+        return [
             '<p class="muted">No read-back (--readback): delivery is what the target '
             "acknowledged.</p>"
+        ]
+    sections = [_table(ACCOUNTING_COLUMNS, [[_number(accounting[k]) for k in ACCOUNTING_COLUMNS]])]
+    ranges = accounting["lost_ranges"][:50]
+    if ranges:
+        sections.append(
+            _table(
+                ["lost: device", "first seq", "last seq"],
+                [[escape(r["device_id"]), r["first_seq"], r["last_seq"]] for r in ranges],
+            )
         )
+    return sections
+
+
+def _connections(report: dict[str, Any]) -> str:
+    keys = ("up", "failed", "lost", "reconnected", "connected_at_end")
     connections = report["connections"]
-    sections += [
-        "<h2>Connections</h2>",
-        _table(
-            ["up", "failed", "lost", "reconnected", "connected at end"],
-            [
-                [
-                    _number(connections[k])
-                    for k in ("up", "failed", "lost", "reconnected", "connected_at_end")
-                ]
-            ],
-        ),
-        "<h2>Configuration</h2>",
-        f"<pre>{escape(json.dumps(report['config'], indent=2, sort_keys=True))}</pre>",
-        "</body></html>",
-    ]
-    return "\n".join(sections)
+    return _table(
+        ["up", "failed", "lost", "reconnected", "connected at end"],
+        [[_number(connections[k]) for k in keys]],
+    )
 
 
 def write_html(report: dict[str, Any], path: Path) -> None:

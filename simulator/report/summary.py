@@ -20,12 +20,42 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     """The end-of-run summary: loss first, then a table per device type."""
     accounting = report.get("accounting")
     if accounting and accounting["lost"]:
+        _print_loss(accounting, console)
+    _print_headline(report, console)
+    console.print(_type_table(report))
+    if report["target"]["kind"] == "mqtt":
+        connections = report["connections"]
         console.print(
-            f"[bold red]LOST {accounting['lost']:,} of {accounting['expected']:,} messages[/] "
-            "that the target accepted but never delivered:"
+            f"connections: {connections['up']:,} up, {connections['failed']:,} failed, "
+            f"{connections['lost']:,} lost, {connections['reconnected']:,} reconnected"
         )
-        for lost in accounting["lost_ranges"]:
-            console.print(f"  {lost['device_id']} seq {lost['first_seq']}–{lost['last_seq']}")
+    if accounting and not accounting["lost"]:
+        console.print(
+            f"[green]delivery: all {accounting['expected']:,} messages the target accepted "
+            f"were received[/] ({accounting['duplicated']:,} duplicates)"
+        )
+    _print_notes(report["totals"], console)
+    for trend in report.get("trends") or []:
+        if trend["drift"]:
+            change = "" if trend["change_pct"] is None else f" ({trend['change_pct']:+.0f} %)"
+            console.print(
+                f"[bold yellow]drift:[/] {trend['metric']} {trend['start']:,} → "
+                f"{trend['end']:,}{change} from the start of the run to its end"
+            )
+    print_verdicts(report.get("sla") or [], console)
+
+
+def _print_loss(accounting: dict[str, Any], console: Console) -> None:
+    console.print(
+        f"[bold red]LOST {accounting['lost']:,} of {accounting['expected']:,} messages[/] "
+        "that the target accepted but never delivered:"
+    )
+    for lost in accounting["lost_ranges"]:
+        console.print(f"  {lost['device_id']} seq {lost['first_seq']}–{lost['last_seq']}")
+
+
+def _print_headline(report: dict[str, Any], console: Console) -> None:
+    """What ran against what, how fast, and whether the simulator kept its schedule."""
     time = report["time"]
     target = report["target"]
     speed = "max" if time["speed"] is None else f"{time['speed']:g}x"
@@ -44,21 +74,27 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
             "behind its schedule; latencies include that delay (fewer devices per process, "
             "or a lower --speed)[/]"
         )
+
+
+_TYPE_COLUMNS = (
+    "device type",
+    "sent",
+    "acked",
+    "unconf.",
+    "failed",
+    "dropped",
+    "in flight",
+    "msg/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "max ms",
+)
+
+
+def _type_table(report: dict[str, Any]) -> Table:
     table = Table(show_edge=False, pad_edge=False)
-    for column in (
-        "device type",
-        "sent",
-        "acked",
-        "unconf.",
-        "failed",
-        "dropped",
-        "in flight",
-        "msg/s",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "max ms",
-    ):
+    for column in _TYPE_COLUMNS:
         table.add_column(column, justify="left" if column == "device type" else "right")
     rows = [*sorted(report["by_device_type"].items()), ("total", report["totals"])]
     for name, counts in rows:
@@ -77,46 +113,30 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
             _fmt_ms(latency["p99"]),
             _fmt_ms(latency["max"]),
         )
-    console.print(table)
-    connections = report["connections"]
-    if target["kind"] == "mqtt":
-        console.print(
-            f"connections: {connections['up']:,} up, {connections['failed']:,} failed, "
-            f"{connections['lost']:,} lost, {connections['reconnected']:,} reconnected"
-        )
-    if accounting and not accounting["lost"]:
-        console.print(
-            f"[green]delivery: all {accounting['expected']:,} messages the target accepted "
-            f"were received[/] ({accounting['duplicated']:,} duplicates)"
-        )
-    extra = report["totals"]
+    return table
+
+
+def _print_notes(totals: dict[str, Any], console: Console) -> None:
+    """The fleet's own behaviour, retries and errors, each on one line where there are any."""
     notes = [
-        f"{extra[key]:,} {label}"
+        f"{totals[key]:,} {label}"
         for key, label in (
             ("backfilled", "backfilled after being offline"),
             ("duplicates", "duplicates (same seq)"),
             ("malformed", "malformed on purpose"),
         )
-        if extra.get(key)
+        if totals.get(key)
     ]
     if notes:
         console.print("fleet behaviour: " + ", ".join(notes))
-    retried = report["totals"].get("retried") or {}
+    retried = totals.get("retried") or {}
     if retried:
         console.print(
             "retried after Retry-After: " + ", ".join(f"{k} {n:,}" for k, n in retried.items())
         )
-    errors = report["totals"]["errors"]
+    errors = totals["errors"]
     if errors:
         console.print("errors: " + ", ".join(f"{kind} {n:,}" for kind, n in errors.items()))
-    for trend in report.get("trends") or []:
-        if trend["drift"]:
-            change = "" if trend["change_pct"] is None else f" ({trend['change_pct']:+.0f} %)"
-            console.print(
-                f"[bold yellow]drift:[/] {trend['metric']} {trend['start']:,} → "
-                f"{trend['end']:,}{change} from the start of the run to its end"
-            )
-    print_verdicts(report.get("sla") or [], console)
 
 
 def print_verdicts(verdicts: list[dict[str, Any]], console: Console) -> None:

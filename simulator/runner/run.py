@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from rich.console import Console
 
 from simulator import __version__
@@ -38,8 +37,9 @@ from simulator.exitcodes import (
 from simulator.fleet.build import Fleet
 from simulator.fleet.credentials import load_credentials
 from simulator.fleet.load import load_fleet
+from simulator.fleet.profiles import DeviceProfile
 from simulator.fleet.topics import subscription_filter
-from simulator.metrics.accounting import DeliveryTracker, Reconciliation
+from simulator.metrics.accounting import Reconciliation
 from simulator.metrics.live import LiveView
 from simulator.metrics.metrics import Metrics
 from simulator.metrics.prometheus import PrometheusExporter
@@ -62,6 +62,7 @@ from simulator.transports.http import HttpTransport
 from simulator.transports.memory import MemoryTransport
 from simulator.transports.mqtt.factory import mqtt_transport
 from simulator.transports.mqtt.settings import MqttSettings
+from simulator.transports.readback import ReadBackError, read_back
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,6 @@ class Run:
         self.broker_kind: str | None = None
         self.target_url: str | None = None
         self.backend_url: str | None = None
-        self.late = 0
         self.bad_input = False
 
     def request_stop(self) -> None:
@@ -104,6 +104,11 @@ class Run:
             self.stop.set()
 
     async def execute(self) -> RunResult:
+        """Run the fleet against the target, settle the books, judge and write the report.
+
+        Whatever happens inside (a refused connection, an interrupt, a defect), the books
+        are settled and the report of what was measured is written.
+        """
         config = self.config
         fleet, profiles = load_fleet(
             config.fleet.farms,
@@ -118,129 +123,36 @@ class Run:
             if config.timing.speed is None
             else ScaledClock(config.timing.start, config.timing.speed)
         )
-        # Per-gateway connections on the embedded broker, and for HTTP batches, which a site
-        # gateway collects from its devices; per device otherwise, unless told.
-        batched = config.target.http is not None and config.target.http_batch > 1
-        per_gateway = (
-            (config.target.embedded or batched)
-            if config.target.per_gateway is None
-            else config.target.per_gateway
-        )
+        per_gateway = self._per_gateway()
         metrics = Metrics(
             fleet.devices.type_names,
             track_undelivered=config.target.embedded or config.target.readback is not None,
         )
-        tracker: DeliveryTracker | None = None
-        readback = config.target.readback
         stream = (
             ResultStream(metrics, "http" if config.target.http else "mqtt")
             if config.outputs.stream_results
             else None
         )
+        recorder = Recorder(
+            metrics, clock, interval=self._snapshot_interval(), path=config.outputs.timeseries
+        )
         engine: Engine | None = None
         transport: Transport | None = None
-        recorder = Recorder(
-            metrics,
-            clock,
-            interval=self._snapshot_interval(),
-            path=config.outputs.timeseries,
-        )
+        readback = config.target.readback
         wall_start = time.monotonic()
         async with contextlib.AsyncExitStack() as stack:
             try:
-                mqtt = config.target.mqtt
-                if config.target.embedded:
-                    broker = await stack.enter_async_context(
-                        EmbeddedBroker(config.target.embedded_broker)
-                    )
-                    self.broker_kind = broker.kind
-                    mqtt = MqttSettings(host=broker.host, port=broker.port, qos=1)
-                    # The whole loop: the reference backend ingests from the broker, serves
-                    # its dashboards during the run, and is read back at the end.
-                    backend = await stack.enter_async_context(
-                        EmbeddedBackend(
-                            mqtt.url,
-                            subscription_filter(config.fleet.topic_template),
-                            config.fleet.farms,
-                            config.fleet.seed,
-                        )
-                    )
-                    self.backend_url = backend.url
-                    readback = f"{backend.url}/api/readback"
-                    self.console.print(
-                        f"dashboards: {backend.url}/api/farms (POST /api/login "
-                        '{"username": "farmer", "password": "barnstorm"} for a token)'
-                    )
-                self.target_url = (
-                    mqtt.url
-                    if mqtt
-                    else config.target.http
-                    if config.target.http
-                    else str(config.target.output)
-                    if config.target.output
-                    else None
-                )
-                http = config.target.http
-                faults = config.timing.scenario.network_faults if config.timing.scenario else []
-                proxy: FaultProxy | None = None
-                if faults and (mqtt is not None or http is not None):
-                    # The scenario's network faults: a fault proxy in front of the target.
-                    if mqtt is not None:
-                        proxy = FaultProxy(mqtt.host, mqtt.port)
-                        await stack.enter_async_context(proxy)
-                        mqtt = replace(mqtt, host=proxy.listen_host, port=proxy.port)
-                    elif http is not None:
-                        parts = urlsplit(http)
-                        port = parts.port or (443 if parts.scheme == "https" else 80)
-                        proxy = FaultProxy(parts.hostname or "127.0.0.1", port)
-                        await stack.enter_async_context(proxy)
-                        http = parts._replace(netloc=f"{proxy.listen_host}:{proxy.port}").geturl()
+                mqtt, http, readback = await self._open_target(stack)
+                mqtt, http, proxy = await self._fault_proxy(stack, mqtt, http)
                 transport = self._transport(metrics, fleet, mqtt, http)
                 await stack.enter_async_context(transport)
-                engine = Engine(
-                    fleet,
-                    profiles,
-                    transport,
-                    clock,
-                    start=config.timing.start,
-                    duration=config.timing.duration,
-                    seed=config.fleet.seed,
-                    topic_template=config.fleet.topic_template,
-                    device_types=config.fleet.device_types,
-                    per_gateway=per_gateway,
-                    connect_rate=config.timing.connect_rate,
-                    modulators=config.timing.modulators,
-                    scenario=config.timing.scenario,
-                    clean=config.fleet.clean,
-                    shard=config.fleet.shard,
-                )
+                engine = self._engine(fleet, profiles, transport, clock, per_gateway)
                 if mqtt is not None and engine.connections:
                     # One connection first: an unreachable broker or a refused login is a
                     # clear error now, not 15,000 failed connections later.
                     await transport.connect(engine.connections[0])
-                live = LiveView(
-                    metrics,
-                    (engine.start, engine.end),
-                    clock,
-                    self.console,
-                    enabled=config.outputs.live,
-                )
-                async with live.running(), contextlib.AsyncExitStack() as streaming:
-                    await streaming.enter_async_context(recorder.running())
-                    if stream is not None:
-                        await streaming.enter_async_context(stream.running())
-                    if proxy is not None:
-                        await streaming.enter_async_context(play_faults(proxy, faults, clock))
-                    if config.outputs.prometheus:
-                        await streaming.enter_async_context(
-                            PrometheusExporter(
-                                config.outputs.prometheus, metrics, fleet.devices.type_names
-                            )
-                        )
-                    await engine.run(self.stop)
-                await transport.drain(
-                    config.timing.drain_timeout if not self.stop.is_set() else 2.0
-                )
+                await self._drive(engine, fleet, metrics, clock, recorder, stream, proxy)
+                await transport.drain(self._drain_seconds())
             except BarnstormError as exc:
                 self.outcome = "failed"
                 self.error = str(exc)
@@ -250,39 +162,185 @@ class Run:
                 self.error = f"internal error: {type(exc).__name__}: {exc}"
                 log.error("the run failed", exc_info=exc)
             finally:
-                if transport is not None:
-                    try:
-                        await transport.close()
-                    except Exception as exc:  # as above: settle the books, report, exit 1
-                        self.outcome = "failed"
-                        self.error = self.error or f"closing the {transport.name} transport: {exc}"
-                        log.error("closing the transport failed", exc_info=exc)
-                metrics.finish()
-                recorder.close()
-                if stream is not None:
-                    stream.flush()  # the last results, in-flight-at-stop failures included
+                await self._settle(transport, metrics, recorder, stream)
             if readback is not None and engine is not None and self.outcome != "failed":
-                tracker = await self._read_back(fleet, metrics, readback)
-            if tracker is not None and engine is not None:
-                self.accounting = tracker.reconcile(
-                    engine.next_seq, engine.devices.tolist(), metrics.undelivered or set()
-                )
-                self.accounting.late = self.late
+                await self._reconcile(fleet, engine, metrics, readback)
         report = self._report(
             fleet, metrics, engine, clock, per_gateway, time.monotonic() - wall_start
         )
-        if config.verdicts.slas:
-            measures = metrics_measures(
-                {name: metrics.by_type[i] for i, name in enumerate(fleet.devices.type_names)},
-                metrics.totals(),
-                metrics.elapsed(),
-                self.accounting.lost if self.accounting else None,
-            )
-            judge(report, evaluate(config.verdicts.slas, measures), config.verdicts.junit)
+        self._judge(report, fleet, metrics)
         report["timeseries"] = recorder.rows
         report["trends"] = trends(recorder.rows)
         write_outputs(report, config)
         return RunResult(report, report["exit_code"], transport)
+
+    def _per_gateway(self) -> bool:
+        """Per-gateway connections on the embedded broker, and for HTTP batches, which a
+        site gateway collects from its devices; per device otherwise, unless told."""
+        target = self.config.target
+        if target.per_gateway is not None:
+            return target.per_gateway
+        return target.embedded or (target.http is not None and target.http_batch > 1)
+
+    def _drain_seconds(self) -> float:
+        return self.config.timing.drain_timeout if not self.stop.is_set() else 2.0
+
+    async def _open_target(
+        self, stack: contextlib.AsyncExitStack
+    ) -> tuple[MqttSettings | None, str | None, str | None]:
+        """The target's MQTT settings, ingest URL and read-back URL. On the embedded default,
+        the whole loop starts here: a broker, and the reference backend ingesting from it,
+        serving its dashboards during the run, read back at the end."""
+        config = self.config
+        mqtt, http, readback = config.target.mqtt, config.target.http, config.target.readback
+        if config.target.embedded:
+            broker = await stack.enter_async_context(EmbeddedBroker(config.target.embedded_broker))
+            self.broker_kind = broker.kind
+            mqtt = MqttSettings(host=broker.host, port=broker.port, qos=1)
+            backend = await stack.enter_async_context(
+                EmbeddedBackend(
+                    mqtt.url,
+                    subscription_filter(config.fleet.topic_template),
+                    config.fleet.farms,
+                    config.fleet.seed,
+                )
+            )
+            self.backend_url = backend.url
+            readback = f"{backend.url}/api/readback"
+            self.console.print(
+                f"dashboards: {backend.url}/api/farms (POST /api/login "
+                '{"username": "farmer", "password": "barnstorm"} for a token)'
+            )
+        output = config.target.output
+        self.target_url = mqtt.url if mqtt else http if http else str(output) if output else None
+        return mqtt, http, readback
+
+    async def _fault_proxy(
+        self, stack: contextlib.AsyncExitStack, mqtt: MqttSettings | None, http: str | None
+    ) -> tuple[MqttSettings | None, str | None, FaultProxy | None]:
+        """With a scenario's network faults, a fault proxy in front of the target: the
+        transport connects to the proxy instead."""
+        scenario = self.config.timing.scenario
+        if not (scenario and scenario.network_faults) or (mqtt is None and http is None):
+            return mqtt, http, None
+        if mqtt is not None:
+            proxy = FaultProxy(mqtt.host, mqtt.port)
+            await stack.enter_async_context(proxy)
+            return replace(mqtt, host=proxy.listen_host, port=proxy.port), http, proxy
+        assert http is not None
+        parts = urlsplit(http)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        proxy = FaultProxy(parts.hostname or "127.0.0.1", port)
+        await stack.enter_async_context(proxy)
+        return mqtt, parts._replace(netloc=f"{proxy.listen_host}:{proxy.port}").geturl(), proxy
+
+    def _engine(
+        self,
+        fleet: Fleet,
+        profiles: dict[str, DeviceProfile],
+        transport: Transport,
+        clock: Clock,
+        per_gateway: bool,
+    ) -> Engine:
+        config = self.config
+        return Engine(
+            fleet,
+            profiles,
+            transport,
+            clock,
+            start=config.timing.start,
+            duration=config.timing.duration,
+            seed=config.fleet.seed,
+            topic_template=config.fleet.topic_template,
+            device_types=config.fleet.device_types,
+            per_gateway=per_gateway,
+            connect_rate=config.timing.connect_rate,
+            modulators=config.timing.modulators,
+            scenario=config.timing.scenario,
+            clean=config.fleet.clean,
+            shard=config.fleet.shard,
+        )
+
+    async def _drive(
+        self,
+        engine: Engine,
+        fleet: Fleet,
+        metrics: Metrics,
+        clock: Clock,
+        recorder: Recorder,
+        stream: ResultStream | None,
+        proxy: FaultProxy | None,
+    ) -> None:
+        """Run the engine to its end (or a stop), with everything that watches it: the live
+        view, the time series, the result stream, the fault schedule, Prometheus."""
+        outputs = self.config.outputs
+        live = LiveView(
+            metrics, (engine.start, engine.end), clock, self.console, enabled=outputs.live
+        )
+        async with live.running(), contextlib.AsyncExitStack() as watching:
+            await watching.enter_async_context(recorder.running())
+            if stream is not None:
+                await watching.enter_async_context(stream.running())
+            scenario = self.config.timing.scenario
+            if proxy is not None and scenario is not None:
+                await watching.enter_async_context(
+                    play_faults(proxy, scenario.network_faults, clock)
+                )
+            if outputs.prometheus:
+                await watching.enter_async_context(
+                    PrometheusExporter(outputs.prometheus, metrics, fleet.devices.type_names)
+                )
+            await engine.run(self.stop)
+
+    async def _settle(
+        self,
+        transport: Transport | None,
+        metrics: Metrics,
+        recorder: Recorder,
+        stream: ResultStream | None,
+    ) -> None:
+        """Close the transport (what it still holds is settled as failed) and the books."""
+        if transport is not None:
+            try:
+                await transport.close()
+            except Exception as exc:  # as in execute: settle the books, report, exit 1
+                self.outcome = "failed"
+                self.error = self.error or f"closing the {transport.name} transport: {exc}"
+                log.error("closing the transport failed", exc_info=exc)
+        metrics.finish()
+        recorder.close()
+        if stream is not None:
+            stream.flush()  # the last results, in-flight-at-stop failures included
+
+    async def _reconcile(self, fleet: Fleet, engine: Engine, metrics: Metrics, url: str) -> None:
+        """What the target stored against what was sent, per device and sequence number."""
+        totals = metrics.totals()
+        try:
+            stored = await read_back(
+                url,
+                fleet.devices.ids,
+                expected=totals.acknowledged + totals.unconfirmed,
+                patience=self._drain_seconds(),
+            )
+        except ReadBackError as exc:
+            self.error = str(exc)
+            return
+        self.accounting = stored.tracker.reconcile(
+            engine.next_seq, engine.devices.tolist(), metrics.undelivered or set()
+        )
+        self.accounting.late = stored.late
+
+    def _judge(self, report: dict[str, Any], fleet: Fleet, metrics: Metrics) -> None:
+        slas = self.config.verdicts.slas
+        if not slas:
+            return
+        measures = metrics_measures(
+            {name: metrics.by_type[i] for i, name in enumerate(fleet.devices.type_names)},
+            metrics.totals(),
+            metrics.elapsed(),
+            self.accounting.lost if self.accounting else None,
+        )
+        judge(report, evaluate(slas, measures), self.config.verdicts.junit)
 
     def _snapshot_interval(self) -> float:
         """Simulated seconds between time-series rows: as asked, or about 300 rows."""
@@ -321,46 +379,6 @@ class Run:
             return FileTransport(metrics, self.config.target.output)
         assert mqtt is not None
         return mqtt_transport(metrics, mqtt, fleet.devices.client_ids, credentials)
-
-    async def _read_back(self, fleet: Fleet, metrics: Metrics, url: str) -> DeliveryTracker | None:
-        """Ask the target what it stored, once it stops growing, as a tracker to reconcile."""
-        totals = metrics.totals()
-        expected = totals.acknowledged + totals.unconfirmed
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (
-            self.config.timing.drain_timeout if not self.stop.is_set() else 2.0
-        )
-        data: dict[str, Any] = {}
-        last = -1
-        at_end: int | None = None  # what the target held when the run stopped sending
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            while True:
-                try:
-                    response = await client.get(url)
-                    response.raise_for_status()
-                    data = response.json()
-                except (httpx.HTTPError, ValueError) as exc:
-                    self.error = f"read-back from {url} failed: {exc}"
-                    return None
-                received = int(data.get("received", 0))
-                at_end = received if at_end is None else at_end
-                if received >= expected or received == last or loop.time() > deadline:
-                    break
-                last = received
-                await asyncio.sleep(1.0)
-        tracker = DeliveryTracker(fleet.devices.ids)
-        for device_id, entry in data.get("devices", {}).items():
-            index = tracker.index.get(device_id)
-            if index is None:
-                tracker.unexpected += int(entry.get("received", 0))
-                continue
-            for low, high in entry.get("seqs", []):
-                for seq in range(int(low), int(high) + 1):
-                    tracker.record(index, seq)
-            tracker.duplicated += int(entry.get("duplicates", 0))
-        tracker.malformed += int(data.get("rejected", 0))
-        self.late = int(data.get("received", 0)) - (at_end or 0)
-        return tracker
 
     def _exit_code(self) -> int:
         if self.outcome == "failed":

@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import Observer
 from tests.helpers import ROOT, simulate
 
+pytestmark = pytest.mark.slow  # every test here starts a process or a broker
+
 
 @pytest.mark.parametrize(
     ("qos", "version", "connection"),

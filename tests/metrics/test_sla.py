@@ -86,6 +86,7 @@ def test_verdicts_compare_the_measured_value() -> None:
     assert "no dashboard data" in verdicts[4].detail
 
 
+@pytest.mark.slow
 def test_a_run_exits_0_when_its_slas_hold_and_3_when_one_breaks(
     tmp_path: Path, backend: Backends
 ) -> None:
@@ -125,6 +126,7 @@ def test_a_run_exits_0_when_its_slas_hold_and_3_when_one_breaks(
     assert "ingest rate was" in failure.get("message", "")
 
 
+@pytest.mark.slow
 def test_sla_table_in_a_config_file(tmp_path: Path) -> None:
     """An [sla] table in --config sets the SLAs; a bad one names the file and key."""
     config = tmp_path / "run.toml"
@@ -144,6 +146,7 @@ def test_sla_table_in_a_config_file(tmp_path: Path) -> None:
     assert "expected a latency" in result.stderr
 
 
+@pytest.mark.slow
 def test_mixed_run_judges_slas_over_devices_and_dashboards(
     tmp_path: Path, backend: Backends, mosquitto: str, topic_root: str
 ) -> None:

@@ -17,7 +17,7 @@ from simulator.transports.faultproxy import FaultProxy
 from simulator.transports.mqtt.lean import LeanMqttTransport, _Link
 from simulator.transports.mqtt.packets import publish_packet
 from simulator.transports.mqtt.settings import MqttSettings
-from tests.test_transport_contract import RecordingSink
+from tests.transports.test_transport_contract import RecordingSink
 
 
 def _message(seq: int, topic: str, connection: int = 0) -> Message:

@@ -17,6 +17,8 @@ from simulator.backend.broker import free_port
 from tests.conftest import Backends, Observer
 from tests.helpers import ROOT, simulate
 
+pytestmark = pytest.mark.slow  # every test here starts a process or a broker
+
 
 @pytest.mark.parametrize(("batch", "http2"), [("1", False), ("5", False), ("1", True)])
 def test_http_ingest_reconciles_to_zero_loss(

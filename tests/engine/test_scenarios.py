@@ -14,7 +14,7 @@ from simulator.engine.scenarios import load_scenario
 from simulator.errors import ConfigError
 from simulator.units import parse_instant
 from tests.conftest import Observer
-from tests.helpers import simulate
+from tests.helpers import ROOT, simulate
 from tests.scenario_helpers import run_scenario
 
 DAY = 86400.0
@@ -134,7 +134,7 @@ def test_network_outage_overflow_is_counted_as_dropped(tmp_path: Path) -> None:
     still balance and the kept messages keep their seq."""
     profiles = tmp_path / "profiles"
     profiles.mkdir()
-    for source in (Path(__file__).parent.parent / "device_profiles").glob("*.toml"):
+    for source in (ROOT / "device_profiles").glob("*.toml"):
         text = re.sub(r"max_messages = \d+", "max_messages = 5", source.read_text())
         (profiles / source.name).write_text(text)
     engine, _, metrics = run_scenario(
@@ -166,6 +166,7 @@ def test_bad_payloads_break_about_the_configured_share() -> None:
     assert all(isinstance(p["seq"], int) for p in payloads if not p["_flags"] & 2)
 
 
+@pytest.mark.slow
 def test_reconnect_storm_drops_and_restores_connections(
     tmp_path: Path, mosquitto: str, observer: Observer, topic_root: str
 ) -> None:
@@ -205,6 +206,7 @@ def test_reconnect_storm_drops_and_restores_connections(
     observer.check_delivery(totals)
 
 
+@pytest.mark.slow
 def test_bad_scenario_files_name_the_place(tmp_path: Path) -> None:
     """A scenario with an unknown event type or a bad value is refused, naming file and key."""
     bad = tmp_path / "bad.toml"

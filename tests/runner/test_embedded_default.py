@@ -6,7 +6,11 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import simulate
+
+pytestmark = pytest.mark.slow  # every test here starts a process or a broker
 
 
 def _path_without_mosquitto() -> str:

@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulator.backend.broker import free_port
 from simulator.transports.faultproxy import FaultProxy
 from simulator.transports.mqtt.settings import backoff_delay
+from tests.helpers import ROOT
 
 
 def test_reconnect_backoff_is_exponential_with_full_jitter() -> None:
@@ -61,6 +62,7 @@ async def _round_trip(port: int, payload: bytes, timeout: float = 5.0) -> float:
         writer.close()
 
 
+@pytest.mark.slow
 async def test_fault_proxy_cuts_delays_throttles_blackholes_and_refuses() -> None:
     """Through the proxy an echo server answers as directly; then latency delays each way,
     a throttle stretches a large transfer, a blackhole swallows everything until cleared, a
@@ -139,6 +141,7 @@ def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
     broker.stop()
 
 
+@pytest.mark.slow
 def test_broker_restart_and_a_network_cut_at_qos1_keep_the_books(
     tmp_path: Path, private_broker: PrivateBroker
 ) -> None:
@@ -183,7 +186,7 @@ def test_broker_restart_and_a_network_cut_at_qos1_keep_the_books(
             *("--topic-template", f"{topic_root}/{{device_id}}/{{kind}}"),
             *("--report", str(report_file), "--allow-loss"),
         ],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

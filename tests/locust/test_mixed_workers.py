@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from simulator.backend.broker import free_port
 from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.load import load_fleet
 from tests.conftest import Backends
 from tests.helpers import ROOT, simulate
+
+pytestmark = pytest.mark.slow  # every test here starts a process or a broker
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
 

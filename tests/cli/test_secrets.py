@@ -6,9 +6,13 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
+
 from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.load import load_fleet
 from tests.helpers import simulate
+
+pytestmark = pytest.mark.slow  # every test here starts a process or a broker
 
 
 def _leaks(secrets: list[str], texts: dict[str, str]) -> list[str]:

@@ -24,6 +24,7 @@ def _fast_map(folder: Path, think: str) -> Path:
     return fast
 
 
+@pytest.mark.slow
 def test_locust_users_browse_every_view_of_the_fleet(tmp_path: Path, backend: Backends) -> None:
     """Locust users log in and open the farm list, farm overviews, 7-day room charts and
     device pages of the same fleet the devices published for, without a failure; each
@@ -68,6 +69,7 @@ def test_dashboard_map_errors_name_the_place(tmp_path: Path) -> None:
     assert dig([], "0.id") is None
 
 
+@pytest.mark.slow
 def test_mixed_run_reports_devices_beside_dashboards(
     tmp_path: Path,
     backend: Backends,

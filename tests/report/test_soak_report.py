@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 
 from simulator.backend.broker import free_port
@@ -33,6 +34,7 @@ def _colour_pixels(image: Image.Image, colour: str, tolerance: int = 40) -> int:
     return count
 
 
+@pytest.mark.slow
 def test_soak_writes_the_time_series_and_a_report_with_drawn_charts(
     tmp_path: Path, mosquitto: str, topic_root: str
 ) -> None:
@@ -130,6 +132,7 @@ def _sent(values: dict[str, float]) -> float:
     )
 
 
+@pytest.mark.slow
 def test_prometheus_serves_the_run_on_loopback_only(tmp_path: Path) -> None:
     """`--prometheus :PORT` serves /metrics on 127.0.0.1 while the run lasts: counters per
     device type and outcome that grow, the connected gauge, latency quantiles; another

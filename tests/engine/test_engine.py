@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -155,6 +156,45 @@ async def test_connect_ramp_spreads_connections_over_time() -> None:
     assert len(times) == owners
     spread = max(times) - min(times)
     assert spread == pytest.approx((owners - 1) / 200.0, abs=0.15)
+
+
+class SkippedPauses(ScaledClock):
+    """A real-time clock whose real waits pass at once: its real time jumps ahead by each
+    wait, and every wait is written down."""
+
+    def __init__(self, start: float) -> None:
+        self.paused: list[float] = []
+        super().__init__(start, speed=1.0)
+
+    def monotonic(self) -> float:  # type: ignore[override]
+        return time.monotonic() + sum(self.paused)
+
+    async def pause(self, seconds: float) -> None:
+        self.paused.append(seconds)
+        await asyncio.sleep(0)
+
+
+async def test_connect_ramp_waits_on_the_injected_clock() -> None:
+    """The connection ramp waits through the clock it is given, never on its own: at 10
+    connections a second the clock is asked for the whole ramp, (owners - 1) / 10 seconds,
+    and a clock that lets those pass at once finishes the ramp in a fraction of that."""
+    clock = SkippedPauses(START)
+    engine, transport, _ = _engine(
+        RecordedConnects, farms=4, clock=clock, duration=3600.0, connect_rate=10.0
+    )
+    owners = len(engine.connections)
+    ramp = (owners - 1) / 10.0
+    stop = asyncio.Event()
+    started = time.monotonic()
+    async with transport, asyncio.TaskGroup() as group:
+        group.create_task(engine.run(stop))
+        while len(transport.connect_times) < owners and time.monotonic() - started < ramp:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.01)
+        elapsed = time.monotonic() - started
+        stop.set()
+    assert len(transport.connect_times) == owners  # type: ignore[attr-defined]
+    assert sum(clock.paused) == pytest.approx(ramp, rel=0.05)
+    assert elapsed < ramp / 4
 
 
 class DoubleCoughs:

@@ -7,7 +7,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import simulate
+
+pytestmark = pytest.mark.slow  # every test here starts a process or a broker
 
 ARGS = ("--farms", "8", "--start", "2026-03-01", "--duration", "2d", "--speed", "max", "--quiet")
 

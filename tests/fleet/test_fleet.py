@@ -133,6 +133,7 @@ def test_fleet_listing_json_and_csv_agree(profiles: Profiles, templates: Templat
     assert len(rows) == fleet.devices.count + 1
 
 
+@pytest.mark.slow
 def test_fleet_command_prints_json_and_csv() -> None:
     """`simulate fleet --format json|csv` prints the same fleet a run publishes for."""
     as_json = simulate("fleet", "--farms", "3", "--format", "json")

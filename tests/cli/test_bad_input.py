@@ -15,6 +15,8 @@ import pytest
 from simulator.backend.broker import free_port
 from tests.helpers import ROOT, Completed, simulate
 
+pytestmark = pytest.mark.slow  # every test here starts a process or a broker
+
 
 def _one_line_error(result: Completed, code: int, *fragments: str) -> str:
     assert result.returncode == code, (result.returncode, result.stderr)

@@ -24,6 +24,8 @@ from cryptography.x509.oid import NameOID
 from simulator.backend.broker import free_port
 from tests.helpers import simulate
 
+pytestmark = pytest.mark.slow  # every test here starts a process or a broker
+
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])

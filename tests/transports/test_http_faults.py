@@ -13,9 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from simulator.transports.http import retry_after
 from tests.helpers import simulate
-from tests.test_tls import make_certificates
+from tests.transports.test_tls import make_certificates
 
 #: a few messages: one farm's climate nodes for ten simulated minutes, as fast as possible
 FEW = ("--farms", "1", "--device-types", "climate_node", "--clean", "--quiet")
@@ -84,6 +86,7 @@ def test_retry_after_parses_seconds_and_http_dates() -> None:
     assert retry_after(None) is None
 
 
+@pytest.mark.slow
 def test_a_429_with_retry_after_is_retried_after_the_wait_and_counted() -> None:
     """A target that answers 429 with Retry-After: 1 to every first try: each message is
     sent again a second later and acknowledged; the report counts one retry per message
@@ -113,6 +116,7 @@ def _https(folder: Path, *, client_certificate: bool) -> Iterator[str]:
         yield f"https://{address}/ingest"
 
 
+@pytest.mark.slow
 def test_https_targets_are_verified_and_mutual_tls_presents_the_client_certificate(
     tmp_path: Path,
 ) -> None:
@@ -143,6 +147,7 @@ def test_https_targets_are_verified_and_mutual_tls_presents_the_client_certifica
         assert mutual["totals"]["acknowledged"] == mutual["totals"]["sent"] > 0
 
 
+@pytest.mark.slow
 def test_a_target_that_stops_answering_does_not_stall_the_fleet(backend: Any) -> None:
     """The reference backend goes silent (a blackhole through the fault proxy) for a third
     of a real-time run: requests in that window time out after --http-timeout and are

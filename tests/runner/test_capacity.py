@@ -10,9 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from simulator.exitcodes import EXIT_SLA
 from tests.conftest import Backends
 from tests.helpers import ROOT, simulate
+
+pytestmark = pytest.mark.slow  # every test here starts a process or a broker
 
 #: people who open room charts, a day each, quickly one after the other
 ROOM_MAP = """

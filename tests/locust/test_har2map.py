@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from simulator.locust.dashboard_map import load_map
 from tests.conftest import Backends
 from tests.helpers import ROOT, locust_stats, simulate
@@ -75,6 +77,7 @@ def test_the_recording_is_the_session_it_claims_to_be() -> None:
     assert any(u.endswith(".css") for u in urls)
 
 
+@pytest.mark.slow
 def test_har2map_groups_views_finds_ids_and_login(tmp_path: Path) -> None:
     """The map has the login step (token from the login answer, the header it went in), one
     view per kind of page with its weight, the API requests only, IDs as fleet placeholders
@@ -101,6 +104,7 @@ def test_har2map_groups_views_finds_ids_and_login(tmp_path: Path) -> None:
     assert "Bearer " not in text  # the recorded token stays out
 
 
+@pytest.mark.slow
 def test_the_map_replays_the_recorded_sequence_with_new_ids(
     tmp_path: Path, backend: Backends
 ) -> None:
@@ -149,6 +153,7 @@ def test_the_map_replays_the_recorded_sequence_with_new_ids(
     assert farms - recorded_farms, f"replayed only the recorded farms {sorted(farms)}"
 
 
+@pytest.mark.slow
 def test_har2map_refuses_what_is_not_a_recording(tmp_path: Path) -> None:
     """Files that are not HAR get one line naming the file and what was expected, exit 2."""
     cases = {
@@ -186,6 +191,7 @@ def test_har2map_refuses_what_is_not_a_recording(tmp_path: Path) -> None:
         assert re.search(expected[name], lines[0]), (name, lines[0])
 
 
+@pytest.mark.slow
 def test_a_login_answer_missing_from_the_recording_is_guessed_and_said(tmp_path: Path) -> None:
     """Browsers drop a body when the page navigates away at once (as after a login): the
     sign-in POST before the first authorised request still becomes the login step, and

@@ -308,53 +308,8 @@ def render_mixed_html(data: dict[str, Any]) -> str:
     verdicts, then ingest beside dashboards over time (throughput, p95, errors), the users
     and connected devices, and a table per request name. ``data`` holds ``rows`` (one per
     sampling interval), ``requests`` (per name), ``sla`` and ``config``."""
-    rows = data["rows"]
-    charts_svg = []
-    if len(rows) >= 2:
-        charts_svg = [
-            _chart(
-                rows,
-                "Throughput",
-                "per second",
-                {"ingest_rate": "device messages/s", "dashboard_rate": "dashboard requests/s"},
-            ),
-            _chart(
-                rows,
-                "Latency p95 (of each interval)",
-                "ms",
-                {"ingest_p95": "device messages", "dashboard_p95": "dashboard requests"},
-            ),
-            _chart(
-                [
-                    {
-                        **r,
-                        "ingest_err": r["ingest_error_rate"] * 100,
-                        "dashboard_err": r["dashboard_error_rate"] * 100,
-                    }
-                    for r in rows
-                ],
-                "Errors",
-                "% failed",
-                {"ingest_err": "device messages", "dashboard_err": "dashboard requests"},
-            ),
-            _chart(rows, "Dashboard users", "users", {"users": "users"}),
-            _chart(rows, "Connected devices", "connections", {"connected": "connected"}),
-        ]
-    table = [
-        [
-            escape(r["name"]),
-            escape(r["kind"]),
-            _number(r["requests"]),
-            _number(r["failures"]),
-            _number(r["rate_per_s"], 1),
-            _number(r["p50_ms"]),
-            _number(r["p95_ms"]),
-            _number(r["p99_ms"]),
-            _number(r["max_ms"]),
-        ]
-        for r in data["requests"]
-    ]
     verdicts = _verdicts({"outcome": "completed", "sla": data.get("sla") or [], "trends": []})
+    config = json.dumps(data.get("config") or {}, indent=2, sort_keys=True)
     return "\n".join(
         [
             "<!doctype html>",
@@ -369,28 +324,82 @@ def render_mixed_html(data: dict[str, Any]) -> str:
             verdicts,
             "<h2>Over time</h2>",
             '<div class="charts">'
-            + ("\n".join(charts_svg) or '<p class="muted">Too short for plots.</p>')
+            + ("\n".join(_mixed_charts(data["rows"])) or TOO_SHORT)
             + "</div>",
             "<h2>By request</h2>",
-            _table(
-                [
-                    "name",
-                    "kind",
-                    "requests",
-                    "failures",
-                    "per s",
-                    "p50 ms",
-                    "p95 ms",
-                    "p99 ms",
-                    "max ms",
-                ],
-                table,
-            ),
+            _requests_table(data["requests"]),
             "<h2>Configuration</h2>",
-            f"<pre>{escape(json.dumps(data.get('config') or {}, indent=2, sort_keys=True))}</pre>",
+            f"<pre>{escape(config)}</pre>",
             "</body></html>",
         ]
     )
+
+
+def _mixed_charts(rows: list[dict[str, Any]]) -> list[str]:
+    """Ingest beside dashboards: throughput, p95 and errors; then users and devices."""
+    if len(rows) < 2:
+        return []
+    errors = [
+        {
+            **r,
+            "ingest_err": r["ingest_error_rate"] * 100,
+            "dashboard_err": r["dashboard_error_rate"] * 100,
+        }
+        for r in rows
+    ]
+    return [
+        _chart(
+            rows,
+            "Throughput",
+            "per second",
+            {"ingest_rate": "device messages/s", "dashboard_rate": "dashboard requests/s"},
+        ),
+        _chart(
+            rows,
+            "Latency p95 (of each interval)",
+            "ms",
+            {"ingest_p95": "device messages", "dashboard_p95": "dashboard requests"},
+        ),
+        _chart(
+            errors,
+            "Errors",
+            "% failed",
+            {"ingest_err": "device messages", "dashboard_err": "dashboard requests"},
+        ),
+        _chart(rows, "Dashboard users", "users", {"users": "users"}),
+        _chart(rows, "Connected devices", "connections", {"connected": "connected"}),
+    ]
+
+
+REQUEST_COLUMNS = (
+    "name",
+    "kind",
+    "requests",
+    "failures",
+    "per s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "max ms",
+)
+
+
+def _requests_table(requests: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            escape(r["name"]),
+            escape(r["kind"]),
+            _number(r["requests"]),
+            _number(r["failures"]),
+            _number(r["rate_per_s"], 1),
+            _number(r["p50_ms"]),
+            _number(r["p95_ms"]),
+            _number(r["p99_ms"]),
+            _number(r["max_ms"]),
+        ]
+        for r in requests
+    ]
+    return _table(REQUEST_COLUMNS, rows)
 
 
 def write_mixed_html(data: dict[str, Any], path: Path) -> None:

@@ -1,16 +1,16 @@
-"""The MQTT transports, and barnstorm's own subscriber for delivery accounting.
+"""The gmqtt publish path: MQTT 5, or ``--mqtt-client gmqtt``.
 
-:func:`mqtt_transport` picks the publish path: barnstorm's own lean MQTT 3.1.1 client
-(``mqttlean.py``, the default: publish-only, several times cheaper per message and per
-connection) or gmqtt (MQTT 5, or ``--mqtt-client gmqtt``). Both keep the same transport
-contract and are tested against the same broker.
+:func:`~simulator.transports.mqtt.factory.mqtt_transport` picks the publish path: barnstorm's own
+lean MQTT 3.1.1 client (``lean.py``, the default: publish-only, several times cheaper per
+message and per connection) or this one. Both keep the same transport contract and are
+tested against the same broker.
 
-This is the only module that imports an MQTT client library. gmqtt is asyncio-native and was
-measured several times faster than the other libraries (see DESIGN.md). Its ``publish`` is
-synchronous and it reports acknowledgements only by releasing the stored packet of a
-QoS 1/2 message, so each client gets an :class:`_AckStore`: the ``persistent_storage``
-gmqtt accepts in its constructor, which tells us exactly which message a PUBACK or
-PUBCOMP settled, and which ones a clean reconnect discarded.
+gmqtt is asyncio-native and was measured several times faster than the other libraries
+(see DESIGN.md). Its ``publish`` is synchronous and it reports acknowledgements only by
+releasing the stored packet of a QoS 1/2 message, so each client gets an
+:class:`_AckStore`: the ``persistent_storage`` gmqtt accepts in its constructor, which
+tells us exactly which message a PUBACK or PUBCOMP settled, and which ones a clean
+reconnect discarded.
 
 Connections are one per device, or one per site gateway that publishes for its site;
 either way a connection is named by the fleet index of the device that owns it.

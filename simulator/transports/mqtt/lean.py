@@ -2,7 +2,7 @@
 
 A device only ever connects, publishes, answers keepalive and reconnects, so this module
 speaks exactly that part of MQTT 3.1.1 over an :class:`asyncio.Protocol`, with no client
-library in between. Compared with gmqtt (kept for MQTT 5, see ``mqtt.py``) it:
+library in between. Compared with gmqtt (kept for MQTT 5, see ``gmqtt_client.py``) it:
 
 - writes a tick's packets for one connection in a single ``write`` (one syscall),
 - settles a PUBACK with one dict lookup, no per-message coroutine or callback chain,

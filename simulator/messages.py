@@ -19,6 +19,11 @@ class Outcome(Enum):
     DROPPED = "dropped"  # never handed over: the connection was down
 
 
+#: Why a device keeps a message and never hands it to a transport (its own simulated
+#: offline state: still offline when the run stopped, or its bounded buffer overflowed).
+#: Such a message is dropped on the books, but it is no failure of the target.
+HELD_ON_DEVICE = frozenset({"offline_at_stop", "buffer_overflow"})
+
 #: Message flags.
 DUPLICATE = 1  # a resend of a message already sent (same seq): counted apart
 

@@ -34,7 +34,7 @@ from simulator.backend import dashboard_api as api
 from simulator.backend.access_log import AccessLog
 from simulator.backend.dashboard_api import json_response, protected
 from simulator.backend.state import Backend, backend_of
-from simulator.backend.store import Store
+from simulator.backend.store import Invalid, Store
 from simulator.fleet.build import Fleet
 
 MAX_BODY = 1 << 20  # bytes of one ingest request
@@ -97,7 +97,16 @@ async def ingest(request: Request) -> Response:
 
 
 async def readback(request: Request) -> Response:
-    return json_response(backend_of(request).store.readback())
+    """What was stored, per device (``?since=MARK``: only from a mark on)."""
+    try:
+        return json_response(backend_of(request).store.readback(request.query_params.get("since")))
+    except Invalid as exc:
+        return json_response({"error": str(exc)}, exc.status)
+
+
+async def readback_mark(request: Request) -> Response:
+    """A mark in the backend's time: a run's read-back counts from it (``?since=``)."""
+    return json_response({"mark": backend_of(request).store.mark()})
 
 
 async def login(request: Request) -> Response:
@@ -144,6 +153,7 @@ def _mqtt_ingest(backend: Backend, mqtt: Any, topic: str) -> Lifespan[Starlette]
 ROUTES = [
     Route("/ingest", ingest, methods=["POST"]),
     Route("/api/readback", readback),
+    Route("/api/readback/mark", readback_mark),
     Route("/api/login", login, methods=["POST"]),
     Route("/api/farms", protected(api.farms)),
     Route("/api/farms/{farm_id}", protected(api.farm)),

@@ -120,6 +120,8 @@ class Store:
     target: str
     slow: bool = False
     rejected: dict[str, int] = field(default_factory=dict)
+    #: read-back marks (the backend's time, as text) and the rejections counted by then.
+    marks: dict[str, dict[str, int]] = field(default_factory=dict)
     db: Database = field(init=False)
 
     def __post_init__(self) -> None:
@@ -206,8 +208,19 @@ class Store:
             )
         return len(rows), bad, status
 
-    def readback(self) -> dict[str, Any]:
-        """Per device: messages received, highest seq, missing seq ranges, duplicates."""
+    def mark(self) -> str:
+        """A point in this backend's own time from which a run's read-back counts, so that
+        a run reconciles against what arrived during it, not against earlier runs (and no
+        clock but the backend's is involved)."""
+        mark = repr(time.time())
+        self.marks[mark] = dict(self.rejected)
+        return mark
+
+    def readback(self, since: str | None = None) -> dict[str, Any]:
+        """Per device: messages received, highest seq, missing seq ranges, duplicates;
+        with ``since`` (a :meth:`mark`), only what arrived from then on."""
+        if since is not None and since not in self.marks:
+            raise Invalid(f"unknown read-back mark {since!r}", 400)
         devices: dict[str, dict[str, Any]] = {}
         current: str | None = None
         seqs: list[int] = []
@@ -230,22 +243,31 @@ class Store:
                 "seqs": _ranges(unique),
             }
 
-        for device_id, seq in self.db.execute(
-            "SELECT device_id, seq FROM messages ORDER BY device_id, seq"
-        ):
+        query = "SELECT device_id, seq FROM messages"
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            query, params = query + " WHERE received >= ?", (float(since),)
+        for device_id, seq in self.db.execute(query + " ORDER BY device_id, seq", params):
             if device_id != current:
                 close()
                 current, seqs = device_id, []
             seqs.append(seq)
         close()
+        before = self.marks.get(since, {}) if since is not None else {}
+        rejected = {
+            reason: count - before.get(reason, 0)
+            for reason, count in self.rejected.items()
+            if count > before.get(reason, 0)
+        }
         received = sum(d["received"] for d in devices.values())
         duplicates = sum(d["duplicates"] for d in devices.values())
         return {
             "devices": devices,
             "received": received,
             "duplicates": duplicates,
-            "rejected": sum(self.rejected.values()),
-            "rejected_by_reason": self.rejected,
+            "rejected": sum(rejected.values()),
+            "rejected_by_reason": rejected,
+            "since": since,
         }
 
 

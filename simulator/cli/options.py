@@ -222,6 +222,20 @@ def backoff(text: str) -> tuple[float, float]:
     return base, cap
 
 
+def share(text: str, flag: str) -> float:
+    """A share of messages: ``"1%"``, ``"0.5%"`` or ``"100%"``."""
+    cleaned = str(text).strip()
+    try:
+        if not cleaned.endswith("%"):
+            raise ValueError
+        value = float(cleaned[:-1]) / 100.0
+    except ValueError:
+        raise ConfigError(flag, f'expected a percentage such as "1%", got "{text}"') from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(flag, f'expected a percentage from 0% to 100%, got "{text}"')
+    return value
+
+
 def writable(path: Path | None, flag: str) -> Path | None:
     if path is not None and not path.parent.resolve().is_dir():
         raise ConfigError(flag, f"directory {path.parent} does not exist")

@@ -19,6 +19,7 @@ from simulator.cli import options as opt
 from simulator.cli.options import option, stacked
 from simulator.engine.scenarios import load_scenario
 from simulator.errors import ConfigError
+from simulator.exitcodes import EXIT_FAILURES
 from simulator.fleet.topics import check_topic_template
 from simulator.metrics.sla import parse_slas
 from simulator.runner.config import (
@@ -179,6 +180,14 @@ run_shape_options = stacked(
         "1 otherwise. --processes 1 writes one time-ordered file.",
     ),
     option("--allow-loss", is_flag=True, help="Exit 0 even when messages were lost."),
+    option(
+        "--max-failed",
+        default="1%",
+        show_default=True,
+        metavar="PERCENT",
+        help="Share of the sent messages that may fail (timeouts, refusals, error statuses) "
+        f"before the run exits {EXIT_FAILURES}; 100% never fails the run for it.",
+    ),
 )
 
 output_options = stacked(
@@ -275,6 +284,7 @@ def build_run_config(options: Options) -> RunConfig:
             slas=parse_slas(options["sla"]),
             junit=opt.writable(options["junit"], "--junit"),
             allow_loss=options["allow_loss"],
+            max_failed=opt.share(options["max_failed"], "--max-failed"),
         ),
         processes=processes,
     )

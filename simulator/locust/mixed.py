@@ -40,7 +40,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
-from simulator.exitcodes import EXIT_SLA
+from simulator.exitcodes import EXIT_FAILED, EXIT_SLA
 from simulator.locust.stats import DEVICE_METHODS, Snapshot, snapshot, window_measures
 from simulator.locust.users import DashboardUser
 from simulator.metrics.sla import Verdict, evaluate, parse_slas, write_junit
@@ -62,6 +62,9 @@ class FleetStatus:
     connected: int = 0
     messages: int = 0
     failures: int = 0
+    #: messages devices kept and never sent (offline at the stop, buffer overflow): no
+    #: request events, since they never reached the target.
+    held: int = 0
     rate: float = 0.0  # messages per second over the last RATE_WINDOW
 
 
@@ -124,6 +127,7 @@ class FleetChild:
                 context={},
             )
         status = self.status
+        status.held += sum(int(n) for n in (batch.get("held") or {}).values())
         status.connected = int(batch.get("connected", status.connected))
         status.messages += len(results)
         status.failures += sum(1 for result in results if result[4])
@@ -194,6 +198,19 @@ def stop_fleet(environment: Environment, **_: Any) -> None:
 @events.quitting.add_listener
 def quit_fleet(environment: Environment, **_: Any) -> None:
     stop_fleet(environment)  # first: the fleet's last results count in the verdicts
+    statuses = _fleet_statuses(environment)
+    held = sum(status.held for status in statuses)
+    if statuses and not any(status.messages or status.held for status in statuses):
+        # The same rule as a run of the fleet alone: a run that sent nothing fails.
+        print("barnstorm: the device fleet sent nothing during the test", file=sys.stderr)
+        environment.process_exit_code = EXIT_FAILED
+    if held:
+        print(
+            f"barnstorm: {held:,} device messages were never sent (their devices were offline "
+            "when the test stopped, or their buffers overflowed); they are not counted as "
+            "the target's failures",
+            file=sys.stderr,
+        )
     if not isinstance(environment.runner, WorkerRunner):
         verdicts = judge_slas(environment)
         if SAMPLER.rows or os.environ.get("BARNSTORM_LOCUST_HTML"):
@@ -338,12 +355,16 @@ def collect_fleet(client_id: str, data: dict[str, Any], **_: Any) -> None:
         WORKERS[client_id] = [FleetStatus(**status) for status in data[REPORT_KEY]]
 
 
+def _fleet_statuses(environment: Environment) -> list[FleetStatus]:
+    """Every fleet shard's status: the workers' on the master, this process's elsewhere."""
+    if isinstance(environment.runner, MasterRunner):
+        return [status for key in sorted(WORKERS) for status in WORKERS[key]]
+    return [child.status for child in CHILDREN]
+
+
 def fleet_rows(environment: Environment) -> list[dict[str, Any]]:
     """The web UI's table: one row per fleet shard and, with several, a total."""
-    if isinstance(environment.runner, MasterRunner):
-        statuses = [status for key in sorted(WORKERS) for status in WORKERS[key]]
-    else:
-        statuses = [child.status for child in CHILDREN]
+    statuses = _fleet_statuses(environment)
     rows: list[dict[str, Any]] = [
         {
             "shard": s.shard,
@@ -352,6 +373,7 @@ def fleet_rows(environment: Environment) -> list[dict[str, Any]]:
             "rate": round(s.rate, 1),
             "messages": s.messages,
             "failures": s.failures,
+            "held": s.held,
         }
         for s in statuses
     ]
@@ -362,7 +384,7 @@ def fleet_rows(environment: Environment) -> list[dict[str, Any]]:
                 "state": "",
                 **{
                     key: round(sum(row[key] for row in rows), 1)
-                    for key in ("connected", "rate", "messages", "failures")
+                    for key in ("connected", "rate", "messages", "failures", "held")
                 },
             }
         )
@@ -388,6 +410,7 @@ def add_fleet_tab(environment: Environment, **_: Any) -> None:
                 {"key": "rate", "title": "Messages/s"},
                 {"key": "messages", "title": "Messages"},
                 {"key": "failures", "title": "Failures"},
+                {"key": "held", "title": "Never sent (held on devices)"},
             ],
         }
     ]

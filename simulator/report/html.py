@@ -130,6 +130,13 @@ def _verdicts(report: dict[str, Any]) -> str:
         )
     else:
         parts.append('<p class="muted">No SLAs were given (--sla).</p>')
+    failed = report.get("max_failed")
+    if failed and not failed["held"]:
+        parts.append(
+            f'<div class="banner bad">{failed["failed"]:,} of {failed["sent"]:,} messages '
+            f"failed ({failed['share']:.1%}), more than --max-failed {failed['limit']:.1%} "
+            "allows</div>"
+        )
     accounting = report.get("accounting")
     if accounting and accounting["lost"]:
         parts.append(

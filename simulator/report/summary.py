@@ -35,6 +35,12 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
             f"were received[/] ({accounting['duplicated']:,} duplicates)"
         )
     _print_notes(report["totals"], console)
+    failed = report.get("max_failed")
+    if failed and not failed["held"]:
+        console.print(
+            f"[bold red]too many failed:[/] {failed['failed']:,} of {failed['sent']:,} messages "
+            f"({failed['share']:.1%}), more than --max-failed {failed['limit']:.1%} allows"
+        )
     for trend in report.get("trends") or []:
         if trend["drift"]:
             change = "" if trend["change_pct"] is None else f" ({trend['change_pct']:+.0f} %)"

@@ -2,10 +2,14 @@
 
 ``simulate run --stream-results`` writes, twice a second, one line::
 
-    {"results": [["cough_monitor", "MQTT", 12.3, 361, null], ...], "connected": 1024}
+    {"results": [["cough_monitor", "MQTT", 12.3, 361, null], ...], "connected": 1024,
+     "held": {"offline_at_stop": 3}}
 
 one result per settled message: device type, transport, latency in ms (null when the
-message failed), payload bytes, error kind (null on success). The Locust process
+message failed), payload bytes, error kind (null on success). Messages a device kept and
+never handed to the target (:data:`~simulator.messages.HELD_ON_DEVICE`) are no result:
+they are counted in ``held``, by reason, since the last line, so they never show as the
+target's failures. The Locust process
 (``locustfiles/mixed.py``) reads the lines and fires one Locust request event per result,
 so devices appear beside the dashboard endpoints. The engine never imports Locust.
 """
@@ -15,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
 import orjson
 
-from simulator.messages import Message, Outcome
+from simulator.messages import HELD_ON_DEVICE, Message, Outcome
 from simulator.metrics.metrics import Metrics
 
 FLUSH_EVERY = 0.5
@@ -34,11 +39,15 @@ class ResultStream:
         self.transport = transport.upper()
         self.out = out or sys.stdout.buffer
         self.pending: list[list[Any]] = []
+        self.held: Counter[str] = Counter()
         metrics.observer = self.observe
 
     def observe(
         self, message: Message, outcome: Outcome, error: str | None, latency: float | None
     ) -> None:
+        if outcome is Outcome.DROPPED and error in HELD_ON_DEVICE:
+            self.held[error] += 1
+            return
         device_type = self.metrics.type_names[message.type_code]
         if outcome is Outcome.DROPPED or error is not None:
             self.pending.append(
@@ -57,7 +66,12 @@ class ResultStream:
 
     def flush(self) -> None:
         batch, self.pending = self.pending, []
-        line = {"results": batch, "connected": self.metrics.connections.connected}
+        held, self.held = self.held, Counter()
+        line = {
+            "results": batch,
+            "connected": self.metrics.connections.connected,
+            "held": dict(held),
+        }
         self.out.write(orjson.dumps(line) + b"\n")
         self.out.flush()
 

@@ -111,6 +111,8 @@ class VerdictConfig:
     #: JUnit XML of the SLA verdicts, one test case per SLA.
     junit: Path | None = None
     allow_loss: bool = False
+    #: the share of sent messages that may fail (a share: 0.01 is 1 %); above it, exit 5.
+    max_failed: float = 0.01
 
 
 @dataclass(frozen=True)

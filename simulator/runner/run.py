@@ -28,6 +28,7 @@ from simulator.engine.engine import Engine
 from simulator.errors import BarnstormError, ConfigError
 from simulator.exitcodes import (
     EXIT_FAILED,
+    EXIT_FAILURES,
     EXIT_INTERRUPTED,
     EXIT_LOSS,
     EXIT_OK,
@@ -54,6 +55,7 @@ from simulator.report.files import SCHEMA_VERSION, write_csv, write_report
 from simulator.report.html import write_html
 from simulator.runner.bridge import ResultStream
 from simulator.runner.config import RunConfig, RunResult
+from simulator.runner.delivery import FailedShare, Ramp, nothing_accepted, nothing_sent
 from simulator.trace import TraceContext
 from simulator.transports.base import Transport
 from simulator.transports.faultproxy import FaultProxy, play_faults
@@ -62,7 +64,7 @@ from simulator.transports.http import HttpTransport
 from simulator.transports.memory import MemoryTransport
 from simulator.transports.mqtt.factory import mqtt_transport
 from simulator.transports.mqtt.settings import MqttSettings
-from simulator.transports.readback import ReadBackError, read_back
+from simulator.transports.readback import ReadBackError, read_back, take_mark
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,10 @@ class Run:
         self.target_url: str | None = None
         self.backend_url: str | None = None
         self.bad_input = False
+        #: the read-back mark taken at the start (None: the target has none).
+        self.readback_mark: str | None = None
+        #: the --max-failed verdict, once the run got messages through.
+        self.failed_share: FailedShare | None = None
 
     def request_stop(self) -> None:
         if not self.stop.is_set():
@@ -143,6 +149,8 @@ class Run:
         async with contextlib.AsyncExitStack() as stack:
             try:
                 mqtt, http, readback = await self._open_target(stack)
+                if readback is not None:
+                    self.readback_mark = await self._mark(readback)
                 mqtt, http, proxy = await self._fault_proxy(stack, mqtt, http)
                 transport = self._transport(metrics, fleet, mqtt, http)
                 await stack.enter_async_context(transport)
@@ -165,6 +173,8 @@ class Run:
                 await self._settle(transport, metrics, recorder, stream)
             if readback is not None and engine is not None and self.outcome != "failed":
                 await self._reconcile(fleet, engine, metrics, readback)
+        if engine is not None:
+            self._judge_delivery(engine, metrics)
         report = self._report(
             fleet, metrics, engine, clock, per_gateway, time.monotonic() - wall_start
         )
@@ -312,6 +322,17 @@ class Run:
         if stream is not None:
             stream.flush()  # the last results, in-flight-at-stop failures included
 
+    async def _mark(self, url: str) -> str | None:
+        """Where this run's read-back starts, in the target's time: a second run against
+        the same backend reconciles against its own messages only."""
+        mark = await take_mark(url)
+        if mark is None:
+            self.console.print(
+                f"[yellow]read-back: {url} takes no marks; the reconciliation covers "
+                "everything the target holds, earlier runs' messages included[/]"
+            )
+        return mark
+
     async def _reconcile(self, fleet: Fleet, engine: Engine, metrics: Metrics, url: str) -> None:
         """What the target stored against what was sent, per device and sequence number."""
         totals = metrics.totals()
@@ -321,14 +342,43 @@ class Run:
                 fleet.devices.ids,
                 expected=totals.acknowledged + totals.unconfirmed,
                 patience=self._drain_seconds(),
+                since=self.readback_mark,
             )
         except ReadBackError as exc:
+            # Nothing can be said about delivery: the run does not pass.
+            self.outcome = "failed"
             self.error = str(exc)
             return
         self.accounting = stored.tracker.reconcile(
             engine.next_seq, engine.devices.tolist(), metrics.undelivered or set()
         )
         self.accounting.late = stored.late
+
+    def _judge_delivery(self, engine: Engine, metrics: Metrics) -> None:
+        """A completed run that got nothing through fails, saying why; one that did gets
+        the --max-failed verdict."""
+        if self.outcome != "completed":
+            return
+        totals = metrics.totals()
+        if totals.sent == 0:
+            self.outcome = "failed"
+            self.error = nothing_sent(
+                Ramp(
+                    connections=len(engine.connections),
+                    devices=len(engine.devices),
+                    started=engine.stats.connected_devices,
+                    duration=engine.end - engine.start,
+                    speed=self.config.timing.speed,
+                    shortest_interval=min(s.spec.interval for s in engine.schedules),
+                )
+            )
+        elif totals.acknowledged + totals.unconfirmed == 0:
+            self.outcome = "failed"
+            self.error = nothing_accepted(totals.sent, totals.errors, self.target_url)
+        else:
+            self.failed_share = FailedShare(
+                totals.failed, totals.sent, self.config.verdicts.max_failed
+            )
 
     def _judge(self, report: dict[str, Any], fleet: Fleet, metrics: Metrics) -> None:
         slas = self.config.verdicts.slas
@@ -391,6 +441,8 @@ class Run:
             return EXIT_LOSS
         if self.outcome == "interrupted":
             return EXIT_INTERRUPTED
+        if self.failed_share is not None and not self.failed_share.held:
+            return EXIT_FAILURES
         return EXIT_OK
 
     def _report(
@@ -420,6 +472,7 @@ class Run:
             "outcome": self.outcome,
             "error": self.error,
             "exit_code": self._exit_code(),
+            "max_failed": self.failed_share.as_dict() if self.failed_share else None,
             "target": {
                 "kind": kind,
                 "url": self.target_url,
@@ -471,11 +524,12 @@ def write_outputs(report: dict[str, Any], config: RunConfig) -> None:
 
 def judge(report: dict[str, Any], verdicts: list[Verdict], junit: Path | None) -> None:
     """Put the SLA verdicts into ``report`` (and ``junit``); a broken SLA turns a run that
-    would exit 0 or EXIT_LOSS into EXIT_SLA."""
+    would exit 0, EXIT_LOSS or EXIT_FAILURES into EXIT_SLA."""
     report["sla"] = [verdict.as_dict() for verdict in verdicts]
     if any(not verdict.held for verdict in verdicts) and report["exit_code"] in (
         EXIT_OK,
         EXIT_LOSS,
+        EXIT_FAILURES,
     ):
         report["exit_code"] = EXIT_SLA
     if junit is not None:

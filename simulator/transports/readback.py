@@ -32,11 +32,35 @@ class Stored:
     late: int
 
 
+async def take_mark(url: str) -> str | None:
+    """Ask the target for a mark in its own time (``URL/mark``), so that the read-back at the
+    end counts what arrived during this run only. None: the target has no marks (its
+    read-back then covers everything it holds)."""
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        try:
+            response = await client.get(f"{url.rstrip('/')}/mark")
+        except httpx.HTTPError as exc:
+            raise ReadBackError(f"read-back from {url} failed: {exc}") from None
+    if response.status_code == 404:
+        return None
+    try:
+        response.raise_for_status()
+        return str(response.json()["mark"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise ReadBackError(f"read-back mark from {url} failed: {exc}") from None
+
+
 async def read_back(
-    url: str, device_ids: Sequence[str], *, expected: int, patience: float
+    url: str,
+    device_ids: Sequence[str],
+    *,
+    expected: int,
+    patience: float,
+    since: str | None = None,
 ) -> Stored:
-    """Ask ``url`` what it stored, again each second until it holds ``expected`` messages,
-    stops growing, or ``patience`` seconds have passed."""
+    """Ask ``url`` what it stored (from the mark ``since`` on), again each second until it
+    holds ``expected`` messages, stops growing, or ``patience`` seconds have passed."""
+    params = {"since": since} if since is not None else {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + patience
     data: dict[str, Any] = {}
@@ -45,7 +69,7 @@ async def read_back(
     async with httpx.AsyncClient(timeout=10.0) as client:
         while True:
             try:
-                response = await client.get(url)
+                response = await client.get(url, params=params)
                 response.raise_for_status()
                 data = response.json()
             except (httpx.HTTPError, ValueError) as exc:

@@ -45,6 +45,8 @@ def _one_line_error(result: Completed, code: int, *fragments: str) -> str:
         (["--topic-template", "t/{farm}"], ["--topic-template", "{farm}"]),
         (["--topic-template", "t/#"], ["--topic-template", "wildcard"]),
         (["--report", "/nonexistent/dir/r.json"], ["--report", "does not exist"]),
+        (["--max-failed", "5"], ["--max-failed", '"5"', 'such as "1%"']),
+        (["--max-failed", "150%"], ["--max-failed", "0% to 100%"]),
         (["--no-such-flag"], ["--no-such-flag"]),
     ],
 )

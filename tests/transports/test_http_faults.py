@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from simulator.exitcodes import EXIT_FAILED, EXIT_FAILURES
 from simulator.transports.http import retry_after
 from tests.helpers import simulate
 from tests.transports.test_tls import make_certificates
@@ -121,8 +122,9 @@ def test_https_targets_are_verified_and_mutual_tls_presents_the_client_certifica
     tmp_path: Path,
 ) -> None:
     """An https:// target signed by the test's own CA: refused (every message failed as
-    "tls") without --ca-file, acknowledged with it; a target that requires a client
-    certificate takes the messages only with --cert-file and --key-file."""
+    "tls", and the run fails with a line that says what to check) without --ca-file,
+    acknowledged with it; a target that requires a client certificate takes the messages
+    only with --cert-file and --key-file."""
     ca = ("--ca-file", str(tmp_path / "ca.pem"))
     client = (
         "--cert-file",
@@ -132,7 +134,9 @@ def test_https_targets_are_verified_and_mutual_tls_presents_the_client_certifica
     )
     with _https(tmp_path, client_certificate=False) as url:
         code, stderr, untrusted = _run(*FEW, *FEW_TIMING, "--http", url, "--allow-loss")
-        assert code == 0, stderr
+        assert code == EXIT_FAILED, stderr
+        assert "was accepted" in stderr, stderr
+        assert "--ca-file" in stderr
         assert untrusted["totals"]["acknowledged"] == 0
         assert set(untrusted["totals"]["errors"]) == {"tls"}
         code, stderr, trusted = _run(*FEW, *FEW_TIMING, "--http", url, *ca)
@@ -140,7 +144,7 @@ def test_https_targets_are_verified_and_mutual_tls_presents_the_client_certifica
         assert trusted["totals"]["acknowledged"] == trusted["totals"]["sent"] > 0
     with _https(tmp_path, client_certificate=True) as url:
         code, stderr, anonymous = _run(*FEW, *FEW_TIMING, "--http", url, *ca, "--allow-loss")
-        assert code == 0, stderr
+        assert code == EXIT_FAILED, stderr
         assert anonymous["totals"]["acknowledged"] == 0
         code, stderr, mutual = _run(*FEW, *FEW_TIMING, "--http", url, *ca, *client)
         assert code == 0, stderr
@@ -152,7 +156,8 @@ def test_a_target_that_stops_answering_does_not_stall_the_fleet(backend: Any) ->
     """The reference backend goes silent (a blackhole through the fault proxy) for a third
     of a real-time run: requests in that window time out after --http-timeout and are
     counted as "timeout"; the schedule keeps going, so the run sends as many messages as
-    the same fleet written to a file, and what is sent after the silence is acknowledged."""
+    the same fleet written to a file, and what is sent after the silence is acknowledged.
+    A third of the messages failed, far above the default --max-failed 1 %: exit 5."""
     url = backend("--farms", "1")
     timing = ("--duration", "6m", "--start", "2026-01-01")
     with tempfile.TemporaryDirectory() as folder:
@@ -170,7 +175,14 @@ def test_a_target_that_stops_answering_does_not_stall_the_fleet(backend: Any) ->
             *FEW, *timing, "--speed", "max", "--output", str(Path(folder) / "same.jsonl")
         )
     totals = report["totals"]
-    assert code == 0, stderr
+    assert code == EXIT_FAILURES, stderr
+    assert report["max_failed"] == {
+        "failed": totals["failed"],
+        "sent": totals["sent"],
+        "share": round(totals["failed"] / totals["sent"], 6),
+        "limit": 0.01,
+        "held": False,
+    }
     assert totals["sent"] == expected["totals"]["sent"]
     assert totals["errors"].get("timeout", 0) > 0
     assert totals["acknowledged"] > 0

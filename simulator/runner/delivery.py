@@ -1,0 +1,111 @@
+"""What a run must have got through before it can pass.
+
+A load test whose messages never reached the target measured nothing about the target:
+such a run fails (exit 1) with one line saying why, whatever else it measured: nothing
+was sent (the run ended before the connection ramp, or nothing fell due in its window),
+or the target accepted none of it (a dead URL, a wrong path, a refused certificate). A
+run that got through but saw more failures than ``--max-failed`` allows exits 5.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from simulator.units import format_duration
+
+#: what to check first, by the error kind that failed the most messages.
+HINTS = {
+    "http_404": "is the ingest path right? The reference backend ingests at /ingest",
+    "http_405": "is the ingest path right? The reference backend ingests at /ingest",
+    "http_401": "does the target want credentials? Give --token or --credentials",
+    "http_403": "does the target want credentials? Give --token or --credentials",
+    "connect": "is the target up, and listening at that address?",
+    "dns": "is the host name right?",
+    "timeout": "the target did not answer in time (--http-timeout)",
+    "tls": "is its certificate signed by a CA you trust? Give --ca-file, or --insecure",
+    "not_connected": "no connection to the broker stayed up",
+}
+
+
+def nothing_accepted(sent: int, errors: Counter[str], target: str | None) -> str:
+    """One line for a run whose target accepted none of the ``sent`` messages."""
+    where = f" by {target}" if target else ""
+    kinds = ", ".join(f"{kind} {count:,}" for kind, count in errors.most_common(3))
+    line = f"none of the {sent:,} messages sent was accepted{where}"
+    if kinds:
+        line += f" ({kinds})"
+    if errors:
+        hint = HINTS.get(errors.most_common(1)[0][0])
+        if hint:
+            line += f": {hint}"
+    return line
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """How far the connection ramp got, and what the run's window was."""
+
+    connections: int  # connections the fleet of this run opens
+    devices: int  # devices in this run
+    started: int  # devices whose schedule started (their connection came up)
+    duration: float  # simulated seconds of the run
+    speed: float | None  # None: as fast as possible
+    shortest_interval: float  # seconds between two messages of the chattiest kind
+
+
+def nothing_sent(ramp: Ramp) -> str:
+    """One line saying why a completed run sent nothing."""
+    if ramp.started < ramp.devices:
+        real = "" if ramp.speed is None else f" ({_real_time(ramp)} of real time)"
+        return (
+            f"nothing was sent: the run ended before its devices were connected "
+            f"({ramp.started:,} of {ramp.devices:,} devices had started); "
+            f"--duration {format_duration(ramp.duration)}{real} is too short for a ramp of "
+            f"{ramp.connections:,} connections: give a longer --duration or a higher "
+            "--connect-rate"
+        )
+    return (
+        f"nothing was sent: nothing fell due in the run's {format_duration(ramp.duration)} "
+        f"of simulated time; the chattiest messages of this fleet come every "
+        f"{format_duration(ramp.shortest_interval)}: give a longer --duration"
+    )
+
+
+def _real_time(ramp: Ramp) -> str:
+    assert ramp.speed is not None
+    seconds = ramp.duration / ramp.speed
+    return f"{seconds:.1f} s" if seconds < 60 else format_duration(seconds)
+
+
+@dataclass(frozen=True)
+class FailedShare:
+    """The ``--max-failed`` verdict: the share of sent messages the target failed."""
+
+    failed: int
+    sent: int
+    limit: float  # a share, 0.01 for 1 %
+
+    @property
+    def share(self) -> float:
+        return self.failed / self.sent if self.sent else 0.0
+
+    @property
+    def held(self) -> bool:
+        return self.share <= self.limit
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "failed": self.failed,
+            "sent": self.sent,
+            "share": round(self.share, 6),
+            "limit": self.limit,
+            "held": self.held,
+        }
+
+    def line(self) -> str:
+        return (
+            f"{self.failed:,} of {self.sent:,} messages failed ({self.share:.1%}), more than "
+            f"--max-failed {self.limit:.1%} allows"
+        )

@@ -1,0 +1,54 @@
+"""The lines a run that got nothing through prints, and the --max-failed verdict."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from simulator.runner.delivery import FailedShare, Ramp, nothing_accepted, nothing_sent
+
+
+def test_the_hint_follows_the_error_that_failed_the_most_messages() -> None:
+    """With 404s the most common error, the line names the ingest path; it lists the
+    kinds with their counts and the target it talked to."""
+    line = nothing_accepted(12, Counter({"http_404": 10, "timeout": 2}), "http://h/ingst")
+    assert line.startswith("none of the 12 messages sent was accepted by http://h/ingst")
+    assert "(http_404 10, timeout 2)" in line
+    assert line.endswith("The reference backend ingests at /ingest")
+    refused = nothing_accepted(3, Counter({"tls": 3}), None)
+    assert refused == (
+        "none of the 3 messages sent was accepted (tls 3): is its certificate signed by a CA "
+        "you trust? Give --ca-file, or --insecure"
+    )
+
+
+def test_an_unfinished_ramp_and_an_empty_window_are_told_apart() -> None:
+    """Devices that never started: the ramp was too short for the real time the run had;
+    every device started but none sent: the window was shorter than any interval."""
+    ramp = Ramp(
+        connections=103, devices=1406, started=40, duration=30, speed=60, shortest_interval=60
+    )
+    line = nothing_sent(ramp)
+    assert "ended before its devices were connected (40 of 1,406 devices had started)" in line
+    assert "--duration 30s (0.5 s of real time)" in line
+    assert "ramp of 103 connections" in line
+    window = Ramp(
+        connections=2, devices=2, started=2, duration=30, speed=None, shortest_interval=900
+    )
+    assert nothing_sent(window) == (
+        "nothing was sent: nothing fell due in the run's 30s of simulated time; the chattiest "
+        "messages of this fleet come every 15m: give a longer --duration"
+    )
+
+
+def test_max_failed_holds_up_to_its_limit_and_breaks_above_it() -> None:
+    """1 failure in 100 holds at 1 %, 2 do not; a run that sent nothing has no share."""
+    assert FailedShare(1, 100, 0.01).held
+    assert not FailedShare(2, 100, 0.01).held
+    assert FailedShare(0, 0, 0.0).held
+    assert FailedShare(2, 100, 0.01).as_dict() == {
+        "failed": 2,
+        "sent": 100,
+        "share": 0.02,
+        "limit": 0.01,
+        "held": False,
+    }

@@ -104,7 +104,7 @@ def observer(mosquitto: str, topic_root: str) -> Iterator[Observer]:
     client.loop_stop()
 
 
-def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+def wait_listening(port: int, process: subprocess.Popen[Any]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         assert process.poll() is None, "the backend exited at start"
@@ -141,7 +141,7 @@ class Backends:
             stderr=subprocess.DEVNULL,
         )
         self.processes.append(process)
-        _wait_listening(port, process)
+        wait_listening(port, process)
         return f"http://127.0.0.1:{port}"
 
     def stop_all(self) -> None:

@@ -3,8 +3,10 @@ uvicorn, in this process."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -46,4 +48,29 @@ def serve(config: ServeConfig) -> None:
         device_credentials=accepted,
         access_log=config.access_log,
     )
+    for line in _banner(config):
+        print(line, file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+    print("barnstorm reference backend stopped", file=sys.stderr, flush=True)
+
+
+def _banner(config: ServeConfig) -> list[str]:
+    """Where the backend listens, what it stores in, and how to log in."""
+    url = f"http://{config.host}:{config.port}"
+    slow = ", the slow room chart" if config.slow else ""
+    mqtt = f" and MQTT {config.topic} from {_masked(config.mqtt)}" if config.mqtt else ""
+    return [
+        f"barnstorm reference backend on {url} (database {_masked(config.database)}{slow})",
+        f"  ingest: POST {url}/ingest{mqtt}",
+        f"  dashboards: {url}/dashboard/farms (log in as farmer / barnstorm); "
+        f"read-back: {url}/api/readback",
+    ]
+
+
+def _masked(url: str) -> str:
+    """``url`` with any password replaced by ***: a banner is no place for secrets."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -211,7 +211,8 @@ class Store:
     def mark(self) -> str:
         """A point in this backend's own time from which a run's read-back counts, so that
         a run reconciles against what arrived during it, not against earlier runs (and no
-        clock but the backend's is involved)."""
+        clock but the backend's is involved). Rows keep their arrival time, so a mark holds
+        across a restart of the backend."""
         mark = repr(time.time())
         self.marks[mark] = dict(self.rejected)
         return mark
@@ -219,8 +220,11 @@ class Store:
     def readback(self, since: str | None = None) -> dict[str, Any]:
         """Per device: messages received, highest seq, missing seq ranges, duplicates;
         with ``since`` (a :meth:`mark`), only what arrived from then on."""
-        if since is not None and since not in self.marks:
-            raise Invalid(f"unknown read-back mark {since!r}", 400)
+        if since is not None:
+            try:
+                float(since)
+            except ValueError:
+                raise Invalid(f"a read-back mark is a time, not {since!r}", 400) from None
         devices: dict[str, dict[str, Any]] = {}
         current: str | None = None
         seqs: list[int] = []
@@ -253,6 +257,8 @@ class Store:
                 current, seqs = device_id, []
             seqs.append(seq)
         close()
+        # Rejections are counted in memory: from the mark's snapshot on, or, when this
+        # process never took that mark (it started after it: a restart), all of its own.
         before = self.marks.get(since, {}) if since is not None else {}
         rejected = {
             reason: count - before.get(reason, 0)

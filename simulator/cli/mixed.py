@@ -90,6 +90,13 @@ def mixed_command(
         raise ConfigError("--http", "give one target: --mqtt or --http")
     opt.speed(speed)
     parse_slas(sla)  # bad input fails here, before Locust starts
+    if not mqtt and not http:
+        click.echo(
+            "simulate mixed: no --mqtt or --http: the devices publish to an embedded broker "
+            f"and reference backend of their own, not to {host}; give --mqtt or --http to "
+            "load your backend's ingest",
+            err=True,
+        )
     command = [
         *(sys.executable, "-m", "locust", "-f", str(shipped("locustfiles") / "mixed.py")),
         *("--host", host, "-u", str(users), "-r", str(spawn_rate), "-t", run_time),

@@ -163,15 +163,20 @@ DRIFT_RULES = {
     "rss_mb": ("up", 0.10, 5.0),
     "cpu_pct": ("up", 0.50, 10.0),
 }
+#: Wall seconds the judged rows must span before a change is called drift: over a few
+#: seconds, the median of a third of the rows is a handful of noisy samples (a 10-second
+#: run moved its p99 by 37 %), and drift is what a soak shows over minutes and hours.
+MIN_DRIFT_SPAN = 120.0
 
 
 def trends(rows: list[dict[str, Any]], warmup: float = 0.1) -> list[dict[str, Any]]:
     """Start against end of a run, after the warm-up share of its rows: the median of the
     first third against the median of the last third per metric, flagged when it drifted
-    the bad way by more than the rule's share (and floor)."""
+    the bad way by more than the rule's share (and floor), over at least MIN_DRIFT_SPAN."""
     kept = rows[int(len(rows) * warmup) :]
     if len(kept) < 6:
         return []
+    long_enough = kept[-1]["wall_s"] - kept[0]["wall_s"] >= MIN_DRIFT_SPAN
     third = len(kept) // 3
     found = []
     for metric, (bad, share, floor) in DRIFT_RULES.items():
@@ -183,7 +188,7 @@ def trends(rows: list[dict[str, Any]], warmup: float = 0.1) -> list[dict[str, An
         change = end - start
         relative = change / start if start else (0.0 if change == 0 else float("inf"))
         worse = change > 0 if bad == "up" else change < 0
-        flagged = worse and abs(change) > floor and abs(relative) > share
+        flagged = long_enough and worse and abs(change) > floor and abs(relative) > share
         found.append(
             {
                 "metric": metric,

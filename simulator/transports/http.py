@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import socket
 import ssl
 import time
 from typing import TYPE_CHECKING
@@ -52,17 +53,19 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
-def _tls_failure(exc: BaseException) -> bool:
-    """Whether a transport error came from TLS (an untrusted certificate, a refused
-    client certificate) rather than from the network."""
+def network_error_kind(exc: BaseException) -> str:
+    """The error kind of a failed request: "tls" (an untrusted certificate, a refused client
+    certificate), "dns" (a host name that does not resolve) or "connect"."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
-            return False
+            break
         if isinstance(seen, ssl.SSLError) or "CERTIFICATE" in str(seen):
-            return True
+            return "tls"
+        if isinstance(seen, socket.gaierror):
+            return "dns"
         seen = seen.__cause__ or seen.__context__
-    return False
+    return "connect"
 
 
 class HttpTransport(Transport):
@@ -185,7 +188,7 @@ class HttpTransport(Transport):
             except (httpx.TransportError, OSError) as exc:
                 # httpx maps most network errors to TransportError, but a TLS alert on a
                 # read (a client certificate refused under TLS 1.3) can come through raw.
-                error = "tls" if _tls_failure(exc) else "connect"
+                error = network_error_kind(exc)
                 break
             status = response.status_code
             if 200 <= status < 300:

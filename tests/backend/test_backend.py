@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from simulator.backend.broker import free_port
-from tests.conftest import Backends, Observer
+from simulator.exitcodes import EXIT_FAILURES, EXIT_OK
+from tests.conftest import Backends, Observer, wait_listening
 from tests.helpers import ROOT, simulate
 
 pytestmark = pytest.mark.slow  # every test here starts a process or a broker
@@ -294,7 +295,8 @@ def test_backend_on_postgresql_reconciles(
 def test_per_device_credentials_over_http(tmp_path: Path, backend: Backends) -> None:
     """With --credentials each device posts with its own token; a backend that requires
     device credentials stores everything, and a device with a wrong token is refused with
-    401, counted as failed (not lost) while the others go through."""
+    401, counted as failed (not lost) while the others go through: a tenth of the messages
+    failed, more than --max-failed allows, so that run exits 5."""
     from simulator.fleet.build import DEFAULT_SEED
     from simulator.fleet.load import load_fleet
 
@@ -324,7 +326,8 @@ def test_per_device_credentials_over_http(tmp_path: Path, backend: Backends) -> 
             str(report_file),
             "--quiet",
         )
-        assert result.returncode == 0, result.stdout + result.stderr
+        expected_code = EXIT_FAILURES if refused else EXIT_OK
+        assert result.returncode == expected_code, result.stdout + result.stderr
         report = result.report(report_file)
         totals = report["totals"]
         assert report["accounting"]["lost"] == 0
@@ -341,3 +344,32 @@ def test_per_device_credentials_over_http(tmp_path: Path, backend: Backends) -> 
     )
     assert result.returncode == 2
     assert 'bad.csv: line 2: device_id: "nobody" is not a device of this fleet' in result.stderr
+
+
+def test_serve_says_where_it_listens_and_keeps_passwords_out(tmp_path: Path) -> None:
+    """`simulate serve` prints where it listens, its database and how to log in, with the
+    passwords of its database and broker URLs masked, and a line when it stops."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "simulator", "serve", "--port", str(port)),
+            *("--database", "postgresql://postgres:sekrit@127.0.0.1:5432/postgres"),
+            *("--mqtt", "mqtt://device:pa55word@127.0.0.1:1883"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_listening(port, process)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert f"on http://127.0.0.1:{port}" in stderr
+    assert "database postgresql://postgres:***@127.0.0.1:5432/postgres" in stderr
+    assert "from mqtt://device:***@127.0.0.1:1883" in stderr
+    assert "log in as farmer / barnstorm" in stderr
+    assert "sekrit" not in stderr
+    assert "pa55word" not in stderr
+    assert stderr.rstrip().endswith("barnstorm reference backend stopped")

@@ -94,11 +94,11 @@ def test_soak_writes_the_time_series_and_a_report_with_drawn_charts(
     assert _colour_pixels(image, PALETTE[0]) > 6 * 500
 
 
-def test_trends_flag_a_rising_p95_and_growing_memory() -> None:
-    """Drift is flagged when the end of a run is worse than its start: p95 up by half, memory
-    up by a fifth; a steady throughput is not flagged."""
-    rows: list[dict[str, Any]] = [
+def _rising(count: int, seconds_apart: float) -> list[dict[str, Any]]:
+    """Rows of a run whose p95 rises by half and memory by a fifth; the rest steady."""
+    return [
         {
+            "wall_s": i * seconds_apart,
             "p95_ms": 20.0 + i * 0.5,
             "p99_ms": 30.0,
             "error_rate": 0.0,
@@ -106,13 +106,28 @@ def test_trends_flag_a_rising_p95_and_growing_memory() -> None:
             "rss_mb": 100.0 + i * 0.7,
             "cpu_pct": 30.0,
         }
-        for i in range(60)
+        for i in range(count)
     ]
-    flagged = {t["metric"]: t["drift"] for t in trends(rows)}
+
+
+def test_trends_flag_a_rising_p95_and_growing_memory() -> None:
+    """Drift is flagged when the end of a run is worse than its start: p95 up by half, memory
+    up by a fifth; a steady throughput is not flagged."""
+    flagged = {t["metric"]: t["drift"] for t in trends(_rising(60, 60.0))}
     assert flagged["p95_ms"] is True
     assert flagged["rss_mb"] is True
     assert flagged["rate_per_s"] is False
     assert flagged["p99_ms"] is False
+
+
+def test_a_run_of_seconds_shows_its_trends_but_flags_no_drift() -> None:
+    """The same rise over 30 seconds of wall time is shown (start, end, change) but not
+    called drift: a third of a short run is a handful of noisy samples."""
+    short = trends(_rising(60, 0.5))
+    assert {t["metric"]: t["drift"] for t in short} == dict.fromkeys(
+        ("p95_ms", "p99_ms", "error_rate", "rate_per_s", "rss_mb", "cpu_pct"), False
+    )
+    assert next(t for t in short if t["metric"] == "p95_ms")["change_pct"] > 50
 
 
 def _scrape(url: str) -> dict[str, float]:

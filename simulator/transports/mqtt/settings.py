@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -153,6 +154,9 @@ def translated_errors(settings: MqttSettings) -> Iterator[None]:
         ) from None
     except ClosedBeforeConnack as exc:
         raise ConnectError(f"{exc} ({settings.url}){_certificate_hint(settings)}") from None
+    except socket.gaierror as exc:
+        # getaddrinfo's own codes (-2 ...) are no errno: os.strerror would say "unknown".
+        raise ConnectError(f"cannot resolve {settings.host}: {exc.strerror or exc}") from None
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
         raise ConnectError(f"cannot connect to {settings.url}: {reason.lower()}") from None

@@ -29,15 +29,18 @@ Schema (``schema_version`` 1; every count is an integer, latencies are milliseco
       "config": {the run's options, secrets removed}
     }
 
-    COUNTS = {"sent", "acknowledged", "unconfirmed", "failed", "dropped", "in_flight", "bytes",
-              "rate_per_s", "latency_ms": {"p50", "p95", "p99", "max", "mean"}, "errors": {kind: n}}
+    COUNTS = {"sent", "acknowledged", "unconfirmed", "failed", "dropped", "in_flight",
+              "unaccounted", "bytes", "rate_per_s",
+              "latency_ms": {"p50", "p95", "p99", "max", "mean"}, "errors": {kind: n}}
 
 ``sent`` is every message the schedule produced; each ends as exactly one of
 ``acknowledged`` (the target confirmed it: PUBACK/PUBCOMP, a written line),
 ``unconfirmed`` (QoS 0: written to the socket, the protocol gives no receipt),
 ``failed`` (handed over, then lost or refused), ``dropped`` (never handed over: the
-connection was down) or ``in_flight`` (no outcome when the run stopped), so
-``sent = acknowledged + unconfirmed + failed + dropped + in_flight``.
+connection was down) or ``in_flight`` (in ``totals``: what the transport still held
+when the run stopped, by its own count), so
+``sent = acknowledged + unconfirmed + failed + dropped + in_flight``; anything else is
+``unaccounted``, a defect in barnstorm that fails the run.
 """
 
 from __future__ import annotations

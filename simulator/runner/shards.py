@@ -21,6 +21,7 @@ from simulator.metrics.sla import (
     report_measures,
 )
 from simulator.runner.config import RunConfig, RunResult
+from simulator.runner.delivery import FailedShare
 from simulator.runner.run import Run, judge, write_outputs
 
 
@@ -108,6 +109,10 @@ def merge_reports(reports: list[dict[str, Any]], wall: float) -> dict[str, Any]:
             if other[key] not in (None, "completed") and merged[key] in (None, "completed"):
                 merged[key] = other[key]
         merged["exit_code"] = max(merged["exit_code"], other["exit_code"])
+    if merged.get("max_failed"):
+        totals = merged["totals"]
+        limit = merged["max_failed"]["limit"]
+        merged["max_failed"] = FailedShare(totals["failed"], totals["sent"], limit).as_dict()
     merged["time"]["wall_seconds"] = round(wall, 3)
     merged["time"]["processes"] = len(reports)
     for counts in (merged["totals"], *merged["by_device_type"].values()):

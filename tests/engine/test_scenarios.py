@@ -101,7 +101,9 @@ def test_ventilation_failure_overheats_its_rooms() -> None:
 
 def test_network_outage_buffers_and_backfills_without_a_gap() -> None:
     """Devices of the sites that lose their network send nothing during the outage, then
-    backfill everything after it, interleaved with live data, with seq and ts intact."""
+    backfill everything after it, interleaved with live data, with seq and ts intact: no
+    seq missing or repeated, and each message stamped when it was measured, so in seq
+    order the timestamps ascend."""
     engine, payloads, metrics = run_scenario("network_outage", farms=6, duration=8 * 3600.0)
     event = engine.scenario.events[0]  # type: ignore[union-attr]
     hit = {engine.fleet.devices.ids[i] for i in np.flatnonzero(event.target.devices)}
@@ -122,6 +124,9 @@ def test_network_outage_buffers_and_backfills_without_a_gap() -> None:
         # everything measured during the outage left the device only after it ended
         assert all(i > first_after for i in window), device
         assert all(p["_flags"] & 4 for p in (sent[i] for i in window))  # backfilled
+        # a backfilled message keeps the time it was measured: in seq order, ts ascends
+        in_seq_order = [_epoch(p) for p in sorted(sent, key=lambda p: p["seq"])]
+        assert in_seq_order == sorted(in_seq_order), device
     totals = metrics.totals()
     assert inside > 0
     assert totals.backfilled == inside

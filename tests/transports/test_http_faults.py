@@ -7,6 +7,7 @@ import json
 import ssl
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,20 +27,20 @@ FEW_TIMING = ("--speed", "max", "--duration", "10m", "--start", "2026-01-01")
 
 
 class _Ingest(BaseHTTPRequestHandler):
-    """Accepts POST /ingest; with ``server.throttle`` answers the first try of each body
-    with 429 and Retry-After: 1."""
+    """Accepts POST /ingest; with ``server.push_back`` answers the first ``server.pushes``
+    tries of each body with that status and ``Retry-After: server.retry_after``."""
 
     server: _Server
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         with self.server.lock:
-            first = body not in self.server.seen
-            self.server.seen.add(body)
+            tries = self.server.tries[body]
+            self.server.tries[body] += 1
             self.server.requests += 1
-        if self.server.throttle and first:
-            self.send_response(429)
-            self.send_header("Retry-After", "1")
+        if self.server.push_back and tries < self.server.pushes:
+            self.send_response(self.server.push_back)
+            self.send_header("Retry-After", self.server.retry_after)
         else:
             self.send_response(200)
         self.send_header("Content-Length", "0")
@@ -52,10 +53,14 @@ class _Ingest(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, throttle: bool = False) -> None:
+    def __init__(
+        self, push_back: int | None = None, retry_after: str = "1", pushes: int = 1
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Ingest)
-        self.throttle = throttle
-        self.seen: set[bytes] = set()
+        self.push_back = push_back
+        self.retry_after = retry_after
+        self.pushes = pushes
+        self.tries: Counter[bytes] = Counter()
         self.requests = 0
         self.lock = threading.Lock()
 
@@ -88,19 +93,51 @@ def test_retry_after_parses_seconds_and_http_dates() -> None:
 
 
 @pytest.mark.slow
-def test_a_429_with_retry_after_is_retried_after_the_wait_and_counted() -> None:
-    """A target that answers 429 with Retry-After: 1 to every first try: each message is
-    sent again a second later and acknowledged; the report counts one retry per message
-    and the latency includes the wait."""
-    server = _Server(throttle=True)
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_push_back_with_retry_after_is_retried_after_the_wait_and_counted(
+    status: int,
+) -> None:
+    """A target that answers 429 (or 503) with Retry-After: 1 to every first try: each
+    message is sent again a second later and acknowledged; the report counts one retry per
+    message and the latency includes the wait."""
+    server = _Server(push_back=status)
     with _serving(server) as address:
         code, stderr, report = _run(*FEW, *FEW_TIMING, "--http", f"http://{address}/ingest")
     totals = report["totals"]
     assert code == 0, stderr
     assert totals["acknowledged"] == totals["sent"] > 0
-    assert totals["retried"] == {"http_429": totals["sent"]}
+    assert totals["retried"] == {f"http_{status}": totals["sent"]}
     assert totals["latency_ms"]["p50"] >= 1000
     assert server.requests == 2 * totals["sent"]
+
+
+@pytest.mark.slow
+def test_retries_stop_after_three() -> None:
+    """A target that always answers 429 with Retry-After: 0: each message is tried once and
+    retried three times, then failed as http_429; nothing got through, so the run fails."""
+    server = _Server(push_back=429, retry_after="0", pushes=1_000)
+    with _serving(server) as address:
+        code, stderr, report = _run(*FEW, *FEW_TIMING, "--http", f"http://{address}/ingest")
+    totals = report["totals"]
+    assert code == EXIT_FAILED, stderr
+    assert totals["failed"] == totals["sent"] > 0
+    assert totals["errors"] == {"http_429": totals["sent"]}
+    assert totals["retried"] == {"http_429": 3 * totals["sent"]}
+    assert server.requests == 4 * totals["sent"]
+
+
+@pytest.mark.slow
+def test_a_wait_beyond_sixty_seconds_is_not_waited_for() -> None:
+    """A 503 asking for two minutes is not waited for (the cap is 60 s): the message fails
+    at its first try as http_503, with no retry."""
+    server = _Server(push_back=503, retry_after="120")
+    with _serving(server) as address:
+        code, stderr, report = _run(*FEW, *FEW_TIMING, "--http", f"http://{address}/ingest")
+    totals = report["totals"]
+    assert code == EXIT_FAILED, stderr
+    assert totals["errors"] == {"http_503": totals["sent"]}
+    assert totals["retried"] == {}
+    assert server.requests == totals["sent"] > 0
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulator.backend.broker import free_port
 from simulator.transports.faultproxy import FaultProxy
 from simulator.transports.mqtt.settings import backoff_delay
+from simulator.units import parse_instant
 from tests.helpers import ROOT
 
 
@@ -153,12 +154,14 @@ def test_broker_restart_and_a_network_cut_at_qos1_keep_the_books(
     dropped or in flight."""
     topic_root = f"faults/{uuid.uuid4().hex[:8]}"
     seen: dict[str, set[int]] = {}
+    latest = [0.0]  # the latest measurement time seen, in simulated epoch seconds
     lock = threading.Lock()
 
     def on_message(client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         payload = json.loads(message.payload)
         with lock:
             seen.setdefault(payload["device_id"], set()).add(payload["seq"])
+            latest[0] = max(latest[0], parse_instant(payload["ts"]))
 
     subscribed = threading.Event()
     observer = paho.Client(
@@ -182,6 +185,7 @@ def test_broker_restart_and_a_network_cut_at_qos1_keep_the_books(
             *(sys.executable, "-m", "simulator", "--farms", "2", "--clean", "--quiet"),
             *("--mqtt", f"mqtt://127.0.0.1:{private_broker.port}", "--qos", "1"),
             *("--speed", "120", "--duration", "40m", "--connect-rate", "0"),
+            *("--start", "2026-01-01T00:00:00Z"),
             *("--reconnect-backoff", "0.2s,2s", "--scenario", str(scenario)),
             *("--topic-template", f"{topic_root}/{{device_id}}/{{kind}}"),
             *("--report", str(report_file), "--allow-loss", "--max-failed", "100%"),
@@ -192,7 +196,14 @@ def test_broker_restart_and_a_network_cut_at_qos1_keep_the_books(
         text=True,
     )
     try:
-        time.sleep(10)  # halfway: the cut was at 5 s
+        # Halfway, by the traffic itself: once messages measured at minute 20 arrive (the
+        # cut was at minute 10), whatever the machine's speed.
+        halfway = parse_instant("2026-01-01T00:20:00Z")
+        deadline = time.monotonic() + 90
+        while latest[0] < halfway:
+            assert time.monotonic() < deadline, "the run never got halfway"
+            assert run.poll() is None, run.communicate()
+            time.sleep(0.1)
         private_broker.stop()
         time.sleep(1)
         private_broker.start()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -111,34 +112,31 @@ def test_qos0_counts_messages_as_unconfirmed_not_acknowledged(
 def test_ctrl_c_stops_the_run_and_still_writes_a_balanced_report(
     tmp_path: Path, mosquitto: str, observer: Observer, topic_root: str
 ) -> None:
-    """SIGINT in the middle of a long run stops it within seconds with exit 130; the report
-    is written and its books balance (sent = acknowledged + failed + dropped + in flight)."""
-    report_file = tmp_path / "report.json"
+    """SIGINT in the middle of a long run (once an independent subscriber sees its traffic)
+    stops it within seconds with exit 130; the JSON report, the HTML page, the CSV files and
+    the JUnit XML are written; the books balance; and the subscriber got every acknowledged
+    message, and nothing the report does not count as sent."""
+    files = {
+        "report": tmp_path / "report.json",
+        "html": tmp_path / "report.html",
+        "junit": tmp_path / "junit.xml",
+    }
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "simulator",
-            "--farms",
-            "10",
-            "--duration",
-            "8h",
-            "--speed",
-            "600",
-            "--mqtt",
-            mosquitto,
-            "--topic-template",
-            f"{topic_root}/{{device_id}}/{{kind}}",
-            "--report",
-            str(report_file),
-            "--quiet",
+            *(sys.executable, "-m", "simulator", "--farms", "10", "--clean", "--quiet"),
+            *("--duration", "8h", "--speed", "600", "--mqtt", mosquitto),
+            *("--topic-template", f"{topic_root}/{{device_id}}/{{kind}}"),
+            *("--report", str(files["report"]), "--html", str(files["html"])),
+            *("--junit", str(files["junit"]), "--sla", "ingest.p99<60s"),
+            *("--csv", str(tmp_path / "run")),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(6)
+    observer.wait_for(200, timeout=60)
+    assert observer.count() >= 200, process.poll()
     assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGINT)
     stopped = time.monotonic()
@@ -146,10 +144,11 @@ def test_ctrl_c_stops_the_run_and_still_writes_a_balanced_report(
     assert time.monotonic() - stopped < 10
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
-    report = json.loads(report_file.read_text())
+    report = json.loads(files["report"].read_text())
     assert report["outcome"] == "interrupted"
     totals = report["totals"]
     assert totals["sent"] > 100
+    assert totals["unaccounted"] == 0
     assert totals["sent"] == (
         totals["acknowledged"]
         + totals["unconfirmed"]
@@ -158,5 +157,15 @@ def test_ctrl_c_stops_the_run_and_still_writes_a_balanced_report(
         + totals["in_flight"]
     )
     observer.wait_for(totals["acknowledged"])
-    assert observer.count() >= totals["acknowledged"]
+    with observer.lock:
+        pairs = [(p["device_id"], p["seq"]) for _, p in observer.messages]
+    assert len(pairs) == len(set(pairs))  # --clean: no repeats
+    # Everything acknowledged arrived; what else arrived was sent and is counted as failed
+    # or in flight (the broker had it, its acknowledgement had not come back).
+    assert totals["acknowledged"] <= len(pairs)
+    assert len(pairs) <= totals["acknowledged"] + totals["failed"] + totals["in_flight"]
     assert "interrupted" in stdout
+    assert "interrupted" in files["html"].read_text()
+    ElementTree.parse(files["junit"])  # well-formed
+    assert (tmp_path / "run_by_type.csv").read_text().startswith("device_type,")
+    assert (tmp_path / "run_timeseries.csv").exists()

@@ -131,7 +131,7 @@ mqtt_options = stacked(
     ),
     option(
         "--keepalive",
-        type=click.IntRange(min=5),
+        type=click.IntRange(5, 65535),
         default=60,
         show_default=True,
         help="MQTT keepalive, seconds.",

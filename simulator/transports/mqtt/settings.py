@@ -56,6 +56,11 @@ class MqttSettings:
             raise ConfigError("--mqtt-client", "lean speaks MQTT 3.1.1 only; use gmqtt for MQTT 5")
         if self.source_addresses and (self.client == "gmqtt" or self.version == "5"):
             raise ConfigError("--source-address", "needs barnstorm's own client (MQTT 3.1.1)")
+        if self.password and not self.username and self.version == "3.1.1":
+            # MQTT-3.1.2-22: no password without a user name (MQTT 5 allows it).
+            raise ConfigError(
+                "--password", "MQTT 3.1.1 sends a password only with a user name: give --username"
+            )
 
     @property
     def url(self) -> str:

@@ -104,8 +104,9 @@ def observer(mosquitto: str, topic_root: str) -> Iterator[Observer]:
     client.loop_stop()
 
 
-def wait_listening(port: int, process: subprocess.Popen[Any]) -> None:
-    deadline = time.monotonic() + 20
+def wait_listening(port: int, process: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    """Return once ``process`` listens on ``port``; fail if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, "the backend exited at start"
         with socket.socket() as probe:

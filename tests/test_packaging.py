@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from simulator.backend.broker import free_port
+from tests.conftest import wait_listening
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
@@ -114,11 +113,6 @@ def test_simulate_fleet_lists_from_anywhere(installed: Path, elsewhere: Path) ->
     assert len(fleet["farms"]) == 3
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture
 def served(installed: Path, elsewhere: Path) -> Iterator[str]:
     """The installed reference backend, on a free port."""
@@ -131,11 +125,7 @@ def served(installed: Path, elsewhere: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not _listening(port):
-            assert process.poll() is None, "the installed backend exited at start"
-            assert time.monotonic() < deadline, "the installed backend did not listen"
-            time.sleep(0.1)
+        wait_listening(port, process, timeout=30)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -62,7 +62,6 @@ def create_app(
         routes=ROUTES, lifespan=_mqtt_ingest(backend, mqtt, mqtt_topic), middleware=middleware
     )
     app.state.backend = backend
-    app.state.store = backend.store
     return app
 
 

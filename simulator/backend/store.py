@@ -220,9 +220,10 @@ class Store:
     def readback(self, since: str | None = None) -> dict[str, Any]:
         """Per device: messages received, highest seq, missing seq ranges, duplicates;
         with ``since`` (a :meth:`mark`), only what arrived from then on."""
+        since_time: float | None = None
         if since is not None:
             try:
-                float(since)
+                since_time = float(since)
             except ValueError:
                 raise Invalid(f"a read-back mark is a time, not {since!r}", 400) from None
         devices: dict[str, dict[str, Any]] = {}
@@ -249,8 +250,8 @@ class Store:
 
         query = "SELECT device_id, seq FROM messages"
         params: tuple[Any, ...] = ()
-        if since is not None:
-            query, params = query + " WHERE received >= ?", (float(since),)
+        if since_time is not None:
+            query, params = query + " WHERE received >= ?", (since_time,)
         for device_id, seq in self.db.execute(query + " ORDER BY device_id, seq", params):
             if device_id != current:
                 close()

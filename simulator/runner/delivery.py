@@ -103,9 +103,3 @@ class FailedShare:
             "limit": self.limit,
             "held": self.held,
         }
-
-    def line(self) -> str:
-        return (
-            f"{self.failed:,} of {self.sent:,} messages failed ({self.share:.1%}), more than "
-            f"--max-failed {self.limit:.1%} allows"
-        )

@@ -23,6 +23,7 @@ HINTS = {
     "http_403": "does the target want credentials? Give --token or --credentials",
     "connect": "is the target up, and listening at that address?",
     "dns": "is the host name right?",
+    "closed": "the target closed connections during requests: is it crashing or restarting?",
     "timeout": "the target did not answer in time (--http-timeout)",
     "tls": "is its certificate signed by a CA you trust? Give --ca-file, or --insecure",
     "not_connected": "no connection to the broker stayed up",

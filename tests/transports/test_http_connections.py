@@ -96,9 +96,7 @@ async def test_a_request_the_target_drops_unanswered_fails_as_closed() -> None:
     async with _serving(server) as url:
         sink = await _send_spaced(url, 1, 0.0)
     assert server.dropped == 1
-    assert [(outcome, error) for _, outcome, error in sink.done] == [
-        (Outcome.FAILED, "closed")
-    ]
+    assert [(outcome, error) for _, outcome, error in sink.done] == [(Outcome.FAILED, "closed")]
 
 
 async def test_an_idle_connection_is_not_reused_past_a_servers_idle_timeout() -> None:

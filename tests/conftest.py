@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,15 @@ class Observer:
         with self.lock:
             return len(self.messages)
 
+    def pairs(self) -> set[tuple[str, int]]:
+        """The (device_id, seq) pairs received so far."""
+        with self.lock:
+            return {(payload["device_id"], payload["seq"]) for _, payload in self.messages}
+
+    def clear(self) -> None:
+        with self.lock:
+            self.messages.clear()
+
     def wait_for(self, count: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while self.count() < count and time.monotonic() < deadline:
@@ -86,22 +96,32 @@ def topic_root() -> str:
     return f"bstest/{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def observer(mosquitto: str, topic_root: str) -> Iterator[Observer]:
-    """A paho subscriber on ``topic_root/#`` at QoS 2, connected before the test runs."""
-    watcher = Observer(f"{topic_root}/#")
+@contextmanager
+def observing(topic_filter: str, port: int = MOSQUITTO_PORT) -> Iterator[Observer]:
+    """A paho subscriber on ``topic_filter`` at QoS 2 on the broker at 127.0.0.1:``port``,
+    subscribed before the block runs."""
+    watcher = Observer(topic_filter)
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"observer-{uuid.uuid4().hex}")
     client.max_queued_messages_set(0)
     client.on_message = watcher.on_message
     subscribed = threading.Event()
     client.on_subscribe = lambda *args: subscribed.set()
-    client.connect(MOSQUITTO_HOST, MOSQUITTO_PORT)
+    client.connect(MOSQUITTO_HOST, port)
     client.loop_start()
-    client.subscribe(watcher.topic_filter, qos=2)
-    assert subscribed.wait(10), "the observer's subscription was not acknowledged"
-    yield watcher
-    client.disconnect()
-    client.loop_stop()
+    try:
+        client.subscribe(watcher.topic_filter, qos=2)
+        assert subscribed.wait(10), "the observer's subscription was not acknowledged"
+        yield watcher
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.fixture
+def observer(mosquitto: str, topic_root: str) -> Iterator[Observer]:
+    """A paho subscriber on ``topic_root/#`` at QoS 2, connected before the test runs."""
+    with observing(f"{topic_root}/#") as watcher:
+        yield watcher
 
 
 def wait_listening(port: int, process: subprocess.Popen[Any], timeout: float = 20.0) -> None:

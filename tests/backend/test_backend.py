@@ -7,16 +7,20 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.backend.broker import free_port
 from simulator.exitcodes import EXIT_FAILURES, EXIT_OK
 from tests.conftest import Backends, Observer, wait_listening
 from tests.helpers import ROOT, simulate
+from tests.runner.test_faults import PrivateBroker
 
 pytestmark = pytest.mark.slow  # every test here starts a process or a broker
 
@@ -62,11 +66,23 @@ def test_http_ingest_reconciles_to_zero_loss(
     assert accounting["late"] == 0
 
 
+def _stored(url: str) -> set[tuple[str, int]]:
+    """The (device_id, seq) pairs the backend's store holds, from its read-back."""
+    stored = httpx.get(f"{url}/api/readback").json()["devices"]
+    return {
+        (device, seq)
+        for device, entry in stored.items()
+        for first_seq, last_seq in entry["seqs"]
+        for seq in range(first_seq, last_seq + 1)
+    }
+
+
 def test_mqtt_ingest_through_the_backend_reconciles(
-    tmp_path: Path, backend: Backends, mosquitto: str, topic_root: str
+    tmp_path: Path, backend: Backends, mosquitto: str, topic_root: str, observer: Observer
 ) -> None:
     """Devices publish to Mosquitto, the backend ingests from it, and the read-back shows
-    every message the broker acknowledged."""
+    every message the broker acknowledged: the store holds exactly the (device, seq) pairs
+    an independent paho subscriber received, and as many as the run acknowledged."""
     url = backend("--mqtt", mosquitto, "--topic", f"{topic_root}/#")
     report_file = tmp_path / "report.json"
     result = simulate(
@@ -87,9 +103,14 @@ def test_mqtt_ingest_through_the_backend_reconciles(
         "--quiet",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    accounting = result.report(report_file)["accounting"]
+    report = result.report(report_file)
+    accounting = report["accounting"]
     assert accounting["lost"] == 0
     assert accounting["received"] == accounting["expected"] > 200
+    acknowledged = report["totals"]["acknowledged"]
+    observer.wait_for(acknowledged)
+    assert _stored(url) == observer.pairs()
+    assert len(observer.pairs()) == acknowledged
 
 
 def test_a_backend_outage_is_reported_exactly(
@@ -144,13 +165,7 @@ def test_a_backend_outage_is_reported_exactly(
     report = json.loads(report_file.read_text())
     accounting = report["accounting"]
     assert accounting["lost"] > 0
-    stored = httpx.get(f"{url}/api/readback").json()["devices"]
-    kept = {
-        (device, seq)
-        for device, entry in stored.items()
-        for first_seq, last_seq in entry["seqs"]
-        for seq in range(first_seq, last_seq + 1)
-    }
+    kept = _stored(url)
     observer.wait_for(report["totals"]["acknowledged"])
     seen = {(p["device_id"], p["seq"]) for _, p in observer.messages}
     assert accounting["lost"] == len(seen - kept)
@@ -160,21 +175,59 @@ def test_a_backend_outage_is_reported_exactly(
     assert b"LOST" in stdout
 
 
+GOOD = {
+    "device_id": "cm-1",
+    "device_type": "cough_monitor",
+    "farm_id": "farm-00001",
+    "room_id": "farm-00001-s1-r01",
+    "fw": "4.2.1",
+    "seq": 0,
+    "ts": "2026-01-01T00:00:00.000Z",
+    "kind": "summary",
+    "cough_count": 3,
+}
+
+
+def _publish_until_stored(broker_port: int, url: str, seq: int, timeout: float = 30.0) -> None:
+    """Publish (with paho) message ``seq`` of cm-1 every 0.2 s until the backend stores it."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex}")
+    client.connect("127.0.0.1", broker_port)
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + timeout
+        while ("cm-1", seq) not in _stored(url):
+            assert time.monotonic() < deadline, f"the backend never stored seq {seq}"
+            message = json.dumps({**GOOD, "seq": seq})
+            client.publish("ingest/cm-1", message, qos=1).wait_for_publish(5)
+            time.sleep(0.2)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_the_backends_mqtt_ingest_comes_back_after_its_broker_restarts(
+    tmp_path: Path, backend: Backends
+) -> None:
+    """The backend's MQTT ingest (paho, through aiomqtt) reconnects and subscribes again when
+    its broker restarts: a message published after the restart is stored."""
+    broker = PrivateBroker(tmp_path)
+    broker.start()
+    try:
+        url = backend("--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--topic", "ingest/#")
+        _publish_until_stored(broker.port, url, 0)
+        broker.stop()
+        time.sleep(1.0)
+        broker.start()
+        _publish_until_stored(broker.port, url, 1)
+    finally:
+        broker.stop()
+
+
 def test_bad_payloads_get_4xx_and_the_backend_keeps_serving(backend: Backends) -> None:
     """Invalid JSON, wrong types, missing fields and oversized messages are refused with 4xx,
     counted in the read-back, and a good message right after is still stored."""
     url = backend()
-    good = {
-        "device_id": "cm-1",
-        "device_type": "cough_monitor",
-        "farm_id": "farm-00001",
-        "room_id": "farm-00001-s1-r01",
-        "fw": "4.2.1",
-        "seq": 0,
-        "ts": "2026-01-01T00:00:00.000Z",
-        "kind": "summary",
-        "cough_count": 3,
-    }
+    good = GOOD
     with httpx.Client(base_url=url) as client:
         assert client.post("/ingest", content=b"{not json").status_code == 400
         assert client.post("/ingest", json={**good, "seq": "zero"}).status_code == 422

@@ -17,7 +17,7 @@ import pytest
 from simulator.backend.broker import free_port
 from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.load import load_fleet
-from tests.conftest import Backends
+from tests.conftest import Backends, Observer
 from tests.helpers import ROOT, simulate
 
 pytestmark = pytest.mark.slow  # every test here starts a process or a broker
@@ -26,12 +26,13 @@ TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
 
 
 def test_two_locust_workers_run_every_farm_exactly_once(
-    tmp_path: Path, backend: Backends, mosquitto: str, topic_root: str
+    tmp_path: Path, backend: Backends, mosquitto: str, topic_root: str, observer: Observer
 ) -> None:
     """`simulate mixed --processes 2` (Locust's master and two workers, with its web UI):
     each worker runs its own half of the farms, so the backend hears every device of every
     farm and no message twice (no device ran in both workers, no client id clashed), and
-    the web UI's "Device fleet" table showed both shards and all devices connected."""
+    the web UI's "Device fleet" table showed both shards and all devices connected. Judged
+    twice, by the backend's store and by an independent paho subscriber on the broker."""
     farms = 4
     fleet, _ = load_fleet(farms, DEFAULT_SEED, None, None)
     url = backend("--farms", str(farms), "--mqtt", mosquitto, "--topic", f"{topic_root}/#")
@@ -88,6 +89,9 @@ def test_two_locust_workers_run_every_farm_exactly_once(
         readback = httpx.get(f"{url}/api/readback").json()
     assert set(readback["devices"]) == set(fleet.devices.ids)  # every farm ran
     assert readback["duplicates"] == 0  # ... and only once
+    seen = observer.pairs()
+    assert {device for device, _ in seen} == set(fleet.devices.ids)
+    assert observer.count() == len(seen)  # no (device, seq) twice
 
 
 def test_every_http_request_carries_trace_context(tmp_path: Path, backend: Backends) -> None:

@@ -27,7 +27,8 @@ def _path_without_mosquitto() -> str:
 
 def test_embedded_default_runs_twenty_farms_and_accounts_for_every_message(tmp_path: Path) -> None:
     """`simulate --farms 20` with no broker given starts one, publishes at QoS 1 and proves,
-    with its own subscriber, that every accepted message was delivered."""
+    with the reference backend's store (fed by paho, through aiomqtt), that every accepted
+    message was delivered."""
     report_file = tmp_path / "report.json"
     result = simulate(
         "--farms",

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from simulator.backend.broker import free_port
+from tests.conftest import Observer, observing
 from tests.helpers import simulate
 
 pytestmark = pytest.mark.slow  # every test here starts a process or a broker
@@ -91,13 +92,15 @@ class TlsBroker:
     tls_port: int
     mtls_port: int
     folder: Path
+    #: every message published on either TLS listener, seen by paho on a plain listener.
+    observer: Observer
 
 
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
     """Mosquitto with a TLS listener and a mutual-TLS listener (client certificate required)."""
     make_certificates(tmp_path)
-    tls_port, mtls_port = free_port(), free_port()
+    tls_port, mtls_port, plain_port = free_port(), free_port(), free_port()
     files = (
         f"cafile {tmp_path}/ca.pem\ncertfile {tmp_path}/server.pem\nkeyfile {tmp_path}/server.key\n"
     )
@@ -107,11 +110,12 @@ def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
         + ("user root\n" if os.geteuid() == 0 else "")  # its own user could not read tmp_path
         + f"listener {tls_port} 127.0.0.1\nallow_anonymous true\n{files}"
         + f"listener {mtls_port} 127.0.0.1\nallow_anonymous true\n{files}require_certificate true\n"
+        + f"listener {plain_port} 127.0.0.1\nallow_anonymous true\n"
     )
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     process = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
-    for port in (tls_port, mtls_port):
+    for port in (tls_port, mtls_port, plain_port):
         while True:
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
@@ -119,30 +123,42 @@ def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             assert time.monotonic() < deadline, "mosquitto did not open its TLS listeners"
             time.sleep(0.05)
-    yield TlsBroker(tls_port, mtls_port, tmp_path)
-    process.terminate()
-    process.wait(10)
+    try:
+        with observing("#", port=plain_port) as observer:
+            yield TlsBroker(tls_port, mtls_port, tmp_path, observer)
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def _run(*args: str) -> tuple[int, str, dict[str, int]]:
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "report.json"
         result = simulate(
-            *("--farms", "1", "--speed", "120", "--duration", "2m", "--quiet"),
+            *("--farms", "2", "--speed", "900", "--duration", "30m", "--quiet", "--clean"),
             *("--report", str(report), *args),
         )
         totals = json.loads(report.read_text())["totals"] if report.exists() else {}
     return result.returncode, result.stderr, totals
 
 
+def _delivered(broker: TlsBroker, totals: dict[str, int]) -> None:
+    """Every message of a run was acknowledged, and paho on the broker's plain listener
+    received exactly those, once each; then forget them for the next run."""
+    assert totals["acknowledged"] == totals["sent"] > 0
+    broker.observer.wait_for(totals["acknowledged"])
+    assert broker.observer.count() == len(broker.observer.pairs()) == totals["acknowledged"]
+    broker.observer.clear()
+
+
 def test_tls_with_the_right_ca_delivers_and_a_wrong_ca_is_refused(tls_broker: TlsBroker) -> None:
-    """Over mqtts:// with the broker's CA every message is acknowledged; with another CA
+    """Over mqtts:// with the broker's CA every message is delivered; with another CA
     the certificate is refused with one clear line and exit 1 (verification is on by
     default), and --insecure is what it takes to skip it."""
     url = f"mqtts://127.0.0.1:{tls_broker.tls_port}"
     code, stderr, totals = _run("--mqtt", url, "--ca-file", str(tls_broker.folder / "ca.pem"))
     assert code == 0, stderr
-    assert totals["acknowledged"] == totals["sent"] > 0
+    _delivered(tls_broker, totals)
 
     code, stderr, _ = _run("--mqtt", url, "--ca-file", str(tls_broker.folder / "other-ca.pem"))
     assert code == 1
@@ -158,6 +174,7 @@ def test_tls_with_the_right_ca_delivers_and_a_wrong_ca_is_refused(tls_broker: Tl
 
     code, stderr, totals = _run("--mqtt", url, "--insecure")
     assert code == 0, stderr
+    _delivered(tls_broker, totals)
 
 
 def test_mutual_tls_needs_the_client_certificate(tls_broker: TlsBroker) -> None:
@@ -169,7 +186,7 @@ def test_mutual_tls_needs_the_client_certificate(tls_broker: TlsBroker) -> None:
     client.append(f"--key-file={tls_broker.folder / 'client.key'}")
     code, stderr, totals = _run("--mqtt", url, *ca, *client)
     assert code == 0, stderr
-    assert totals["acknowledged"] == totals["sent"] > 0
+    _delivered(tls_broker, totals)
 
     code, stderr, _ = _run("--mqtt", url, *ca)
     assert code == 1
@@ -195,7 +212,7 @@ def test_each_device_can_bring_its_own_client_certificate(tls_broker: TlsBroker)
     ca = ("--ca-file", str(tls_broker.folder / "ca.pem"))
     code, stderr, totals = _run("--mqtt", url, *ca, "--credentials", str(credentials))
     assert code == 0, stderr
-    assert totals["acknowledged"] == totals["sent"] > 0
+    _delivered(tls_broker, totals)
 
     credentials.write_text(f"device_id,cert_file,key_file\n{fleet.devices.ids[0]},nope.pem,x\n")
     code, stderr, _ = _run("--mqtt", url, *ca, "--credentials", str(credentials))

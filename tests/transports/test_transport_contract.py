@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from simulator.transports.memory import MemoryTransport
 from simulator.transports.mqtt.gmqtt_client import MqttTransport
 from simulator.transports.mqtt.lean import LeanMqttTransport
 from simulator.transports.mqtt.settings import MqttSettings
+from tests.conftest import observing
 
 
 class RecordingSink:
@@ -53,7 +55,10 @@ class RecordingSink:
 
 
 Factory = Callable[[RecordingSink, Path, str], Transport]
-CLIENT_IDS = [f"barnstorm-contract-{i}" for i in range(4)]
+#: this run's own client ids and topics: parallel runs on the shared broker never meet.
+RUN = uuid.uuid4().hex[:10]
+CLIENT_IDS = [f"barnstorm-contract-{RUN}-{i}" for i in range(4)]
+TOPICS = f"bstest/contract-{RUN}"
 
 
 def _memory(sink: RecordingSink, tmp: Path, broker: str) -> Transport:
@@ -74,9 +79,7 @@ def _gmqtt(sink: RecordingSink, tmp: Path, broker: str) -> Transport:
 
 def _message(i: int, connection: int = 0) -> Message:
     payload = json.dumps({"device_id": f"d{connection}", "seq": i}).encode()
-    return Message(
-        connection, 0, connection, "summary", i, f"bstest/contract/{connection}", payload, None
-    )
+    return Message(connection, 0, connection, "summary", i, f"{TOPICS}/{connection}", payload, None)
 
 
 @pytest.fixture(
@@ -89,20 +92,31 @@ def factory(request: pytest.FixtureRequest, mosquitto: str) -> Factory:
 async def test_every_message_gets_exactly_one_outcome(
     factory: Factory, tmp_path: Path, mosquitto: str
 ) -> None:
-    """Sent messages are reported once as sent and once as done, acknowledged, in order."""
+    """Sent messages are reported once as sent and once as done, acknowledged, in order,
+    and the target holds each exactly once: the memory transport's list, the file's lines,
+    or, over MQTT, what an independent paho subscriber received."""
     sink = RecordingSink()
-    async with factory(sink, tmp_path, mosquitto) as transport:
-        await transport.connect(0)
-        await transport.connect(0)  # idempotent
-        assert transport.is_connected(0)
-        for i in range(200):
-            transport.send(_message(i))
-        await transport.drain(10.0)
-        assert transport.in_flight == 0
+    with observing(f"{TOPICS}/#") as observer:
+        async with factory(sink, tmp_path, mosquitto) as transport:
+            await transport.connect(0)
+            await transport.connect(0)  # idempotent
+            assert transport.is_connected(0)
+            for i in range(200):
+                transport.send(_message(i))
+            await transport.drain(10.0)
+            assert transport.in_flight == 0
+        observer.wait_for(200, timeout=10.0)
+        received = [payload["seq"] for _, payload in observer.messages]
     assert [m.seq for m in sink.sent] == list(range(200))
     assert sorted(m.seq for m, _, _ in sink.done) == list(range(200))
     assert {outcome for _, outcome, _ in sink.done} == {Outcome.ACKNOWLEDGED}
     assert sink.events.count("up") == 1
+    if isinstance(transport, MemoryTransport):
+        received = [payload["seq"] for payload in transport.payloads()]
+    elif isinstance(transport, FileTransport):
+        lines = (tmp_path / "out.jsonl").read_text().splitlines()
+        received = [json.loads(line)["payload"]["seq"] for line in lines]
+    assert sorted(received) == list(range(200))
 
 
 async def test_a_closed_transport_says_so(factory: Factory, tmp_path: Path, mosquitto: str) -> None:

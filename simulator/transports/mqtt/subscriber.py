@@ -1,24 +1,36 @@
-"""An MQTT subscriber: the reference backend's MQTT ingest."""
+"""The reference backend's MQTT ingest: a subscriber on aiomqtt (paho underneath).
+
+It is deliberately not one of barnstorm's publishing clients (the lean client, gmqtt): what
+the backend stores, and so what a run's read-back counts as delivered, is judged by an MQTT
+client barnstorm did not write. A lost connection is retried with a capped backoff (the
+messages the broker sent meanwhile to nobody are missing from the store, and a read-back
+counts them as lost, as it should).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import ssl
 from collections.abc import Callable
 
-import gmqtt
-from gmqtt.mqtt.constants import MQTTv311
+import aiomqtt
+from aiomqtt.client import ProtocolVersion
 
 from simulator.errors import ConnectError
-from simulator.transports.mqtt.gmqtt_client import connect_client, disconnect_all
 from simulator.transports.mqtt.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+#: the longest wait between two attempts to reconnect, in seconds.
+RECONNECT_CAP = 5.0
+#: how long leaving waits for the broker to see the DISCONNECT, in seconds.
+EXIT_TIMEOUT = 3.0
 
 
 class MqttSubscriber:
-    """Subscribes to a topic filter and hands every message to ``on_message``.
-
-    Used by the embedded default to count what the broker really delivered, and by
-    tests as an independent observer.
-    """
+    """Subscribes to a topic filter at QoS 1 and hands every message to ``on_message``."""
 
     def __init__(
         self,
@@ -30,28 +42,70 @@ class MqttSubscriber:
         self.settings = settings
         self.topic_filter = topic_filter
         self.on_message = on_message
-        self.client = gmqtt.Client(client_id, clean_session=True)
-        if settings.username is not None:
-            self.client.set_auth_credentials(settings.username, settings.password)
-        self.client.on_message = self._on_message
-        self._subscribed = asyncio.Event()
-        self.client.on_subscribe = lambda *args: self._subscribed.set()
+        context = settings.ssl_context()
+        self.client = aiomqtt.Client(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=settings.password,
+            identifier=client_id,
+            protocol=ProtocolVersion.V311,
+            clean_session=True,
+            keepalive=settings.keepalive,
+            timeout=settings.connect_timeout,
+            tls_context=context if isinstance(context, ssl.SSLContext) else None,
+        )
+        self._task: asyncio.Task[None] | None = None
+        #: connections lost while subscribed (each one a gap in what the store holds).
+        self.reconnects = 0
 
-    def _on_message(
-        self, client: object, topic: str, payload: bytes, qos: int, properties: object
-    ) -> int:
-        self.on_message(topic, payload)
-        return 0
+    async def _subscribe(self) -> None:
+        await self.client.__aenter__()
+        try:
+            await self.client.subscribe(self.topic_filter, qos=1)
+        except BaseException:
+            await self.client.__aexit__(None, None, None)
+            raise
 
     async def __aenter__(self) -> MqttSubscriber:
-        await connect_client(self.client, self.settings, self.settings.ssl_context(), MQTTv311)
-        self.client.subscribe(self.topic_filter, qos=1)
         try:
-            async with asyncio.timeout(self.settings.connect_timeout):
-                await self._subscribed.wait()
-        except TimeoutError:
-            raise ConnectError(f"{self.settings.url} did not confirm the subscription") from None
+            await self._subscribe()
+        except aiomqtt.MqttError as exc:
+            raise ConnectError(f"{self.settings.url}: {exc}") from None
+        self._task = asyncio.create_task(self._consume(), name="barnstorm-subscriber")
         return self
 
+    async def _consume(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                async for message in self.client.messages:
+                    payload = message.payload
+                    if isinstance(payload, bytes | bytearray):
+                        self.on_message(str(message.topic), bytes(payload))
+                    delay = 0.1
+            except aiomqtt.MqttError as exc:
+                log.warning("MQTT subscriber lost %s: %s", self.settings.url, exc)
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(EXIT_TIMEOUT):
+                    await self.client.__aexit__(None, None, None)
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_CAP)
+                try:
+                    await self._subscribe()
+                except aiomqtt.MqttError as exc:
+                    log.warning("MQTT subscriber: no reconnect to %s: %s", self.settings.url, exc)
+                    continue
+                self.reconnects += 1
+                break
+
     async def __aexit__(self, *exc: object) -> None:
-        await disconnect_all([self.client])
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        # A graceful DISCONNECT waits for the broker; a stalled one gets a few seconds.
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(EXIT_TIMEOUT):
+                await self.client.__aexit__(None, None, None)

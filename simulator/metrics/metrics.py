@@ -118,6 +118,9 @@ class Counts:
     bytes: int = 0
     #: resends that repeat a seq (counted apart: not in sent or its outcomes).
     duplicates: int = 0
+    #: of those, the ones that went out (acknowledged, or handed over at QoS 0): what a
+    #: subscriber or the target's store receives is these on top of what was delivered.
+    duplicates_out: int = 0
     #: deliberately malformed payloads (part of sent).
     malformed: int = 0
     #: sent late from an offline device's buffer (part of sent).
@@ -156,6 +159,7 @@ class Counts:
         self.dropped += other.dropped
         self.bytes += other.bytes
         self.duplicates += other.duplicates
+        self.duplicates_out += other.duplicates_out
         self.malformed += other.malformed
         self.backfilled += other.backfilled
         self.retried.update(other.retried)
@@ -174,6 +178,7 @@ class Counts:
             "unaccounted": self.unaccounted,
             "bytes": self.bytes,
             "duplicates": self.duplicates,
+            "duplicates_out": self.duplicates_out,
             "malformed": self.malformed,
             "backfilled": self.backfilled,
             "retried": dict(sorted(self.retried.items())),
@@ -246,6 +251,8 @@ class Metrics:
 
     def message_done(self, message: Message, outcome: Outcome, error: str | None = None) -> None:
         if message.flags & DUPLICATE:
+            if outcome is Outcome.ACKNOWLEDGED or outcome is Outcome.UNCONFIRMED:
+                self.by_type[message.type_code].duplicates_out += 1
             return
         counts = self.by_type[message.type_code]
         if outcome is Outcome.ACKNOWLEDGED:
@@ -299,6 +306,7 @@ class Metrics:
         acknowledged = outcome is Outcome.ACKNOWLEDGED
         for message in messages:
             if message.flags & DUPLICATE:
+                by_type[message.type_code].duplicates_out += 1
                 continue
             counts = by_type[message.type_code]
             if acknowledged:

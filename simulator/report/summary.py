@@ -124,11 +124,14 @@ def _type_table(report: dict[str, Any]) -> Table:
 
 def _print_notes(totals: dict[str, Any], console: Console) -> None:
     """The fleet's own behaviour, retries and errors, each on one line where there are any."""
+    # Duplicates are not part of sent: a subscriber or the target's store counts the ones
+    # that went out on top of it.
+    out = totals.get("duplicates_out", 0)
     notes = [
         f"{totals[key]:,} {label}"
         for key, label in (
             ("backfilled", "backfilled after being offline"),
-            ("duplicates", "duplicates (same seq)"),
+            ("duplicates", f"duplicates (same seq; {out:,} went out on top of sent)"),
             ("malformed", "malformed on purpose"),
         )
         if totals.get(key)

@@ -62,7 +62,7 @@ def test_http_ingest_reconciles_to_zero_loss(
     accounting = report["accounting"]
     assert accounting["lost"] == 0
     assert accounting["received"] == accounting["expected"] == totals["acknowledged"]
-    assert accounting["duplicated"] == totals["duplicates"]
+    assert accounting["duplicated"] == totals["duplicates_out"]
     assert accounting["late"] == 0
 
 

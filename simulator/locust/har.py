@@ -86,7 +86,9 @@ class Template:
     method: str
     url: str
     body: str | None
-    expect: int
+    #: the statuses a replay accepts: every status the recording saw for this request
+    #: (in any visit of its view), and 200 beside an error status the app took in stride.
+    expect: tuple[int, ...]
     extract: dict[str, str] = field(default_factory=dict)
     window: float | None = None  # seconds between {from} and {to}
 
@@ -337,7 +339,8 @@ def _template(call: Call, earlier: list[tuple[Call, Template]], warnings: list[s
             query.append(f"{key}={value}")
     url = "/".join(segments) + ("?" + "&".join(query) if query else "")
     body = call.body.replace("{", "{{").replace("}", "}}") if call.body else call.body
-    return Template(call.method, url, body, call.status, window=window)
+    expect = (call.status,) if 200 <= call.status < 300 else (200, call.status)
+    return Template(call.method, url, body, expect, window=window)
 
 
 def _view_name(page: str | None, templates: list[Template]) -> str:
@@ -372,7 +375,7 @@ def build_map(path: Path, gap: float = 1.0) -> MapDraft:
         calls = view.calls
         kept = [c for c in calls if c is not login_call]
         if login_call in calls:
-            login = Template(login_call.method, login_call.path, login_call.body, 200)
+            login = Template(login_call.method, login_call.path, login_call.body, (200,))
         if not kept:
             continue
         paired: list[tuple[Call, Template]] = []
@@ -392,6 +395,9 @@ def build_map(path: Path, gap: float = 1.0) -> MapDraft:
     names: Counter[str] = Counter()
     for group in merged.values():
         first = group[0]
+        for position, template in enumerate(first.requests):
+            seen = {code for draft in group for code in draft.requests[position].expect}
+            template.expect = tuple(sorted(seen))
         pauses = [d.think for d in group if d.think is not None]
         span = (round(min(pauses), 1), round(max(pauses), 1)) if pauses else DEFAULT_THINK
         windows = [t.window for t in first.requests if t.window]
@@ -446,7 +452,8 @@ def render(draft: MapDraft, source: str) -> str:
             ]
             if template.body is not None:
                 lines.append(f"body = {_string(template.body)}")
-            lines.append(f"expect = {template.expect}")
+            codes = template.expect
+            lines.append(f"expect = {codes[0] if len(codes) == 1 else list(codes)}")
             if template.extract:
                 pairs = ", ".join(f"{k} = {_string(v)}" for k, v in template.extract.items())
                 lines.append(f"extract = {{ {pairs} }}")

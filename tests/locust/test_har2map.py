@@ -104,6 +104,28 @@ def test_har2map_groups_views_finds_ids_and_login(tmp_path: Path) -> None:
     assert "Bearer " not in text  # the recorded token stays out
 
 
+def test_statuses_the_recording_took_in_stride_are_expected_on_replay(tmp_path: Path) -> None:
+    """A request answered 404 in one visit of a view and 200 in another (the second farm
+    had no data yet) expects both on replay, and a request the recording only saw answered
+    404 expects 200 too: the map accepts every status its own recording accepted."""
+    from simulator.locust.har import build_map, render
+
+    har = json.loads(RECORDING.read_text())
+    for entry in har["log"]["entries"]:
+        url = entry["request"]["url"]
+        if "/api/devices/" in url or url.endswith("/api/farms/farm-00002"):
+            entry["response"]["status"] = 404
+    recording = tmp_path / "with_404s.har"
+    recording.write_text(json.dumps(har))
+    written = tmp_path / "map.toml"
+    written.write_text(render(build_map(recording), str(recording)))
+    views = {view.name: view for view in load_map(written).views}
+    assert views["farm"].requests[0].expect == (200, 404)  # farm-00001 200, farm-00002 404
+    assert views["farm"].requests[1].expect == (200,)
+    assert views["device"].requests[0].expect == (200, 404)
+    assert views["farms"].requests[0].expect == (200,)
+
+
 @pytest.mark.slow
 def test_the_map_replays_the_recorded_sequence_with_new_ids(
     tmp_path: Path, backend: Backends

@@ -1,5 +1,5 @@
-"""barnstorm's own MQTT client beyond the shared transport contract: QoS 2, replay with
-the DUP flag, keepalive noticing a dead link, reconnect, and source addresses."""
+"""barnstorm's own MQTT client beyond the shared transport contract: QoS 2, replay into a
+clean session, keepalive noticing a dead link, reconnect, and source addresses."""
 
 from __future__ import annotations
 
@@ -75,10 +75,12 @@ async def test_qos2_messages_are_settled_by_pubcomp(mosquitto: str) -> None:
     assert await observer.wait_for(300) == set(range(300))
 
 
-def test_replay_sends_publish_again_with_dup_and_pubrel_unchanged() -> None:
-    """After a reconnect a link writes its in-flight PUBLISH packets again with the DUP
-    flag and the same packet id and payload, and a PUBREL for a QoS 2 message the broker
-    had already received."""
+def test_replay_publishes_again_as_new_messages_of_the_clean_session() -> None:
+    """After a reconnect (a clean session, which knows nothing of the old one) a link
+    publishes what was in flight again as new messages: new packet ids from 1, DUP 0, the
+    same payloads in the same order, and no PUBREL, not even for a QoS 2 message whose
+    PUBREC had come (a PUBREL for an id the new session never saw would be answered
+    PUBCOMP by Mosquitto and so settle a message nobody received)."""
 
     class Wire:
         def __init__(self) -> None:
@@ -93,10 +95,13 @@ def test_replay_sends_publish_again_with_dup_and_pubrel_unchanged() -> None:
     link.in_flight = {7: _message(1, "t/a"), 8: _message(2, "t/a")}
     link.released = {8}
     link.replay(qos=2)
-    first = publish_packet(b"t/a", _message(1, "t/a").payload, 2, 7, True)
-    assert first[0] == 0x3C  # PUBLISH, DUP, QoS 2
-    assert wire.data == first + b"\x62\x02\x00\x08"
-    assert publish_packet(b"t/a", b"x", 1, 7, False)[0] == 0x32
+    first = publish_packet(b"t/a", _message(1, "t/a").payload, 2, 1, False)
+    second = publish_packet(b"t/a", _message(2, "t/a").payload, 2, 2, False)
+    assert first[0] == 0x34  # PUBLISH, QoS 2, DUP clear
+    assert wire.data == first + second
+    assert [m.seq for m in link.in_flight.values()] == [1, 2]
+    assert list(link.in_flight) == [1, 2]
+    assert not link.released
 
 
 async def test_a_dead_link_is_noticed_by_keepalive_and_replayed_after_reconnect(
@@ -191,8 +196,8 @@ async def test_qos2_messages_beyond_the_outbox_are_dropped_on_the_books(mosquitt
     topic = f"bstest/lean-outbox/{uuid.uuid4().hex[:8]}"
     url = urlsplit(mosquitto)
     sink = RecordingSink()
-    original = mqttlean.QOS2_OUTBOX
-    mqttlean.QOS2_OUTBOX = 30
+    original = mqttlean.OUTBOX
+    mqttlean.OUTBOX = 30
     try:
         async with FaultProxy(url.hostname or "127.0.0.1", url.port or 1883) as proxy:
             settings = MqttSettings(host="127.0.0.1", port=proxy.port, qos=2)
@@ -202,7 +207,7 @@ async def test_qos2_messages_beyond_the_outbox_are_dropped_on_the_books(mosquitt
                 transport.send_many([_message(i, topic) for i in range(100)])
                 assert transport.in_flight == 20 + 30
     finally:
-        mqttlean.QOS2_OUTBOX = original
+        mqttlean.OUTBOX = original
     outcomes = [(o, e) for _, o, e in sink.done]
     assert outcomes.count((Outcome.DROPPED, "outbox_full")) == 50
     assert outcomes.count((Outcome.FAILED, "in_flight_at_stop")) == 50

@@ -11,10 +11,22 @@ library in between. Compared with gmqtt (kept for MQTT 5, see ``gmqtt_client.py`
 - holds about half the memory per connection.
 
 Guarantees (the same contract tests as every transport): QoS 0 messages are
-*unconfirmed*; QoS 1 and 2 messages stay in flight until PUBACK (QoS 1) or PUBCOMP
-(QoS 2). A lost connection reconnects with exponential backoff and full jitter; what was
-in flight is sent again with the DUP flag (same packet id, same payload, so the same
-``seq``), or settled as failed when the transport closes first.
+*unconfirmed* once written to the socket, with at most ``LINK_BUFFER`` bytes per connection
+(``MAX_BUFFERED`` in all) waiting in barnstorm's own buffer; beyond that a message is
+dropped as ``send_buffer_full``. QoS 1 and 2 messages stay in flight until PUBACK (QoS 1)
+or PUBCOMP (QoS 2), at most ``max_inflight`` per connection; the rest wait on the device
+(up to ``OUTBOX`` messages, then ``outbox_full``).
+
+The session model is the clean session: every CONNECT asks for one, so the broker keeps
+nothing of a connection once it is gone, and a packet id of the old connection means
+nothing on the new. A lost connection reconnects with exponential backoff and full jitter
+(reset only once a connection has stayed up ``STABLE_AFTER`` seconds); what was in flight
+is published again as new messages (a new packet id, DUP 0, the same payload and so the
+same ``seq``), never a PUBREL the new session cannot know, so a subscriber may get a
+message twice but an acknowledgement always means the broker has it. A message still
+first in line at two losses in a row (a broker that closes the connection over it) fails
+as ``rejected`` and is not sent again. A link that hears nothing for a keepalive period
+is pinged, busy or not, and dropped when the ping goes unanswered.
 """
 
 from __future__ import annotations
@@ -51,14 +63,23 @@ if TYPE_CHECKING:
     from simulator.transports.mqtt.settings import MqttSettings
 
 _PUBACK, _PUBREC, _PUBCOMP, _CONNACK, _PINGRESP = 4, 5, 7, 2, 13
-#: QoS 2 messages in flight per connection; the rest wait their turn on the device.
-#: Mosquitto (2.0) answers PUBREC to a QoS 2 PUBLISH beyond its in-flight quota (20 by
-#: default) and then drops it, so a client that does not keep a window loses messages
-#: silently, as device SDKs (which keep one) do not.
+#: QoS 2 messages in flight per connection by default; the rest wait their turn on the
+#: device. Mosquitto (2.0) answers PUBREC to a QoS 2 PUBLISH beyond its in-flight quota
+#: (``max_inflight_messages``, 20 by default) and then drops it, so a client that does not
+#: keep a window loses messages silently, as device SDKs (which keep one) do not. A broker
+#: with a smaller quota needs ``--max-inflight``.
 QOS2_WINDOW = 20
-#: QoS 2 messages that may wait behind the window per connection (a device's outbox);
-#: beyond it a message is dropped as ``outbox_full``, on the books.
-QOS2_OUTBOX = 5000
+#: QoS 1 and 2 messages that may wait behind the window per connection (a device's
+#: outbox); beyond it a message is dropped as ``outbox_full``, on the books.
+OUTBOX = 5000
+#: unsent bytes barnstorm holds for one connection (beyond the kernel's socket buffer)
+#: before it drops that connection's messages as ``send_buffer_full``.
+LINK_BUFFER = 1024 * 1024
+#: a connection up this long (seconds) resets its reconnect backoff when it is lost.
+STABLE_AFTER = 10.0
+#: a connection the broker closes this soon (seconds) after accepting it counts as
+#: ``closed_at_once``: another client taking the same client id, most often.
+AT_ONCE = 1.0
 _AUTH_CODES = {4, 5}  # CONNACK: bad user name or password, not authorised
 _CONNACK_REASONS = {
     1: "unacceptable protocol version",
@@ -68,7 +89,9 @@ _CONNACK_REASONS = {
     5: "not authorised",
 }
 #: At speed max, stop generating while this many messages wait for their acknowledgement
-#: (all connections together), or while the kernel and asyncio hold this many unsent bytes.
+#: (all connections together), or while barnstorm holds this many unsent bytes, or half a
+#: ``LINK_BUFFER`` for one connection. In real time, more than this many unsent bytes in
+#: all drops messages as ``send_buffer_full``.
 MAX_IN_FLIGHT = 200_000
 MAX_BUFFERED = 64 * 1024 * 1024
 
@@ -82,6 +105,7 @@ class _Link(asyncio.Protocol):
         "closing",
         "connack",
         "credential",
+        "heard",
         "in_flight",
         "next_id",
         "owner",
@@ -91,10 +115,12 @@ class _Link(asyncio.Protocol):
         "reconnecting",
         "released",
         "rx",
+        "strikes",
+        "suspect",
         "topics",
         "transport",
-        "tx",
         "up",
+        "up_since",
         "waiting",
         "wire",
     )
@@ -109,17 +135,21 @@ class _Link(asyncio.Protocol):
         self.released: set[int] | None = None  # QoS 2: PUBREC seen, PUBREL sent
         self.next_id = 0
         self.rx = b""
-        self.tx = False  # written since the last housekeeping round
+        self.heard = False  # something came from the broker since the last housekeeping round
         self.pinged = False
         self.connack: asyncio.Future[tuple[int, bool]] | None = None
         self.up = False
         self.closing = False
         self.paused = False
         self.attempt = 0
+        self.up_since = 0.0
+        #: the message first in line at the last loss, and at how many losses in a row.
+        self.suspect: Message | None = None
+        self.strikes = 0
         self.reconnecting: asyncio.Task[None] | None = None
         self.pending: list[bytes] = []  # packets built this tick, written together
         self.topics: dict[str, bytes] = {}
-        self.waiting: collections.deque[Message] | None = None  # QoS 2 beyond the window
+        self.waiting: collections.deque[Message] | None = None  # beyond the window
 
     # asyncio.Protocol ----------------------------------------------------------------
 
@@ -135,6 +165,7 @@ class _Link(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.pinged = False
+        self.heard = True
         buffer = self.rx + data if self.rx else data
         end = len(buffer)
         at = 0
@@ -195,9 +226,13 @@ class _Link(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.paused = True
+        if self.wire is not None:
+            self.wire.paused.add(self)
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.wire is not None:
+            self.wire.paused.discard(self)
 
     # Publishing ----------------------------------------------------------------------
 
@@ -223,7 +258,6 @@ class _Link(asyncio.Protocol):
         if self.pending:
             if self.transport is not None:
                 self.transport.write(b"".join(self.pending))
-                self.tx = True
             self.pending = []
 
     def topic(self, name: str) -> bytes:
@@ -235,29 +269,51 @@ class _Link(asyncio.Protocol):
         return encoded
 
     def admit(self) -> None:
-        """Send waiting QoS 2 messages while the window has room."""
-        waiting = self.waiting
-        while waiting and len(self.in_flight) < QOS2_WINDOW:
+        """Send waiting messages while the window has room."""
+        waiting, wire = self.waiting, self.wire
+        if wire is None or self.transport is None:
+            return
+        qos, window = wire.settings.qos, wire.window
+        while waiting and len(self.in_flight) < window:
             message = waiting.popleft()
             packet_id = self.take_id()
             self.in_flight[packet_id] = message
             topic = message.topic.encode()
-            self.pending.append(publish_packet(topic, message.payload, 2, packet_id, False))
+            self.pending.append(publish_packet(topic, message.payload, qos, packet_id, False))
         self.flush()
 
     def replay(self, qos: int) -> None:
-        """Send again what was in flight when the connection was lost: PUBLISH with DUP,
-        or PUBREL where the broker had already received a QoS 2 message."""
-        released = self.released or set()
-        for packet_id, message in self.in_flight.items():
-            if packet_id in released:
-                self.pending.append(pubrel_packet(packet_id))
-            else:
-                topic = message.topic.encode()
-                self.pending.append(publish_packet(topic, message.payload, qos, packet_id, True))
+        """After a reconnect, publish what was in flight again as new messages of the new
+        (clean) session: a new packet id, DUP 0, the same payload. The old session's packet
+        ids, and any PUBREL for them, mean nothing to the broker now; a QoS 2 message whose
+        PUBREC came but not its PUBCOMP may reach subscribers twice, never zero times."""
+        old = list(self.in_flight.values())
+        self.in_flight, self.released, self.next_id = {}, None, 0
+        for message in old:
+            packet_id = self.take_id()
+            self.in_flight[packet_id] = message
+            topic = message.topic.encode()
+            self.pending.append(publish_packet(topic, message.payload, qos, packet_id, False))
         if self.waiting:
             self.admit()
         self.flush()
+
+    def strike(self) -> Message | None:
+        """At a loss: the message first in line, if this is its second loss in a row (the
+        broker closes the connection over it), taken out of flight; else None."""
+        head = next(iter(self.in_flight.items()), None)
+        if head is None or head[1] is not self.suspect:
+            self.suspect = head[1] if head is not None else None
+            self.strikes = 1
+            return None
+        self.strikes += 1
+        if self.strikes < 2:
+            return None
+        del self.in_flight[head[0]]
+        if self.released is not None:
+            self.released.discard(head[0])
+        self.suspect, self.strikes = None, 0
+        return head[1]
 
 
 class LeanMqttTransport(MqttBase):
@@ -273,6 +329,11 @@ class LeanMqttTransport(MqttBase):
     ) -> None:
         super().__init__(sink, settings, client_ids, credentials)
         self._links: dict[int, _Link] = {}
+        #: links whose socket asked barnstorm to stop writing (their buffer is filling).
+        self.paused: set[_Link] = set()
+        #: QoS 1/2 messages in flight per connection (the rest wait on the device).
+        default = QOS2_WINDOW if settings.qos == 2 else MAX_PACKET_ID
+        self.window = min(settings.max_inflight or default, MAX_PACKET_ID)
         self._count = 0  # messages in flight on every link
         self._housekeeping: asyncio.Task[None] | None = None
         self._rng = random.Random()
@@ -295,6 +356,10 @@ class LeanMqttTransport(MqttBase):
         if link is None:
             credential = self.credentials.get(connection)
             link = _Link(connection, self.client_ids[connection], credential)
+        if link.reconnecting is not None:
+            # The link's own reconnect would later take down the connection made here.
+            link.reconnecting.cancel()
+            link.reconnecting = None
         link.closing = False
         try:
             await self._open_link(link)
@@ -351,16 +416,26 @@ class LeanMqttTransport(MqttBase):
             raise ConnectError(f"{settings.url} refused the connection ({reason})")
         link.wire = self
         link.up = True
-        link.attempt = 0
+        link.up_since = loop.time()
         link.pinged = False
-        if link.in_flight:
+        link.heard = True
+        if link.in_flight or link.waiting:
             link.replay(settings.qos)
 
     def lost(self, link: _Link) -> None:
         """A link went down on its own: count it and reconnect in the background."""
+        self.paused.discard(link)
+        link.paused = False
         if link.closing or self._state != "open":
             return
-        self.sink.connection_event("lost")
+        up_for = asyncio.get_running_loop().time() - link.up_since
+        if up_for >= STABLE_AFTER:
+            link.attempt = 0  # a connection that stayed up: backoff starts again
+        self.sink.connection_event("lost", "closed_at_once" if up_for < AT_ONCE else None)
+        rejected = link.strike()
+        if rejected is not None:
+            self._count -= 1
+            self.sink.message_done(rejected, Outcome.FAILED, "rejected")
         if link.reconnecting is None or link.reconnecting.done():
             link.reconnecting = asyncio.create_task(
                 self._reconnect(link), name=f"barnstorm-mqtt-reconnect-{link.owner}"
@@ -371,7 +446,7 @@ class LeanMqttTransport(MqttBase):
         while not link.closing and self._state == "open":
             await asyncio.sleep(backoff_delay(link.attempt, base, cap, self._rng))
             link.attempt += 1
-            if link.closing or self._state != "open":
+            if link.closing or self._state != "open" or link.up:
                 return
             try:
                 await self._open_link(link)
@@ -393,6 +468,8 @@ class LeanMqttTransport(MqttBase):
         """Close a link for good (until ``connect``): what is in flight failed."""
         link.closing = True
         link.up = False
+        link.suspect, link.strikes = None, 0
+        self.paused.discard(link)
         if link.reconnecting is not None:
             link.reconnecting.cancel()
             link.reconnecting = None
@@ -440,16 +517,21 @@ class LeanMqttTransport(MqttBase):
         dropped: list[tuple[Message, str]] = []
         unconfirmed: list[Message] = []
         ids = ID_BYTES
+        window = self.window
+        full = self._full() if self.paused else None
         count = 0
         for message in messages:
             link = links.get(message.connection)
             if link is None or not link.up:
                 dropped.append((message, "not_connected"))
                 continue
-            if qos == 2 and (link.waiting or len(link.in_flight) >= QOS2_WINDOW):
+            if full and link in full:
+                dropped.append((message, "send_buffer_full"))
+                continue
+            if qos and (link.waiting or len(link.in_flight) >= window):
                 if link.waiting is None:
                     link.waiting = collections.deque()
-                if len(link.waiting) >= QOS2_OUTBOX:
+                if len(link.waiting) >= OUTBOX:
                     dropped.append((message, "outbox_full"))
                     continue
                 link.waiting.append(message)
@@ -502,12 +584,24 @@ class LeanMqttTransport(MqttBase):
 
     def _backlogged(self) -> bool:
         buffered = 0
-        for link in self._links.values():
-            if link.paused and link.transport is not None:
-                buffered += link.transport.get_write_buffer_size()
-                if buffered > MAX_BUFFERED:
+        for link in self.paused:
+            if link.transport is not None:
+                size = link.transport.get_write_buffer_size()
+                buffered += size
+                if buffered > MAX_BUFFERED or size > LINK_BUFFER // 2:
                     return True
         return False
+
+    def _full(self) -> set[_Link]:
+        """Links that may not take more now: their unsent bytes are at ``LINK_BUFFER``, or
+        every paused link once barnstorm holds ``MAX_BUFFERED`` unsent bytes in all."""
+        sizes = {
+            link: link.transport.get_write_buffer_size() if link.transport is not None else 0
+            for link in self.paused
+        }
+        if sum(sizes.values()) >= MAX_BUFFERED:
+            return set(sizes)
+        return {link for link, size in sizes.items() if size >= LINK_BUFFER}
 
     async def close(self) -> None:
         if self._housekeeping is not None:
@@ -521,9 +615,11 @@ class LeanMqttTransport(MqttBase):
         await super().close()
 
     async def _keep_alive(self) -> None:
-        """Every half keepalive: ping a link that wrote nothing, and abort one whose
-        broker did not answer the previous ping (the link then reconnects)."""
-        period = max(self.settings.keepalive / 2, 1.0)
+        """Every half keepalive: ping a link that heard nothing from its broker since the
+        last round, however busy it is writing, and abort one whose broker did not answer
+        that ping within a round (the link then reconnects). A broker that keeps the socket
+        open but answers nothing is so noticed within one and a half keepalives."""
+        period = max(self.settings.keepalive / 2, 0.5)
         while True:
             await asyncio.sleep(period)
             for link in list(self._links.values()):
@@ -532,10 +628,10 @@ class LeanMqttTransport(MqttBase):
                 if link.pinged:
                     link.transport.abort()  # no answer for a whole period: the link is dead
                     continue
-                if not link.tx:
+                if not link.heard:
                     link.transport.write(PINGREQ)
                     link.pinged = True
-                link.tx = False
+                link.heard = False
 
 
 async def _closed(links: list[_Link], timeout: float = 5.0) -> None:

@@ -50,6 +50,9 @@ class MqttSettings:
     source_addresses: tuple[str, ...] = ()
     #: "auto" (barnstorm's own client for MQTT 3.1.1, gmqtt for MQTT 5), "lean" or "gmqtt".
     client: str = "auto"
+    #: QoS 1/2 messages in flight per connection (0: 20 at QoS 2, as Mosquitto's default
+    #: quota; the protocol's 65,535 at QoS 1); the rest wait on the device.
+    max_inflight: int = 0
 
     def __post_init__(self) -> None:
         if self.client == "lean" and self.version == "5":

@@ -1,0 +1,208 @@
+"""A hostile-broker kit for the MQTT client's tests: a scripted fake broker and a proxy that
+cuts a connection at a chosen packet, both plain asyncio, both on 127.0.0.1.
+
+The fake broker speaks just enough MQTT 3.1.1 to be a broker to a publisher (CONNACK,
+PUBACK, PUBREC, PUBCOMP, PINGRESP) and can misbehave on cue: answer CONNECT with any
+return code, go silent while keeping the socket open, stop reading, split every answer
+into single bytes, or close the connection on a poisoned message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
+PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
+
+
+async def read_packet(reader: asyncio.StreamReader) -> tuple[int, int, bytes] | None:
+    """One MQTT packet: (type, flags, body); None at the end of the stream."""
+    try:
+        first = (await reader.readexactly(1))[0]
+        size, shift = 0, 0
+        while True:
+            byte = (await reader.readexactly(1))[0]
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        body = await reader.readexactly(size)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    return first >> 4, first & 0x0F, body
+
+
+def encode(kind: int, flags: int, body: bytes) -> bytes:
+    """A packet with its fixed header (remaining length as a varint)."""
+    size, length = len(body), bytearray()
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        length.append(byte | (0x80 if size else 0))
+        if not size:
+            break
+    return bytes([kind << 4 | flags]) + bytes(length) + body
+
+
+@dataclass
+class Publish:
+    """A PUBLISH as the fake broker received it."""
+
+    connection: int
+    topic: str
+    qos: int
+    dup: bool
+    packet_id: int
+    payload: bytes
+
+
+@dataclass
+class FakeBroker:
+    """A scripted broker on a free port of 127.0.0.1 (``async with FakeBroker() as b``)."""
+
+    connack_code: int = 0
+    #: answer nothing after this many publishes (PUBACKs and PINGRESPs stop), socket open.
+    silent_after: int | None = None
+    #: stop reading the socket once connected (the client's writes pile up).
+    stop_reading: bool = False
+    #: write every answer one byte at a time.
+    split: bool = False
+    #: close the connection on a PUBLISH whose payload holds this.
+    poison: bytes | None = None
+
+    port: int = 0
+    connections: int = 0
+    open_connections: int = 0
+    publishes: list[Publish] = field(default_factory=list)
+    pings: int = 0
+    _server: asyncio.Server | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def __aenter__(self) -> FakeBroker:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+    @property
+    def silent(self) -> bool:
+        return self.silent_after is not None and len(self.publishes) >= self.silent_after
+
+    async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        if self.split:
+            for i in range(len(data)):
+                writer.write(data[i : i + 1])
+                await writer.drain()
+        else:
+            writer.write(data)
+            await writer.drain()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        self.open_connections += 1
+        number = self.connections
+        try:
+            packet = await read_packet(reader)
+            if packet is None or packet[0] != CONNECT:
+                return
+            await self._write(writer, encode(CONNACK, 0, bytes([0, self.connack_code])))
+            if self.connack_code:
+                return
+            if self.stop_reading:
+                await asyncio.sleep(3600)  # never read again; the test ends first
+            while (packet := await read_packet(reader)) is not None:
+                kind, flags, body = packet
+                if kind == DISCONNECT:
+                    return
+                if kind == PUBLISH:
+                    qos = (flags >> 1) & 3
+                    topic_length = int.from_bytes(body[:2], "big")
+                    topic = body[2 : 2 + topic_length].decode()
+                    at = 2 + topic_length
+                    packet_id = int.from_bytes(body[at : at + 2], "big") if qos else 0
+                    payload = body[at + 2 :] if qos else body[at:]
+                    if self.poison is not None and self.poison in payload:
+                        return
+                    silent = self.silent
+                    self.publishes.append(
+                        Publish(number, topic, qos, bool(flags & 8), packet_id, payload)
+                    )
+                    if silent or not qos:
+                        continue
+                    answer = PUBACK if qos == 1 else PUBREC
+                    await self._write(writer, encode(answer, 0, packet_id.to_bytes(2, "big")))
+                elif kind == PUBREL and not self.silent:
+                    await self._write(writer, encode(PUBCOMP, 0, body[:2]))
+                elif kind == PINGREQ:
+                    self.pings += 1
+                    if not self.silent:
+                        await self._write(writer, encode(PINGRESP, 0, b""))
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.open_connections -= 1
+            writer.close()
+            self._tasks.discard(task)
+
+
+@dataclass
+class CuttingProxy:
+    """Forwards to an upstream broker and cuts the connection (both sides, the packet not
+    forwarded) when the client sends its ``nth`` packet of type ``cut_at``, once."""
+
+    upstream_port: int
+    cut_at: int
+    nth: int = 1
+    port: int = 0
+    cuts: int = 0
+    seen: int = 0
+    _server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> CuttingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def downstream() -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await up_reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            writer.close()
+
+        back = asyncio.create_task(downstream())
+        try:
+            while (packet := await read_packet(reader)) is not None:
+                kind, flags, body = packet
+                if kind == self.cut_at and not self.cuts:
+                    self.seen += 1
+                    if self.seen == self.nth:
+                        self.cuts += 1
+                        writer.transport.abort()
+                        up_writer.transport.abort()
+                        return
+                up_writer.write(encode(kind, flags, body))
+                await up_writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            up_writer.close()
+            back.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulator.backend.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Every `simulate` a test starts takes client ids of this test session's own, so parallel
+# test runs on the shared broker never take each other's connections.
+os.environ.setdefault("BARNSTORM_CLIENT_ID_PREFIX", f"bstest-{uuid.uuid4().hex[:8]}-")
 MOSQUITTO_HOST = "127.0.0.1"
 MOSQUITTO_PORT = 1883
 

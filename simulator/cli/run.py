@@ -137,6 +137,22 @@ mqtt_options = stacked(
         help="MQTT keepalive, seconds.",
     ),
     option(
+        "--max-inflight",
+        type=click.IntRange(1, 65535),
+        metavar="N",
+        help="QoS 1/2 messages awaiting their acknowledgement per connection; the rest wait "
+        "on the device (default: 20 at QoS 2, Mosquitto's default quota; 65535 at QoS 1). "
+        "Match a broker's smaller quota (max_inflight_messages, Receive Maximum).",
+    ),
+    option(
+        "--client-id-prefix",
+        default="barnstorm-",
+        show_default=True,
+        metavar="TEXT",
+        help="Start of every MQTT client id (then the device or gateway id). Two runs of one "
+        "fleet on one broker need different prefixes, or they take each other's connections.",
+    ),
+    option(
         "--connection",
         type=click.Choice(["per-device", "per-gateway"]),
         help="One MQTT connection per device (default with --mqtt) or per site gateway "
@@ -372,6 +388,8 @@ def _mqtt(options: Options) -> MqttSettings | None:
         key_file=options["key_file"],
         insecure=options["insecure"],
         keepalive=options["keepalive"],
+        max_inflight=options["max_inflight"] or 0,
+        client_id_prefix=options["client_id_prefix"],
         client=options["mqtt_client"],
         source_addresses=tuple(options["source_address"]),
         reconnect_base=base,

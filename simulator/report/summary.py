@@ -29,6 +29,13 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
             f"connections: {connections['up']:,} up, {connections['failed']:,} failed, "
             f"{connections['lost']:,} lost, {connections['reconnected']:,} reconnected"
         )
+        at_once = (connections.get("errors") or {}).get("closed_at_once", 0)
+        if at_once:
+            console.print(
+                f"[bold yellow]the broker closed {at_once:,} connections within a second of "
+                "accepting them:[/] is another client using the same client ids? (Two runs "
+                "of one fleet on one broker take each other's: give each --client-id-prefix.)"
+            )
     if accounting and not accounting["lost"]:
         console.print(
             f"[green]delivery: all {accounting['expected']:,} messages the target accepted "

@@ -437,7 +437,9 @@ class Run:
         if self.config.target.output is not None:
             return FileTransport(metrics, self.config.target.output)
         assert mqtt is not None
-        return mqtt_transport(metrics, mqtt, fleet.devices.client_ids, credentials)
+        prefix = mqtt.client_id_prefix
+        client_ids = [prefix + device for device in fleet.devices.ids]
+        return mqtt_transport(metrics, mqtt, client_ids, credentials)
 
     def _exit_code(self) -> int:
         if self.outcome == "failed":

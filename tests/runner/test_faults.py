@@ -262,3 +262,43 @@ def test_a_publish_replayed_after_a_reconnect_carries_the_dup_flag() -> None:
     assert replay[42][0] == 0x3A  # DUP set
     assert replay[42][1:] == publish[1:]
     assert replay[43] == pubrel
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_fleet_on_one_broker_are_told_why_they_fight(
+    private_broker: PrivateBroker,
+) -> None:
+    """Two runs of the same fleet on one broker with the same client ids take over each
+    other's connections: the broker closes connections it has just accepted, and a run's
+    summary says so and names --client-id-prefix. With a prefix each, no connection is
+    lost in either run."""
+
+    def pair(first: str, second: str) -> list[subprocess.CompletedProcess[str]]:
+        runs = [
+            subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "simulator", "--farms", "1", "--quiet"),
+                    *("--speed", "60", "--duration", "5m", "--clean"),
+                    *("--mqtt", f"mqtt://127.0.0.1:{private_broker.port}"),
+                    *("--reconnect-backoff", "0.1s,0.3s", "--allow-loss", "--max-failed", "100%"),
+                ],
+                cwd=ROOT,
+                env={**os.environ, "BARNSTORM_CLIENT_ID_PREFIX": prefix, "COLUMNS": "200"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for prefix in (first, second)
+        ]
+        return [subprocess.CompletedProcess(r.args, r.wait(120), *r.communicate()) for r in runs]
+
+    fighting = pair("same-", "same-")
+    summaries = "".join(run.stdout for run in fighting)
+    assert "within a second of accepting them" in summaries, summaries
+    assert "--client-id-prefix" in summaries
+
+    apart = pair("first-", "second-")
+    for run in apart:
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "0 lost" in run.stdout, run.stdout
+        assert "within a second" not in run.stdout

@@ -53,12 +53,17 @@ class MqttSettings:
     #: QoS 1/2 messages in flight per connection (0: 20 at QoS 2, as Mosquitto's default
     #: quota; the protocol's 65,535 at QoS 1); the rest wait on the device.
     max_inflight: int = 0
+    #: what each client id starts with (then the device or gateway id): two runs of one
+    #: fleet on one broker need different prefixes, or they take each other's connections.
+    client_id_prefix: str = "barnstorm-"
 
     def __post_init__(self) -> None:
         if self.client == "lean" and self.version == "5":
             raise ConfigError("--mqtt-client", "lean speaks MQTT 3.1.1 only; use gmqtt for MQTT 5")
         if self.source_addresses and (self.client == "gmqtt" or self.version == "5"):
             raise ConfigError("--source-address", "needs barnstorm's own client (MQTT 3.1.1)")
+        if not self.client_id_prefix or "\x00" in self.client_id_prefix:
+            raise ConfigError("--client-id-prefix", "expected a non-empty text without NUL")
         if self.password and not self.username and self.version == "3.1.1":
             # MQTT-3.1.2-22: no password without a user name (MQTT 5 allows it).
             raise ConfigError(

@@ -30,7 +30,14 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
             f"{connections['lost']:,} lost, {connections['reconnected']:,} reconnected"
         )
         at_once = (connections.get("errors") or {}).get("closed_at_once", 0)
-        if at_once:
+        rejected = report["totals"]["errors"].get("rejected", 0)
+        if at_once and rejected:
+            console.print(
+                f"[bold yellow]the broker closed {at_once:,} connections over messages it "
+                f"would not take ({rejected:,} rejected):[/] does it take QoS "
+                f"{report['target'].get('qos')}, these topics and this size?"
+            )
+        elif at_once:
             console.print(
                 f"[bold yellow]the broker closed {at_once:,} connections within a second of "
                 "accepting them:[/] is another client using the same client ids? (Two runs "

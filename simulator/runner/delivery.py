@@ -27,6 +27,8 @@ HINTS = {
     "timeout": "the target did not answer in time (--http-timeout)",
     "tls": "is its certificate signed by a CA you trust? Give --ca-file, or --insecure",
     "not_connected": "no connection to the broker stayed up",
+    "rejected": "the broker closed the connection over each message: does it take this QoS "
+    "(NATS refuses QoS 2), this topic and this size?",
 }
 
 

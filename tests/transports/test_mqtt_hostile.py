@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from simulator.backend.broker import free_port
+from simulator.errors import AuthError, ConnectError
 from simulator.messages import Message, Outcome
 from simulator.transports.mqtt import lean
 from simulator.transports.mqtt.lean import LeanMqttTransport
@@ -248,3 +249,43 @@ async def test_max_inflight_meets_a_brokers_smaller_quota(quota_broker: _QuotaBr
         received = {payload["seq"] for _, payload in observer.messages}
     assert {m.seq for m, o, _ in sink.done if o is Outcome.ACKNOWLEDGED} == set(range(200))
     assert received == set(range(200))
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "reason"),
+    [
+        (1, ConnectError, "unacceptable protocol version"),
+        (2, ConnectError, "client identifier rejected"),
+        (3, ConnectError, "server unavailable"),
+        (4, AuthError, "bad user name or password"),
+        (5, AuthError, "not authorised"),
+    ],
+)
+async def test_each_connack_refusal_is_named(
+    code: int, error: type[Exception], reason: str
+) -> None:
+    """A broker answering CONNACK with return code 1 to 5: connect() raises the matching
+    error naming the broker's reason, and the refusal is counted as a failed connection."""
+    async with FakeBroker(connack_code=code) as broker:
+        sink = RecordingSink()
+        async with LeanMqttTransport(sink, _settings(broker.port), [_client_id()]) as transport:
+            with pytest.raises(error, match=reason):
+                await transport.connect(0)
+            assert not transport.is_connected(0)
+    assert sink.events == ["failed"]
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+async def test_answers_split_into_single_bytes_settle_every_message(qos: int) -> None:
+    """A broker that writes every CONNACK, PUBACK, PUBREC and PUBCOMP one byte at a time:
+    the client reassembles them and settles each of 200 messages exactly once."""
+    async with FakeBroker(split=True) as broker:
+        sink = RecordingSink()
+        settings = _settings(broker.port, qos=qos)
+        async with LeanMqttTransport(sink, settings, [_client_id()]) as transport:
+            await transport.connect(0)
+            transport.send_many([_message(i, "t/d0") for i in range(200)])
+            assert await _until(lambda: transport.in_flight == 0, 10.0)
+    assert sorted(m.seq for m, _, _ in sink.done) == list(range(200))
+    assert {o for _, o, _ in sink.done} == {Outcome.ACKNOWLEDGED}
+    assert len(broker.publishes) == 200

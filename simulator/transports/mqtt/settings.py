@@ -62,6 +62,8 @@ class MqttSettings:
             raise ConfigError("--mqtt-client", "lean speaks MQTT 3.1.1 only; use gmqtt for MQTT 5")
         if self.source_addresses and (self.client == "gmqtt" or self.version == "5"):
             raise ConfigError("--source-address", "needs barnstorm's own client (MQTT 3.1.1)")
+        if self.max_inflight and (self.client == "gmqtt" or self.version == "5"):
+            raise ConfigError("--max-inflight", "needs barnstorm's own client (MQTT 3.1.1)")
         if not self.client_id_prefix or "\x00" in self.client_id_prefix:
             raise ConfigError("--client-id-prefix", "expected a non-empty text without NUL")
         if self.password and not self.username and self.version == "3.1.1":

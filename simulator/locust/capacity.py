@@ -23,8 +23,9 @@ from typing import Any
 from locust import LoadTestShape, events
 from locust.env import Environment
 
-from simulator.locust.mixed import AUTO_FLEET, DashboardUser, start_child
+from simulator.locust.fleet import AUTO_FLEET, start_child
 from simulator.locust.stats import Snapshot, scopes_of, snapshot, window_measures
+from simulator.locust.users import DashboardUser
 from simulator.metrics.sla import Measure, Sla, evaluate, parse_slas
 
 __all__ = ["CapacityShape", "DashboardUser"]

@@ -1,0 +1,151 @@
+"""The device fleet as a Locust plugin: a Locust suite that knows nothing of barnstorm gains
+the fleet by one more ``-f`` entry, configured by ``--barnstorm-*`` options (or
+``locust.conf``), alone or over Locust's master and two workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from simulator.fleet.build import DEFAULT_SEED
+from simulator.fleet.load import load_fleet
+from tests.conftest import Backends
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow  # every test here starts Locust and a backend
+
+#: a team's own locustfile: a plain HttpUser with two tasks, no word of barnstorm.
+THEIR_LOCUSTFILE = """
+from locust import HttpUser, constant, task
+
+
+class Farmer(HttpUser):
+    wait_time = constant(0.5)
+
+    def on_start(self):
+        login = {"username": "farmer", "password": "barnstorm"}
+        answer = self.client.post("/api/login", json=login)
+        self.client.headers["Authorization"] = "Bearer " + answer.json()["token"]
+
+    @task
+    def farms(self):
+        self.client.get("/api/farms")
+
+    @task
+    def alerts(self):
+        self.client.get("/api/alerts")
+"""
+
+
+def _environment() -> dict[str, str]:
+    """This process's environment without barnstorm's settings (but its client ids): the
+    fleet is configured by the command line or locust.conf only."""
+    keep = {"BARNSTORM_CLIENT_ID_PREFIX"}
+    return {k: v for k, v in os.environ.items() if not k.startswith("BARNSTORM_") or k in keep}
+
+
+def _locust(*args: str, cwd: Path) -> tuple[int, list[dict[str, Any]], str]:
+    process = subprocess.run(
+        [sys.executable, "-m", "locust", *args, "--headless", "--json", "--only-summary"],
+        cwd=cwd,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    # Under --processes each worker prints its own (empty) summary too: the master's is
+    # the one with the requests in it.
+    decoder, text, at = json.JSONDecoder(), process.stdout, 0
+    stats: list[dict[str, Any]] = []
+    while (at := text.find("[", at)) >= 0:
+        document, at = decoder.raw_decode(text, at)
+        if len(document) > len(stats):
+            stats = document
+    return process.returncode, stats, process.stderr
+
+
+def _every_device_once(url: str, farms: int) -> None:
+    fleet, _ = load_fleet(farms, DEFAULT_SEED, None, None)
+    readback = httpx.get(f"{url}/api/readback").json()
+    assert set(readback["devices"]) == set(fleet.devices.ids)
+    assert readback["duplicates"] == 0
+
+
+def test_a_suite_of_its_own_gains_the_fleet_by_one_more_locustfile(
+    tmp_path: Path, backend: Backends
+) -> None:
+    """`locust -f their_users.py,locustfiles/fleet.py` with --barnstorm-* options: both the
+    suite's requests and the devices' messages are in Locust's statistics, every device
+    of the fleet reached the backend, the SLA over both is judged and written as JUnit,
+    barnstorm's HTML page of the run is written, and Locust exits 0."""
+    url = backend("--farms", "2")
+    (tmp_path / "their_users.py").write_text(THEIR_LOCUSTFILE)
+    junit, html = tmp_path / "slas.xml", tmp_path / "run.html"
+    code, stats, stderr = _locust(
+        *("-f", f"their_users.py,{ROOT / 'locustfiles' / 'fleet.py'}"),
+        *("--host", url, "-u", "2", "-r", "2", "-t", "15s"),
+        *("--barnstorm-farms", "2", "--barnstorm-http", f"{url}/ingest"),
+        *("--barnstorm-speed", "60", "--barnstorm-clean"),
+        *("--barnstorm-sla", "dashboard.error_rate<1%", "--barnstorm-sla", "ingest.p95<5s"),
+        *("--barnstorm-junit", str(junit), "--barnstorm-html", str(html)),
+        cwd=tmp_path,
+    )
+    assert code == 0, stderr[-3000:]
+    requests = {entry["name"]: entry for entry in stats}
+    assert requests["/api/farms"]["num_requests"] > 0
+    assert requests["/api/alerts"]["num_requests"] > 0
+    devices = [e for name, e in requests.items() if name.startswith("ingest ")]
+    assert sum(e["num_requests"] for e in devices) > 50
+    assert sum(e["num_failures"] for e in stats) == 0
+    _every_device_once(url, 2)
+    assert "SLA held" in stderr
+    assert "BROKEN" not in stderr
+    assert junit.read_text().count("<testcase") == 2
+    assert "Device fleet" in html.read_text() or "ingest" in html.read_text()
+
+
+def test_two_workers_run_every_farm_once_configured_by_locust_conf(
+    tmp_path: Path, backend: Backends
+) -> None:
+    """The same suite over Locust's master and two workers (--processes 2), the fleet's
+    settings in locust.conf: each worker runs half the farms, so the backend hears every
+    device once, and both kinds of request are in the master's statistics."""
+    farms = 4
+    url = backend("--farms", str(farms))
+    (tmp_path / "their_users.py").write_text(THEIR_LOCUSTFILE)
+    (tmp_path / "locust.conf").write_text(
+        f"barnstorm-farms = {farms}\nbarnstorm-http = {url}/ingest\n"
+        "barnstorm-speed = 60\nbarnstorm-clean = true\nbarnstorm-connect-rate = 0\n"
+    )
+    code, stats, stderr = _locust(
+        *("-f", f"their_users.py,{ROOT / 'locustfiles' / 'fleet.py'}"),
+        *("--config", "locust.conf", "--processes", "2"),
+        *("--host", url, "-u", "2", "-r", "2", "-t", "20s"),
+        cwd=tmp_path,
+    )
+    assert code == 0, stderr[-3000:]
+    names = {entry["name"] for entry in stats}
+    assert {"/api/farms", "/api/alerts"} <= names
+    assert any(name.startswith("ingest ") for name in names)
+    _every_device_once(url, farms)
+
+
+def test_a_bad_sla_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """An SLA the grammar does not know stops Locust before the test, in one line naming
+    --barnstorm-sla."""
+    (tmp_path / "their_users.py").write_text(THEIR_LOCUSTFILE)
+    code, _, stderr = _locust(
+        *("-f", f"their_users.py,{ROOT / 'locustfiles' / 'fleet.py'}"),
+        *("--host", "http://127.0.0.1:9", "-u", "1", "-t", "5s"),
+        *("--barnstorm-sla", "ingest.p95<soon"),
+        cwd=tmp_path,
+    )
+    assert code == 2
+    assert "--barnstorm-sla" in stderr.strip().splitlines()[-1]

@@ -149,3 +149,53 @@ def test_a_bad_sla_is_one_line_and_exit_2(tmp_path: Path) -> None:
     )
     assert code == 2
     assert "--barnstorm-sla" in stderr.strip().splitlines()[-1]
+
+
+def test_the_step_load_shape_runs_over_a_suite_of_its_own(
+    tmp_path: Path, backend: Backends
+) -> None:
+    """`-f their_users.py,locustfiles/fleet_capacity.py`: barnstorm's step-load shape drives
+    the suite's own users and one more fleet shard a step, and judges each step on the
+    suite's requests and the devices' messages."""
+    url = backend("--farms", "2")
+    (tmp_path / "their_users.py").write_text(THEIR_LOCUSTFILE)
+    plan = {
+        "steps": 2,
+        "step_seconds": 6,
+        "warmup_seconds": 1,
+        "users": 1,
+        "users_step": 1,
+        "spawn_rate": 5,
+        "farms": 0,
+        "constant_fleet": False,
+        "farms_per_step": 1,
+        "fleet_shards": 2,
+        "slas": ["dashboard.error_rate<50%"],
+    }
+    out = tmp_path / "steps.json"
+    env = {
+        **_environment(),
+        "BARNSTORM_CAPACITY": json.dumps(plan),
+        "BARNSTORM_CAPACITY_OUT": str(out),
+    }
+    process = subprocess.run(
+        [
+            *(sys.executable, "-m", "locust", "--headless", "--only-summary", "-t", "60s"),
+            *("-f", f"their_users.py,{ROOT / 'locustfiles' / 'fleet_capacity.py'}"),
+            *("--host", url, "--barnstorm-farms", "2", "--barnstorm-speed", "60"),
+            *("--barnstorm-http", f"{url}/ingest"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    steps = json.loads(out.read_text())["steps"]
+    assert [(step["users"], step["farms"], step["held"]) for step in steps] == [
+        (1, 1, True),
+        (2, 2, True),
+    ]
+    assert {"/api/farms", "/api/alerts"} <= set(steps[1]["scopes"])
+    assert any(name.startswith("ingest ") for name in steps[1]["scopes"])

@@ -43,20 +43,28 @@ def bench_publish(
             ours, totals = await asyncio.to_thread(barnstorm, duration)
             # The same run cut to one simulated second: start-up (imports, fleet, connections).
             start, start_totals = await asyncio.to_thread(barnstorm, "1s")
-            # paho queues what it cannot send yet, and past ~100,000 queued QoS 1 messages
-            # each PUBACK costs it a scan of the queue: 50,000 is paho at its best.
+            # paho as its authors would run it: no on_publish callback, and at QoS 1 the best
+            # of its in-flight windows (its default 20, 100, 1000), each measured here.
             count = 50_000 if qos else 200_000
-            paho = check(
-                await asyncio.to_thread(
-                    run_measured,
-                    [
-                        *(sys.executable, "-m", "benchmarks.paho_loop", broker.host),
-                        *(str(broker.port), str(qos), str(count), str(payload)),
-                    ],
-                ),
-                "the paho loop",
-            )
-            paho_out = json.loads(paho.stdout)
+
+            def paho_loop(window: int) -> Measured:
+                return check(
+                    run_measured(
+                        [
+                            *(sys.executable, "-m", "benchmarks.paho_loop", broker.host),
+                            *(str(broker.port), str(qos), str(count), str(payload)),
+                            str(window),
+                        ],
+                    ),
+                    f"the paho loop (window {window})",
+                )
+
+            tried = {}
+            for window in (20, 100, 1000) if qos else (20,):
+                run = await asyncio.to_thread(paho_loop, window)
+                tried[window] = (run, json.loads(run.stdout))
+            best = max(tried, key=lambda w: tried[w][1]["delivered"] / tried[w][0].cpu_s)
+            paho, paho_out = tried[best]
             env = {
                 **os.environ,
                 "BENCH_HOST": broker.host,
@@ -83,8 +91,8 @@ def bench_publish(
                 e["num_requests"] - e["num_failures"] for e in stats if "publish" in e["name"]
             )
         settled = totals["acknowledged"] + totals["unconfirmed"]
-        ours_rate = totals["sent"] / ours.cpu_s
-        paho_rate = (paho_out["acknowledged"] if qos else count) / paho.cpu_s
+        ours_rate = settled / ours.cpu_s
+        paho_rate = paho_out["delivered"] / paho.cpu_s
         locust_rate = locust_count / locust.cpu_s
         return {
             "name": f"publish-qos{qos}",
@@ -92,18 +100,23 @@ def bench_publish(
             f"QoS {qos}, to a private Mosquitto (set_tcp_nodelay true)",
             "barnstorm_msg_per_cpu_s": round(ours_rate),
             "barnstorm_msg_per_cpu_s_after_start_up": round(
-                (totals["sent"] - start_totals["sent"]) / max(ours.cpu_s - start.cpu_s, 1e-9)
+                (settled - start_totals["acknowledged"] - start_totals["unconfirmed"])
+                / max(ours.cpu_s - start.cpu_s, 1e-9)
             ),
             "barnstorm_start_up_cpu_s": round(start.cpu_s, 2),
-            "barnstorm_msg_per_s": round(totals["sent"] / ours.wall_s),
+            "barnstorm_msg_per_s": round(settled / ours.wall_s),
             "barnstorm_accounted": f"{settled:,} of {totals['sent']:,} "
             + ("acknowledged" if qos else "handed over")
             + f", {totals['failed']} failed, {totals['dropped']} dropped",
-            "baseline": "paho-mqtt, one client, one constant pre-built payload, tight loop",
+            "baseline": "paho-mqtt, one client, one constant pre-built payload, tight loop, "
+            "no on_publish callback"
+            + (f", the best of in-flight windows 20/100/1000 (here {best})" if qos else ""),
             "baseline_msg_per_cpu_s": round(paho_rate),
-            "baseline_msg_per_s": round(
-                paho_out["acknowledged" if qos else "published"] / paho_out["seconds"]
-            ),
+            "baseline_windows_msg_per_cpu_s": {
+                str(window): round(out["delivered"] / run.cpu_s)
+                for window, (run, out) in tried.items()
+            },
+            "baseline_msg_per_s": round(paho_out["delivered"] / paho_out["seconds"]),
             "ratio": ratio(ours_rate, paho_rate),
             "goal": ">= 3",
             "locust_mqtt_user_msg_per_cpu_s": round(locust_rate),

@@ -90,9 +90,9 @@ def test_a_suite_of_its_own_gains_the_fleet_by_one_more_locustfile(
     junit, html = tmp_path / "slas.xml", tmp_path / "run.html"
     code, stats, stderr = _locust(
         *("-f", f"their_users.py,{ROOT / 'locustfiles' / 'fleet.py'}"),
-        *("--host", url, "-u", "2", "-r", "2", "-t", "15s"),
+        *("--host", url, "-u", "2", "-r", "2", "-t", "10s"),
         *("--barnstorm-farms", "2", "--barnstorm-http", f"{url}/ingest"),
-        *("--barnstorm-speed", "60", "--barnstorm-clean"),
+        *("--barnstorm-speed", "180", "--barnstorm-clean"),
         *("--barnstorm-sla", "dashboard.error_rate<1%", "--barnstorm-sla", "ingest.p95<5s"),
         *("--barnstorm-junit", str(junit), "--barnstorm-html", str(html)),
         cwd=tmp_path,
@@ -102,7 +102,7 @@ def test_a_suite_of_its_own_gains_the_fleet_by_one_more_locustfile(
     assert requests["/api/farms"]["num_requests"] > 0
     assert requests["/api/alerts"]["num_requests"] > 0
     devices = [e for name, e in requests.items() if name.startswith("ingest ")]
-    assert sum(e["num_requests"] for e in devices) > 50
+    assert sum(e["num_requests"] for e in devices) > 20
     assert sum(e["num_failures"] for e in stats) == 0
     _every_device_once(url, 2)
     assert "SLA held" in stderr
@@ -122,12 +122,12 @@ def test_two_workers_run_every_farm_once_configured_by_locust_conf(
     (tmp_path / "their_users.py").write_text(THEIR_LOCUSTFILE)
     (tmp_path / "locust.conf").write_text(
         f"barnstorm-farms = {farms}\nbarnstorm-http = {url}/ingest\n"
-        "barnstorm-speed = 60\nbarnstorm-clean = true\nbarnstorm-connect-rate = 0\n"
+        "barnstorm-speed = 180\nbarnstorm-clean = true\nbarnstorm-connect-rate = 0\n"
     )
     code, stats, stderr = _locust(
         *("-f", f"their_users.py,{ROOT / 'locustfiles' / 'fleet.py'}"),
         *("--config", "locust.conf", "--processes", "2"),
-        *("--host", url, "-u", "2", "-r", "2", "-t", "20s"),
+        *("--host", url, "-u", "2", "-r", "2", "-t", "12s"),
         cwd=tmp_path,
     )
     assert code == 0, stderr[-3000:]

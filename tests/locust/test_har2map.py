@@ -130,7 +130,7 @@ def test_statuses_the_recording_took_in_stride_are_expected_on_replay(tmp_path: 
 def test_the_map_replays_the_recorded_sequence_with_new_ids(
     tmp_path: Path, backend: Backends
 ) -> None:
-    """Run for a minute by real Locust users against a backend seeded with another fleet,
+    """Run for half a minute by real Locust users against a backend seeded with another fleet,
     the map reproduces every recorded view's request sequence (as the backend's access log
     sees it, one trace per view) with the fleet's own IDs, not the recorded ones."""
     access_log = tmp_path / "access.jsonl"
@@ -143,7 +143,7 @@ def test_the_map_replays_the_recorded_sequence_with_new_ids(
     )
     assert seeded.returncode == 0, seeded.stderr
     env = {**os.environ, "BARNSTORM_FARMS": "3", "BARNSTORM_DASHBOARD_MAP": str(har2map(tmp_path))}
-    users = ["-u", "4", "-r", "4", "-t", "60s", "--host", url]
+    users = ["-u", "4", "-r", "4", "-t", "30s", "--host", url]
     locustfile = ["locust", "-f", "locustfiles/dashboard.py", "--headless"]
     stats = locust_stats(*locustfile, *users, env=env, timeout=150)
     assert sum(entry["num_failures"] for entry in stats) == 0, stats

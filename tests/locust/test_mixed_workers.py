@@ -44,7 +44,7 @@ def test_two_locust_workers_run_every_farm_exactly_once(
         "BARNSTORM_TOPIC_TEMPLATE": f"{topic_root}/{{device_id}}/{{kind}}",
         "BARNSTORM_DASHBOARD_MAP": str(ROOT / "locustfiles" / "dashboard_map.toml"),
     }
-    load = ["--farms", str(farms), "--users", "2", "--spawn-rate", "2", "--run-time", "20s"]
+    load = ["--farms", str(farms), "--users", "2", "--spawn-rate", "2", "--run-time", "12s"]
     targets = ["--host", url, "--mqtt", mosquitto, "--speed", "120"]
     locust_args = ["--web-ui", "--autostart", "--autoquit", "2", "--processes", "2"]
     web = ["--web-host", "127.0.0.1", "--web-port", str(web_port)]

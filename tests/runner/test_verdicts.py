@@ -21,7 +21,7 @@ from tests.helpers import ROOT, simulate
 pytestmark = pytest.mark.slow  # every test here starts a process
 
 FEW = ("--farms", "2", "--clean", "--quiet")
-TEN_MINUTES_FAST = ("--speed", "60", "--duration", "10m")
+TEN_MINUTES_FAST = ("--speed", "120", "--duration", "10m")
 
 
 def test_a_dead_url_exits_1_and_says_what_to_check(tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_a_mixed_run_of_the_default_fleet_against_a_healthy_backend_exits_0(
     result = subprocess.run(
         [
             *(sys.executable, "-m", "simulator", "mixed", "--farms", "20", "--users", "2"),
-            *("--spawn-rate", "2", "--run-time", "25s", "--speed", "120", "--host", url),
+            *("--spawn-rate", "2", "--run-time", "15s", "--speed", "120", "--host", url),
             *("--mqtt", mosquitto, "--json", "--only-summary"),
         ],
         cwd=ROOT,

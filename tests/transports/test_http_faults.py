@@ -205,7 +205,7 @@ def test_a_target_that_stops_answering_does_not_stall_the_fleet(backend: Any) ->
         code, stderr, report = _run(
             *FEW,
             *timing,
-            *("--speed", "30", "--http", f"{url}/ingest", "--http-timeout", "1s"),
+            *("--speed", "60", "--http", f"{url}/ingest", "--http-timeout", "1s"),
             *("--scenario", str(scenario), "--allow-loss", "--connect-rate", "0"),
         )
         _, _, expected = _run(

@@ -192,6 +192,7 @@ def bench_connections(
         "barnstorm_cpu_ms_per_message": round(ours_cpu_ms, 3),
         "barnstorm_rss_kb_per_connection": round(ours_kb, 1),
         "goal": "50,000 devices at <= 20 KB each",
+        "goal_met": up >= 50_000 and ours_kb <= 20,
         "baseline": f"Locust's MQTT user at the largest N it reached of {locust_steps}",
         "baseline_failed_at": (
             f"{measured['locust_failed']['users']:,} users: "

@@ -57,8 +57,26 @@ class Publish:
     payload: bytes
 
 
+class _Listener:
+    """A server on a free port of 127.0.0.1 for ``async with``: ``_serve`` per connection."""
+
+    port: int
+    _server: asyncio.Server | None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+
+
 @dataclass
-class FakeBroker:
+class FakeBroker(_Listener):
     """A scripted broker on a free port of 127.0.0.1 (``async with FakeBroker() as b``)."""
 
     connack_code: int = 0
@@ -80,16 +98,15 @@ class FakeBroker:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def __aenter__(self) -> FakeBroker:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
+        self.close()
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):
+            assert self._server is not None
             await asyncio.wait_for(self._server.wait_closed(), 2.0)
 
     @property
@@ -157,7 +174,7 @@ class FakeBroker:
 
 
 @dataclass
-class CuttingProxy:
+class CuttingProxy(_Listener):
     """Forwards to an upstream broker and cuts the connection (both sides, the packet not
     forwarded) when the client sends its ``nth`` packet of type ``cut_at``, once."""
 
@@ -170,13 +187,11 @@ class CuttingProxy:
     _server: asyncio.Server | None = None
 
     async def __aenter__(self) -> CuttingProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
+        self.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)

@@ -184,7 +184,7 @@ def test_reconnect_storm_drops_and_restores_connections(
         "--duration",
         "3m",
         "--speed",
-        "10",
+        "20",
         "--mqtt",
         mosquitto,
         "--scenario",

@@ -38,12 +38,12 @@ def _colour_pixels(image: Image.Image, colour: str, tolerance: int = 40) -> int:
 def test_soak_writes_the_time_series_and_a_report_with_drawn_charts(
     tmp_path: Path, mosquitto: str, topic_root: str
 ) -> None:
-    """A compressed soak (2 simulated hours at 480x over real Mosquitto) writes a row per
+    """A compressed soak (2 simulated hours at 960x over real Mosquitto) writes a row per
     simulated minute as it goes, puts trends in the report, and writes an HTML report whose
     six charts headless Chromium draws with their lines, not empty frames; the CSV files
     hold the same rows."""
     result = simulate(
-        *("soak", "--farms", "3", "--duration", "2h", "--speed", "480", "--mqtt", mosquitto),
+        *("soak", "--farms", "3", "--duration", "2h", "--speed", "960", "--mqtt", mosquitto),
         *("--topic-template", f"{topic_root}/{{device_id}}/{{kind}}", "--quiet"),
         *("--csv", "soak"),
         cwd=tmp_path,

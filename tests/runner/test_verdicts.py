@@ -138,7 +138,7 @@ def test_a_mixed_run_of_the_default_fleet_against_a_healthy_backend_exits_0(
     result = subprocess.run(
         [
             *(sys.executable, "-m", "simulator", "mixed", "--farms", "20", "--users", "2"),
-            *("--spawn-rate", "2", "--run-time", "15s", "--speed", "120", "--host", url),
+            *("--spawn-rate", "2", "--run-time", "10s", "--speed", "120", "--host", url),
             *("--mqtt", mosquitto, "--json", "--only-summary"),
         ],
         cwd=ROOT,

@@ -113,9 +113,7 @@ class _Link(asyncio.Protocol):
         "pending",
         "pinged",
         "reconnecting",
-        "released",
         "rx",
-        "strikes",
         "suspect",
         "topics",
         "transport",
@@ -132,7 +130,6 @@ class _Link(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.wire: LeanMqttTransport | None = None
         self.in_flight: dict[int, Message] = {}
-        self.released: set[int] | None = None  # QoS 2: PUBREC seen, PUBREL sent
         self.next_id = 0
         self.rx = b""
         self.heard = False  # something came from the broker since the last housekeeping round
@@ -143,9 +140,8 @@ class _Link(asyncio.Protocol):
         self.paused = False
         self.attempt = 0
         self.up_since = 0.0
-        #: the message first in line at the last loss, and at how many losses in a row.
+        #: the message first in line at the last loss.
         self.suspect: Message | None = None
-        self.strikes = 0
         self.reconnecting: asyncio.Task[None] | None = None
         self.pending: list[bytes] = []  # packets built this tick, written together
         self.topics: dict[str, bytes] = {}
@@ -202,8 +198,6 @@ class _Link(asyncio.Protocol):
                 message = in_flight.pop(packet_id, None)
                 if message is not None:
                     acked.append(message)
-                    if self.released is not None:
-                        self.released.discard(packet_id)
             elif kind == _PUBREC:
                 self._released(int.from_bytes(buffer[start : start + 2], "big"))
             elif kind == _CONNACK and self.connack is not None and not self.connack.done():
@@ -237,10 +231,8 @@ class _Link(asyncio.Protocol):
     # Publishing ----------------------------------------------------------------------
 
     def _released(self, packet_id: int) -> None:
+        """PUBREC: answer PUBREL (the message stays in flight until its PUBCOMP)."""
         if packet_id in self.in_flight and self.transport is not None:
-            if self.released is None:
-                self.released = set()
-            self.released.add(packet_id)
             self.pending.append(pubrel_packet(packet_id))
 
     def take_id(self) -> int:
@@ -288,7 +280,7 @@ class _Link(asyncio.Protocol):
         ids, and any PUBREL for them, mean nothing to the broker now; a QoS 2 message whose
         PUBREC came but not its PUBCOMP may reach subscribers twice, never zero times."""
         old = list(self.in_flight.values())
-        self.in_flight, self.released, self.next_id = {}, None, 0
+        self.in_flight, self.next_id = {}, 0
         for message in old:
             packet_id = self.take_id()
             self.in_flight[packet_id] = message
@@ -304,15 +296,9 @@ class _Link(asyncio.Protocol):
         head = next(iter(self.in_flight.items()), None)
         if head is None or head[1] is not self.suspect:
             self.suspect = head[1] if head is not None else None
-            self.strikes = 1
-            return None
-        self.strikes += 1
-        if self.strikes < 2:
             return None
         del self.in_flight[head[0]]
-        if self.released is not None:
-            self.released.discard(head[0])
-        self.suspect, self.strikes = None, 0
+        self.suspect = None
         return head[1]
 
 
@@ -468,7 +454,7 @@ class LeanMqttTransport(MqttBase):
         """Close a link for good (until ``connect``): what is in flight failed."""
         link.closing = True
         link.up = False
-        link.suspect, link.strikes = None, 0
+        link.suspect = None
         self.paused.discard(link)
         if link.reconnecting is not None:
             link.reconnecting.cancel()
@@ -482,7 +468,7 @@ class LeanMqttTransport(MqttBase):
 
     def _fail(self, link: _Link, error: str) -> None:
         failed = [*link.in_flight.values(), *(link.waiting or ())]
-        link.in_flight, link.waiting, link.released = {}, None, None
+        link.in_flight, link.waiting = {}, None
         self._count -= len(failed)
         done = self.sink.message_done
         for message in failed:

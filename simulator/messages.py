@@ -24,6 +24,14 @@ class Outcome(Enum):
 #: Such a message is dropped on the books, but it is no failure of the target.
 HELD_ON_DEVICE = frozenset({"offline_at_stop", "buffer_overflow"})
 
+#: Why a message handed over failed through its own device: the device went offline (a
+#: scenario's outage) before the broker's receipt came. In doubt, so failed, never
+#: delivered; but no failure of the target either, and said apart from the target's.
+CUT_BY_DEVICE = "cut_offline"
+
+#: Every reason that is the simulated device's doing, not the target's.
+DEVICE_SIDE = HELD_ON_DEVICE | {CUT_BY_DEVICE}
+
 #: Message flags.
 DUPLICATE = 1  # a resend of a message already sent (same seq): counted apart
 

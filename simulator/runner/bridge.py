@@ -7,9 +7,10 @@
 
 one result per settled message: device type, transport, latency in ms (null when the
 message failed), payload bytes, error kind (null on success). Messages a device kept and
-never handed to the target (:data:`~simulator.messages.HELD_ON_DEVICE`) are no result:
-they are counted in ``held``, by reason, since the last line, so they never show as the
-target's failures. The Locust process
+never handed to the target (:data:`~simulator.messages.HELD_ON_DEVICE`), and those its
+own outage cut off before the receipt came, are no result (:data:`~simulator.messages.
+DEVICE_SIDE`): they are counted in ``held``, by reason, since the last line, so they never
+show as the target's failures. The Locust process
 (``locustfiles/mixed.py``) reads the lines and fires one Locust request event per result,
 so devices appear beside the dashboard endpoints. The engine never imports Locust.
 """
@@ -25,7 +26,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from simulator.messages import HELD_ON_DEVICE, Message, Outcome
+from simulator.messages import DEVICE_SIDE, Message, Outcome
 from simulator.metrics.metrics import Metrics
 
 FLUSH_EVERY = 0.5
@@ -45,7 +46,7 @@ class ResultStream:
     def observe(
         self, message: Message, outcome: Outcome, error: str | None, latency: float | None
     ) -> None:
-        if outcome is Outcome.DROPPED and error in HELD_ON_DEVICE:
+        if error in DEVICE_SIDE:
             self.held[error] += 1
             return
         device_type = self.metrics.type_names[message.type_code]

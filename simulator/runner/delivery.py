@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from simulator.messages import CUT_BY_DEVICE
 from simulator.units import format_duration
 
 #: what to check first, by the error kind that failed the most messages.
@@ -89,6 +90,17 @@ class FailedShare:
     failed: int
     sent: int
     limit: float  # a share, 0.01 for 1 %
+
+    @classmethod
+    def of(cls, totals: Any, limit: float) -> FailedShare:
+        """From a run's totals (``Counts`` or its report dict): what its own devices cut
+        off by going offline failed, but not through the target, and does not count."""
+        failed, sent, errors = (
+            (totals["failed"], totals["sent"], totals["errors"])
+            if isinstance(totals, dict)
+            else (totals.failed, totals.sent, totals.errors)
+        )
+        return cls(failed - int(errors.get(CUT_BY_DEVICE, 0)), sent, limit)
 
     @property
     def share(self) -> float:

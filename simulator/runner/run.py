@@ -385,9 +385,7 @@ class Run:
             self.outcome = "failed"
             self.error = nothing_accepted(totals.sent, totals.errors, self.target_url)
         else:
-            self.failed_share = FailedShare(
-                totals.failed, totals.sent, self.config.verdicts.max_failed
-            )
+            self.failed_share = FailedShare.of(totals, self.config.verdicts.max_failed)
 
     def _judge(self, report: dict[str, Any], fleet: Fleet, metrics: Metrics) -> None:
         slas = self.config.verdicts.slas

@@ -92,6 +92,8 @@ def merge_reports(reports: list[dict[str, Any]], wall: float) -> dict[str, Any]:
                 continue
             if isinstance(value, int) and isinstance(into.get(key), int):
                 into[key] += value
+            elif isinstance(value, int) and key not in into:
+                into[key] = value  # an error kind only this shard met
             elif isinstance(value, dict) and isinstance(into.get(key), dict):
                 add(into[key], value)
             elif isinstance(value, dict) and key not in into:
@@ -110,9 +112,8 @@ def merge_reports(reports: list[dict[str, Any]], wall: float) -> dict[str, Any]:
                 merged[key] = other[key]
         merged["exit_code"] = max(merged["exit_code"], other["exit_code"])
     if merged.get("max_failed"):
-        totals = merged["totals"]
         limit = merged["max_failed"]["limit"]
-        merged["max_failed"] = FailedShare(totals["failed"], totals["sent"], limit).as_dict()
+        merged["max_failed"] = FailedShare.of(merged["totals"], limit).as_dict()
     merged["time"]["wall_seconds"] = round(wall, 3)
     merged["time"]["processes"] = len(reports)
     for counts in (merged["totals"], *merged["by_device_type"].values()):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
+from simulator.metrics.metrics import Counts
 from simulator.runner.delivery import FailedShare, Ramp, nothing_accepted, nothing_sent
+from simulator.runner.shards import merge_reports
 
 
 def test_the_hint_follows_the_error_that_failed_the_most_messages() -> None:
@@ -52,3 +55,35 @@ def test_max_failed_holds_up_to_its_limit_and_breaks_above_it() -> None:
         "limit": 0.01,
         "held": False,
     }
+
+
+def test_what_a_devices_own_outage_cut_off_is_no_failure_of_the_target() -> None:
+    """--max-failed judges the target: messages failed as cut_offline (their device went
+    offline in a scenario before the receipt came) are failed on the books but not in the
+    share, from the run's totals and from a merged report's dict alike; shards that met
+    different error kinds keep every kind when merged."""
+    totals = {"failed": 30, "sent": 1000, "errors": {"cut_offline": 25, "timeout": 5}}
+    share = FailedShare.of(totals, 0.01)
+    assert (share.failed, share.held) == (5, True)
+    counts = Counts(sent=1000, failed=30, errors=Counter({"cut_offline": 25, "timeout": 5}))
+    assert FailedShare.of(counts, 0.01) == share
+    assert not FailedShare.of({**totals, "errors": {"timeout": 30}}, 0.01).held
+
+    def report(errors: dict[str, int]) -> dict[str, Any]:
+        failed = sum(errors.values())
+        counts = {"sent": 10, "acknowledged": 10 - failed, "unconfirmed": 0, "failed": failed}
+        return {
+            "totals": {**counts, "errors": errors},
+            "by_device_type": {},
+            "connections": {},
+            "fleet": {"devices_in_run": 1},
+            "time": {"simulated_end": 0},
+            "error": None,
+            "outcome": "completed",
+            "exit_code": 0,
+            "max_failed": {"limit": 0.01},
+        }
+
+    merged = merge_reports([report({"timeout": 1}), report({"cut_offline": 3})], wall=1.0)
+    assert merged["totals"]["errors"] == {"timeout": 1, "cut_offline": 3}
+    assert merged["max_failed"]["failed"] == 1

@@ -6,6 +6,7 @@ Delivery is judged by a paho subscriber on a real Mosquitto wherever it is claim
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import random
@@ -21,6 +22,8 @@ import pytest
 from simulator.backend.broker import free_port
 from simulator.errors import AuthError, ConnectError
 from simulator.messages import Message, Outcome
+from simulator.metrics.metrics import Metrics
+from simulator.runner.bridge import ResultStream
 from simulator.transports.mqtt import lean
 from simulator.transports.mqtt.lean import LeanMqttTransport
 from simulator.transports.mqtt.settings import MqttSettings
@@ -289,3 +292,31 @@ async def test_answers_split_into_single_bytes_settle_every_message(qos: int) ->
     assert sorted(m.seq for m, _, _ in sink.done) == list(range(200))
     assert {o for _, o, _ in sink.done} == {Outcome.ACKNOWLEDGED}
     assert len(broker.publishes) == 200
+
+
+async def test_what_a_devices_own_outage_cuts_off_is_failed_as_cut_offline() -> None:
+    """A scenario takes a device offline while five messages await their PUBACK: each fails
+    once, as cut_offline (in doubt: never delivered), and the Locust bridge counts them as
+    held on the device, not as results, so they are no failure of the target."""
+    async with FakeBroker(silent_after=0) as broker:
+        sink = RecordingSink()
+        async with LeanMqttTransport(sink, _settings(broker.port, qos=1), [_client_id()]) as t:
+            await t.connect(0)
+            t.send_many([_message(i, "t/d0") for i in range(5)])
+            assert await _until(lambda: len(broker.publishes) == 5, 2.0)
+            await t.disconnect(0)
+            assert t.in_flight == 0
+    assert sorted(_outcomes(sink).items()) == [
+        (i, (Outcome.FAILED, "cut_offline")) for i in range(5)
+    ]
+    assert len(sink.done) == 5
+    metrics = Metrics(("monitor",))
+    out = io.BytesIO()
+    stream = ResultStream(metrics, "mqtt", out)
+    for message, outcome, error in sink.done:
+        stream.observe(message, outcome, error, None)
+    stream.observe(_message(9, "t/d0"), Outcome.FAILED, "timeout", None)
+    stream.flush()
+    line = json.loads(out.getvalue())
+    assert line["held"] == {"cut_offline": 5}
+    assert [result[4] for result in line["results"]] == ["timeout"]

@@ -31,7 +31,7 @@ from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from gmqtt.storage import PersistentStorage
 
 from simulator.errors import AuthError, ConnectError
-from simulator.messages import Message, Outcome
+from simulator.messages import CUT_BY_DEVICE, Message, Outcome
 from simulator.transports.base import ResultSink
 from simulator.transports.mqtt.settings import (
     MqttBase,
@@ -186,7 +186,7 @@ class MqttTransport(MqttBase):
         if state is None:
             return
         state.closing = True
-        state.store.fail_all("connection_dropped")
+        state.store.fail_all(CUT_BY_DEVICE)
         self.sink.connection_event("lost")
         await disconnect_all([state.client])
 

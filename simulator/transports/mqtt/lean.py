@@ -39,7 +39,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from simulator.errors import AuthError, ConnectError
-from simulator.messages import Message, Outcome
+from simulator.messages import CUT_BY_DEVICE, Message, Outcome
 from simulator.transports.base import ResultSink
 from simulator.transports.mqtt.packets import (
     DISCONNECT,
@@ -446,7 +446,7 @@ class LeanMqttTransport(MqttBase):
         if link is None or link.closing:
             return
         was_up = link.up
-        self._close_link(link, "connection_dropped")
+        self._close_link(link, CUT_BY_DEVICE)
         if was_up:
             self.sink.connection_event("lost")
 

@@ -19,6 +19,7 @@ from simulator.cli.mixed import capacity_command, mixed_command
 from simulator.cli.options import one_line
 from simulator.cli.run import run_command, soak_command
 from simulator.cli.serve import serve_command
+from simulator.cli.stats import stats_command
 from simulator.errors import BarnstormError, ConfigError
 from simulator.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 
@@ -57,6 +58,7 @@ for command in (
     mixed_command,
     capacity_command,
     har2map_command,
+    stats_command,
 ):
     main_group.add_command(command)
 

@@ -170,6 +170,13 @@ mqtt_options = stacked(
 run_shape_options = stacked(
     option("--device-types", metavar="LIST", help="Only these device types, comma-separated."),
     option(
+        "--kinds",
+        metavar="LIST",
+        help="Only these message kinds, comma-separated (e.g. daily: a year of scores in "
+        "seconds); the others are not generated, and the same devices send the rest at "
+        "the same instants.",
+    ),
+    option(
         "--embedded-broker",
         type=click.Choice(["auto", "mosquitto", "amqtt"]),
         default="auto",
@@ -312,12 +319,18 @@ def _fleet(options: Options) -> FleetConfig:
         device_types = tuple(t.strip() for t in options["device_types"].split(",") if t.strip())
         if not device_types:
             raise ConfigError("--device-types", "expected a comma-separated list of device types")
+    kinds = None
+    if options["kinds"]:
+        kinds = tuple(k.strip() for k in options["kinds"].split(",") if k.strip())
+        if not kinds:
+            raise ConfigError("--kinds", "expected a comma-separated list of message kinds")
     return FleetConfig(
         farms=options["farms"],
         seed=options["seed"],
         farms_dir=options["farms_dir"],
         profiles_dir=options["profiles_dir"],
         device_types=device_types,
+        kinds=kinds,
         topic_template=check_topic_template(options["topic_template"]),
         clean=options["clean"],
         credentials=options["credentials"],

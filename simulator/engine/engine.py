@@ -31,7 +31,7 @@ from simulator.engine.clock import Clock, VirtualClock
 from simulator.engine.payload import malform
 from simulator.engine.scenarios import Scenario
 from simulator.engine.schedule import Schedule, TickBatch
-from simulator.errors import AuthError, ConnectError
+from simulator.errors import AuthError, ConfigError, ConnectError
 from simulator.fleet.build import Fleet
 from simulator.fleet.imperfections import DeviceFlaws
 from simulator.fleet.profiles import DeviceProfile
@@ -91,6 +91,7 @@ class Engine:
         seed: int,
         topic_template: str,
         device_types: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
         per_gateway: bool = False,
         connect_rate: float | None = None,
         modulators: Sequence[Modulator] = (),
@@ -144,6 +145,8 @@ class Engine:
                 seed,
             )
             for spec, kind_stream in zip(profile.messages.values(), kind_streams, strict=True):
+                if kinds and spec.kind not in kinds:
+                    continue  # its stream is still spawned: the others keep theirs
                 self.schedules.append(
                     Schedule(
                         fleet,
@@ -156,6 +159,15 @@ class Engine:
                         topic_template,
                         flaws,
                     )
+                )
+        if kinds:
+            known = {kind for name in selected for kind in profiles[name].messages}
+            unknown = sorted(set(kinds) - known)
+            if unknown:
+                raise ConfigError(
+                    "--kinds",
+                    f"no device type here sends {', '.join(unknown)} "
+                    f"(kinds: {', '.join(sorted(known))})",
                 )
         self.devices = (
             np.sort(np.concatenate(devices_in_run)) if devices_in_run else np.zeros(0, np.int64)

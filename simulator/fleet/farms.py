@@ -56,9 +56,29 @@ class ClimateSpec:
         return (self.rh_summer_pct[0] + self.rh_summer_pct[1]) / 2.0
 
 
+#: Episode shapes (``[health]`` keys, each a ``[low, high]`` range one episode draws from),
+#: after REALISM.md: acute (influenza-like) episodes peak at 3–10x within days and recover
+#: within days, passing through mild levels on the way down (an exponential return with a
+#: time constant of 1.5–3 days: half the peak's excess gone within 1–2 days); chronic
+#: (mycoplasma-like) ones ramp over 2–4 weeks to 2–4x in part of the pens and hold for
+#: weeks, waxing and waning with a period of one to two weeks (pens take turns coughing,
+#: treatment and ventilation changes) instead of sitting at their peak.
+EPISODE_RANGES: dict[str, tuple[float, float]] = {
+    "acute_peak": (3.0, 10.0),  # times the healthy cough rate [src]
+    "acute_peak_day": (1.0, 3.0),  # days from first coughs to the peak [src: day 3–5 of
+    # the episode, 1–2 silent days included]
+    "acute_recovery_days": (1.5, 3.0),  # time constant of the return [est]
+    "chronic_peak": (2.0, 4.0),  # [src]
+    "chronic_ramp_days": (14.0, 28.0),  # [src]
+    "chronic_hold_days": (14.0, 42.0),  # [src: "holds for weeks"]
+    "chronic_wave_days": (7.0, 14.0),  # period of the waxing and waning [est]
+    "chronic_wave_depth": (0.5, 0.9),  # share of the excess a trough gives back [est]
+}
+
+
 @dataclass(frozen=True)
 class HealthSpec:
-    """A farm template's disease pressure (``[health]``)."""
+    """A farm template's disease pressure and episode shapes (``[health]``)."""
 
     outbreaks_per_year: float = 3.5  # per monitor and year of a stocked room
     acute_share: float = 0.7
@@ -66,6 +86,11 @@ class HealthSpec:
     max_lag_days: float = 3.0
     risk_weeks: tuple[float, float] = (3.0, 9.0)
     in_risk_weeks: float = 0.75  # share of onsets inside risk_weeks
+    #: the ranges of EPISODE_RANGES, as this template sets them.
+    shapes: tuple[tuple[str, tuple[float, float]], ...] = tuple(EPISODE_RANGES.items())
+
+    def shape(self, name: str) -> tuple[float, float]:
+        return dict(self.shapes)[name]
 
     @classmethod
     def load(cls, table: Table) -> HealthSpec:
@@ -77,11 +102,18 @@ class HealthSpec:
                 "max_lag_days",
                 "risk_weeks",
                 "in_risk_weeks",
+                *EPISODE_RANGES,
             }
         )
         weeks = table.number_list("risk_weeks", [3.0, 9.0])
         if len(weeks) != 2 or not 0 <= weeks[0] < weeks[1]:
             raise table.error("risk_weeks", "expected [first_week, last_week], first < last")
+        shapes = []
+        for name, default in EPISODE_RANGES.items():
+            pair = table.number_list(name, list(default))
+            if len(pair) != 2 or not 0 <= pair[0] <= pair[1]:
+                raise table.error(name, "expected [low, high] with 0 <= low <= high")
+            shapes.append((name, (pair[0], pair[1])))
         return cls(
             outbreaks_per_year=table.number("outbreaks_per_year", 3.5, min=0.0, max=50.0),
             acute_share=table.number("acute_share", 0.7, min=0.0, max=1.0),
@@ -89,6 +121,7 @@ class HealthSpec:
             max_lag_days=table.number("max_lag_days", 3.0, min=0.0),
             risk_weeks=(weeks[0], weeks[1]),
             in_risk_weeks=table.number("in_risk_weeks", 0.75, min=0.0, max=1.0),
+            shapes=tuple(shapes),
         )
 
 
@@ -117,7 +150,17 @@ def load_template(file: Path) -> FarmTemplate:
     """Load one farm template, raising :class:`ConfigError` that names file and key."""
     root = Table.load(file)
     root.check_keys(
-        {"name", "weight", "locale", "country", "layout", "production", "climate", "devices"}
+        {
+            "name",
+            "weight",
+            "locale",
+            "country",
+            "layout",
+            "production",
+            "climate",
+            "devices",
+            "health",
+        }
     )
     layout = root.table("layout")
     layout.check_keys({"sites", "rooms_per_site", "pens_per_room", "pigs_per_pen"})

@@ -6,9 +6,10 @@ any tick can evaluate them for any batch of messages at once.
 
 Outbreaks (REALISM.md): about 3–4 episodes per monitor-year, most in weeks 3–9 after
 placement. Acute (influenza-like, ~70 %): 1–2 silent days, coughing peaks at 3–10x by
-day 3–5, back to baseline by day 7–10. Chronic (mycoplasma-like, ~30 %): ramps over 2–4
-weeks to 2–4x and holds for weeks, often in some pens only. An episode reaches each
-monitor of its room with some probability and a lag of days.
+day 3–5, then returns within days, passing through mild levels. Chronic (mycoplasma-like,
+~30 %): ramps over 2–4 weeks to 2–4x and holds for weeks, often in some pens only,
+waxing and waning. An episode reaches each monitor of its room with some probability and
+a lag of days. The shapes' ranges are the farm template's ``[health]`` keys.
 """
 
 from __future__ import annotations
@@ -50,6 +51,34 @@ def chronic_curve(
     return np.asarray(np.where(days >= 0, 1.0 + (peak - 1.0) * shape, 1.0))
 
 
+def recovering_curve(
+    days: FloatArray, peak: FloatArray, peak_day: FloatArray, recovery: FloatArray
+) -> FloatArray:
+    """Multiplier of a natural acute episode: a rise to ``peak`` by ``peak_day``, then an
+    exponential return with time constant ``recovery`` (days), over after six of them."""
+    rising = np.clip(days / np.maximum(peak_day, 0.1), 0.0, 1.0)
+    falling = np.exp(-np.maximum(days - peak_day, 0.0) / np.maximum(recovery, 0.1))
+    shape = np.where(days < peak_day, rising, falling)
+    inside = (days >= 0) & (days < peak_day + 6.0 * recovery)
+    return np.asarray(np.where(inside, 1.0 + (peak - 1.0) * shape, 1.0))
+
+
+def waning_curve(
+    days: FloatArray,
+    peak: FloatArray,
+    ramp: FloatArray,
+    hold: FloatArray,
+    period: FloatArray,
+    depth: FloatArray,
+    phase: FloatArray,
+) -> FloatArray:
+    """Multiplier of a natural chronic episode: :func:`chronic_curve` whose excess waxes and
+    wanes with ``period`` days, giving back up to ``depth`` of it in each trough."""
+    wave = 1.0 - depth * (0.5 + 0.5 * np.cos(_TWO_PI * (days / np.maximum(period, 0.5) + phase)))
+    base = chronic_curve(days, peak, ramp, hold)
+    return np.asarray(1.0 + (base - 1.0) * wave)
+
+
 _PRIMES = np.array(
     [
         7919.0,
@@ -61,6 +90,9 @@ _PRIMES = np.array(
         22801763489.0,
         252097800623.0,
         2760727302517.0,
+        611953.0,
+        9737333.0,
+        86028121.0,
     ]
 )
 
@@ -80,6 +112,11 @@ class Outbreaks:
     def _spec_array(self, templates: IntArray, attribute: str) -> FloatArray:
         values = np.array([getattr(s, attribute) for s in self.specs], np.float64)
         return np.asarray(values[templates], np.float64)
+
+    def _drawn(self, templates: IntArray, name: str, u: FloatArray) -> FloatArray:
+        """A value of the shape range ``name`` of each key's template, at uniform ``u``."""
+        ranges = np.array([s.shape(name) for s in self.specs], np.float64)[templates]
+        return np.asarray(ranges[:, 0] + u * (ranges[:, 1] - ranges[:, 0]), np.float64)
 
     def multiplier(self, batch: Batch) -> FloatArray:
         """Each message's cough-rate multiplier from the natural episodes of its room."""
@@ -125,7 +162,9 @@ class Outbreaks:
             exists_key = base < expected / _SLOTS
             if not exists_key.any():
                 continue
-            (u_onset, u_window, u_kind, u_peak, u_time, u_len, u_silent, u_pens) = _traits(base, 8)
+            (u_onset, u_window, u_kind, u_peak, u_time, u_len, u_silent, u_pens, *u_wave) = _traits(
+                base, 11
+            )
             late_end = np.maximum(batch_days - 10.0, 4.0)
             onset = np.where(
                 u_window < in_risk,
@@ -143,14 +182,25 @@ class Outbreaks:
             exists = exists_key[room_of]
             acute_m = acute[room_of]
             days = age - onset[room_of] - lag - np.where(acute_m, silent[room_of], 0.0)
-            peak_u, time_u, len_u = u_peak[room_of], u_time[room_of], u_len[room_of]
-            # Peaks of 3–10x by day 3–5 of the episode, back to baseline by day 7–10.
-            acute_mult = acute_curve(
-                days, 3.0 + 7.0 * peak_u, 1.0 + 2.0 * time_u, 5.0 + 3.0 * len_u
+
+            def drawn(name: str, u: FloatArray) -> FloatArray:
+                return self._drawn(templates, name, u)[room_of]
+
+            acute_mult = recovering_curve(
+                days,
+                drawn("acute_peak", u_peak),
+                drawn("acute_peak_day", u_time),
+                drawn("acute_recovery_days", u_len),
             )
-            chronic_peak = 1.0 + pens[room_of] * (1.0 + 2.0 * peak_u)
-            chronic_mult = chronic_curve(
-                days, chronic_peak, 14.0 + 14.0 * time_u, 14.0 + 28.0 * len_u
+            chronic_peak = 1.0 + pens[room_of] * (drawn("chronic_peak", u_peak) - 1.0)
+            chronic_mult = waning_curve(
+                days,
+                chronic_peak,
+                drawn("chronic_ramp_days", u_time),
+                drawn("chronic_hold_days", u_len),
+                drawn("chronic_wave_days", u_wave[0]),
+                drawn("chronic_wave_depth", u_wave[1]),
+                u_wave[2][room_of],
             )
             episode = np.where(acute_m, acute_mult, chronic_mult)
             active = exists & reached & alive

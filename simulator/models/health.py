@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simulator.arrays import FloatArray, IntArray, Values
+from simulator.arrays import SECONDS_PER_DAY, FloatArray, IntArray, Values, hash_uniform
 from simulator.models.base import Batch, SignalModel, per_device, register
 from simulator.tomlfile import Table
 
@@ -58,10 +58,11 @@ def outbreak_multiplier(batch: Batch) -> FloatArray:
 
 def smoothed_multiplier(
     batch: Batch,
-    days: tuple[float, ...] = (0.25, 0.75, 1.5, 2.5),
-    weights: tuple[float, ...] = (0.35, 0.3, 0.2, 0.15),
+    days: tuple[float, ...] = (0.25, 0.75, 1.5),
+    weights: tuple[float, ...] = (0.45, 0.35, 0.2),
 ) -> FloatArray:
-    """The outbreak multiplier averaged over the past few days (what a daily score sees)."""
+    """The outbreak multiplier averaged over the past day and a half (what a daily score
+    sees)."""
     total = np.zeros(len(batch))
     for back, weight in zip(days, weights, strict=True):
         total += weight * outbreak_multiplier(batch.shifted(back * 86400.0))
@@ -117,32 +118,80 @@ class CoughCount(SignalModel):
         return batch.rng.negative_binomial(k, k / (k + mean)).astype(np.float64)
 
 
+def _normal(*keys: IntArray | int) -> FloatArray:
+    """A deterministic standard normal per element from integer keys (Box–Muller)."""
+    u1 = 1.0 - hash_uniform(*keys, 1)
+    u2 = hash_uniform(*keys, 2)
+    return np.asarray(np.sqrt(-2.0 * np.log(u1)) * np.cos(_TWO_PI * u2), np.float64)
+
+
 @register("respiratory_score")
 class RespiratoryScore(SignalModel):
     """The daily respiratory health score, 1–99 (lower is worse), null while collecting data.
 
-    The score follows the room's cough rate relative to its healthy baseline, smoothed
-    over the past days: near ``median`` when healthy, falling by ``per_doubling`` points
-    each time the rate doubles. It is null (``blue``) while the room is empty, for
-    ``collecting_days`` after placement, and on a share of days a device is offline.
+    The score reads the room's cough level against a reference, on a log scale: 99 at or
+    below the reference, ``per_doubling`` points fewer for each doubling above it. The
+    level is the outbreak multiplier smoothed over the past day and a half (what a daily
+    score sees), times the device's own usual level (``level``: its room's dust and
+    ventilation, its detector; mean and spread in doublings), a slow ``wander`` around it
+    (``wander_sd`` doublings, new every ``wander_days``, smoothly joined) and the day's own
+    counting noise (``daily_sd``). No parameter sets the median or the band shares: they
+    come from how often and how far the level sits above the reference. The score is null
+    (``blue``) while the room is empty, for ``collecting_days`` after placement, and on a
+    share of days the device is offline (``offline_share``).
     """
 
     output = "i"
-    params = frozenset({"median", "spread", "per_doubling", "collecting_days", "offline_share"})
+    params = frozenset(
+        {
+            "per_doubling",
+            "level",
+            "wander_sd",
+            "wander_days",
+            "daily_sd",
+            "collecting_days",
+            "offline_share",
+        }
+    )
 
     def __init__(self, table: Table) -> None:
         super().__init__(table)
-        self.median = table.number("median", 96.0, min=1.0, max=99.0)
-        self.spread = table.number("spread", 0.6, min=0.0)
-        self.per_doubling = table.number("per_doubling", 42.0, min=0.0)
+        self.per_doubling = table.number("per_doubling", 50.0, min=0.0)
+        level = table.number_list("level", [0.02, 0.08])
+        if len(level) != 2 or level[1] < 0:
+            raise table.error("level", "expected [mean, spread] in doublings, spread >= 0")
+        self.level_mean, self.level_sd = level
+        self.wander_sd = table.number("wander_sd", 0.11, min=0.0)
+        self.wander_days = table.number("wander_days", 5.0, min=0.1)
+        self.daily_sd = table.number("daily_sd", 0.07, min=0.0)
         self.collecting = table.number("collecting_days", 3.0, min=0.0)
         self.offline = table.number("offline_share", 0.0, min=0.0, max=1.0)
+        self.level = np.zeros(0)
+        self.salt = np.zeros(0, np.int64)
+
+    def bind(self, fleet: Fleet, devices: IntArray, rng: np.random.Generator) -> None:
+        level = rng.normal(self.level_mean, self.level_sd, len(devices))
+        self.level = per_device(fleet, devices, level)
+        salt = np.zeros(fleet.devices.count, np.int64)
+        salt[devices] = rng.integers(0, 2**62, len(devices))
+        self.salt = salt
+
+    def wander(self, batch: Batch) -> FloatArray:
+        """Each device's slow wander now, in doublings: normals at knots every
+        ``wander_days``, joined by a smooth step that keeps the spread."""
+        position = batch.times / (self.wander_days * SECONDS_PER_DAY)
+        knot = np.floor(position).astype(np.int64)
+        f = position - knot
+        f = f * f * (3.0 - 2.0 * f)
+        salt = self.salt[batch.devices]
+        joined = (1.0 - f) * _normal(salt, knot) + f * _normal(salt, knot + 1)
+        return np.asarray(self.wander_sd * joined / np.sqrt((1.0 - f) ** 2 + f**2), np.float64)
 
     def generate(self, batch: Batch) -> Values:
-        gap = 100.0 - self.median
-        ratio = np.maximum(smoothed_multiplier(batch), 1.0)
-        score = 100.0 - gap * batch.rng.lognormal(0.0, self.spread, len(batch))
-        score -= self.per_doubling * np.log2(ratio)
+        level = np.log2(np.maximum(smoothed_multiplier(batch), 1.0))
+        level += self.level[batch.devices] + self.wander(batch)
+        level += batch.rng.normal(0.0, self.daily_sd, len(batch))
+        score = 99.0 - self.per_doubling * np.maximum(level, 0.0)
         score = np.clip(np.round(batch.modulate("respiratory_score", score)), 1.0, 99.0)
         scoring = batch.occupied() & (batch.batch_age_days() >= self.collecting)
         scoring &= batch.rng.random(len(batch)) >= self.offline

@@ -130,6 +130,58 @@ def line_chart(
     return "\n".join(out)
 
 
+def bar_chart(
+    edges: Sequence[float],
+    bars: Sequence[tuple[str, Sequence[float]]],
+    *,
+    title: str,
+    width: int = 760,
+    height: int = 220,
+) -> str:
+    """An SVG ``<g>`` of histograms on shared bin ``edges``: one bar per bin and series,
+    side by side within the bin, heights in the series' own units (shares, counts)."""
+    left, right, upper, lower = 56.0, 16.0, 44.0, 34.0
+    plot_w, plot_h = width - left - right, height - upper - lower
+    highest = max((v for _, values in bars for v in values), default=0.0) or 1.0
+    y_ticks = _nice_ticks(0.0, highest)
+    y_max = y_ticks[-1]
+    bins = max(len(edges) - 1, 1)
+    slot = plot_w / bins
+    out = ['<g font-family="sans-serif" font-size="11">']
+    out.append(f'<text x="{left}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>')
+    for tick in y_ticks:
+        y = upper + plot_h - tick / y_max * plot_h
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+        )
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:g}</text>')
+    width_each = slot * 0.9 / max(len(bars), 1)
+    for n, (label, values) in enumerate(bars):
+        colour = PALETTE[n % len(PALETTE)]
+        for i, value in enumerate(values[:bins]):
+            h = value / y_max * plot_h
+            x = left + i * slot + slot * 0.05 + n * width_each
+            out.append(
+                f'<rect x="{x:.1f}" y="{upper + plot_h - h:.1f}" width="{width_each:.1f}" '
+                f'height="{h:.1f}" fill="{colour}" opacity="0.85"/>'
+            )
+        lx = left + 150 * n
+        out.append(f'<rect x="{lx:.0f}" y="30" width="12" height="3" fill="{colour}"/>')
+        out.append(f'<text x="{lx + 16:.0f}" y="35">{escape(label)}</text>')
+    for i in range(0, bins + 1, max(bins // 6, 1)):
+        x = left + i * slot
+        out.append(
+            f'<text x="{x:.1f}" y="{upper + plot_h + 16}" text-anchor="middle">'
+            f"{edges[i]:.3g}</text>"
+        )
+    out.append(
+        f'<rect x="{left}" y="{upper}" width="{plot_w}" height="{plot_h}" fill="none" '
+        'stroke="#333"/>'
+    )
+    out.append("</g>")
+    return "\n".join(out)
+
+
 def svg_document(groups: Sequence[str], width: int, height: int) -> str:
     """Wrap chart groups into one standalone SVG document."""
     body = "\n".join(groups)

@@ -33,6 +33,8 @@ class FleetConfig:
     farms_dir: Path | None = None
     profiles_dir: Path | None = None
     device_types: tuple[str, ...] | None = None
+    #: only these message kinds are generated (None: all).
+    kinds: tuple[str, ...] | None = None
     topic_template: str = DEFAULT_TOPIC_TEMPLATE
     #: no fleet imperfections (jitter, drift, duplicates, sensor faults, firmware variants).
     clean: bool = False
@@ -150,6 +152,7 @@ class RunConfig:
                     k: str(v) if isinstance(v, Path) else v for k, v in data[nested].items()
                 }
         data["device_types"] = list(self.fleet.device_types) if self.fleet.device_types else None
+        data["kinds"] = list(self.fleet.kinds) if self.fleet.kinds else None
         data["slas"] = [sla.text for sla in self.verdicts.slas]
         return data
 

@@ -263,6 +263,7 @@ class Run:
             seed=config.fleet.seed,
             topic_template=config.fleet.topic_template,
             device_types=config.fleet.device_types,
+            kinds=config.fleet.kinds,
             per_gateway=per_gateway,
             connect_rate=config.timing.connect_rate,
             modulators=config.timing.modulators,

@@ -13,6 +13,7 @@ import pytest
 from simulator.arrays import FloatArray
 from simulator.engine.clock import ScaledClock, VirtualClock
 from simulator.engine.engine import Engine
+from simulator.errors import ConfigError
 from simulator.fleet.load import load_fleet
 from simulator.messages import Message, Outcome
 from simulator.metrics.metrics import Metrics
@@ -87,6 +88,26 @@ async def test_device_types_filter_limits_the_run() -> None:
     engine, transport, _ = _engine(device_types=["climate_node"])
     await _run(engine, transport)
     assert {p["device_type"] for p in transport.payloads()} == {"climate_node"}
+
+
+async def test_kinds_filter_sends_the_same_messages_of_fewer_kinds() -> None:
+    """--kinds daily generates only the daily messages: the same devices send them at the
+    same instants as in a run of every kind, with every field of the kind (the readings
+    are drawn anew: a tick's batches differ); a kind no device type sends is refused
+    naming the flag."""
+    everything, all_transport, _ = _engine(duration=3 * 86400.0)
+    await _run(everything, all_transport)
+    daily, daily_transport, _ = _engine(duration=3 * 86400.0, kinds=["daily"])
+    await _run(daily, daily_transport)
+
+    def envelope(payloads: list[dict[str, object]]) -> list[tuple[object, ...]]:
+        return sorted((p["device_id"], p["ts"], p["kind"], p["fw"], *sorted(p)) for p in payloads)
+
+    expected = [p for p in all_transport.payloads() if p["kind"] == "daily"]
+    assert len(expected) > 100
+    assert envelope(daily_transport.payloads()) == envelope(expected)
+    with pytest.raises(ConfigError, match=r"--kinds: no device type here sends dialy"):
+        _engine(kinds=["dialy"])
 
 
 class SlowAcks(MemoryTransport):

@@ -527,7 +527,7 @@ def figures(stats: dict[str, Any]) -> list[Figure]:
             below = f.get("below")
             if below:
                 under = f"{at} below {below['threshold']:g}"
-                out.append(Figure(f"{under} days", below["days_share"], "share"))
+                out.append(Figure(f"{under}, of days with a value", below["days_share"], "share"))
                 out.append(Figure(f"{under} spells per device-year", below["per_device_year"], ""))
                 out.append(
                     Figure(

@@ -6,8 +6,9 @@ for the same farms (login, farm list, farm overview, room detail with series, de
 detail, alerts and their acknowledgement, in :mod:`~simulator.backend.dashboard_api`) and
 small dashboard pages that use it (``/dashboard/farms``); and it answers
 ``GET /api/readback`` with what it received per device, so a run can reconcile.
-``--slow`` turns on a realistic bottleneck (one query per monitor on the room-detail page
-instead of one join).
+``--slow`` turns on a realistic bottleneck (an N+1 on the room-detail page: a query per
+message of the chart instead of one). Every response says where its time went in a
+``Server-Timing`` header (:mod:`~simulator.backend.timing`).
 
 It is a test target and a demo, kept small: ``simulate serve``, or :func:`create_app` in
 tests.
@@ -35,6 +36,7 @@ from simulator.backend.access_log import AccessLog
 from simulator.backend.dashboard_api import json_response, protected
 from simulator.backend.state import Backend, backend_of
 from simulator.backend.store import Invalid, Store
+from simulator.backend.timing import ServerTiming, segment
 from simulator.fleet.build import Fleet
 
 MAX_BODY = 1 << 20  # bytes of one ingest request
@@ -57,7 +59,9 @@ def create_app(
     backend = Backend(Store(str(database), slow), fleet, device_credentials=device_credentials)
     if users is not None:
         backend.accounts = users
-    middleware = [Middleware(AccessLog, path=access_log)] if access_log else []
+    middleware = [Middleware(ServerTiming)]
+    if access_log:
+        middleware.append(Middleware(AccessLog, path=access_log))
     app = Starlette(
         routes=ROUTES, lifespan=_mqtt_ingest(backend, mqtt, mqtt_topic), middleware=middleware
     )
@@ -89,7 +93,8 @@ async def ingest(request: Request) -> Response:
     if sender is not None and isinstance(data, dict) and data.get("device_id") != sender:
         store.reject("forbidden")
         return json_response({"error": "credentials of another device"}, 403)
-    stored, bad, status = store.ingest(items)
+    with segment("store"):
+        stored, bad, status = store.ingest(items)
     if bad and not stored:
         return json_response({"stored": 0, "rejected": bad}, status)
     return json_response({"stored": stored, "rejected": bad}, 202 if not bad else 207)

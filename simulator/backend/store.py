@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from simulator.backend.timing import record_query
 from simulator.units import parse_instant
 
 MAX_MESSAGE = 16 * 1024  # bytes of one message
@@ -68,17 +69,47 @@ class Database:
         return sql.replace("?", "%s") if self.postgres else sql
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        """Run one statement; the cursor answers fetchone/fetchall, iteration and rowcount."""
-        if self.postgres:
-            return self._pg.execute(self._sql(sql), params)
-        return self._sqlite.execute(sql, params)
+        """Run one statement and fetch what it returns (timed whole, for Server-Timing);
+        the result answers fetchone/fetchall, iteration and rowcount."""
+        started = time.perf_counter()
+        try:
+            cursor: Any = (
+                self._pg.execute(self._sql(sql), params)
+                if self.postgres
+                else self._sqlite.execute(sql, params)
+            )
+            rows = cursor.fetchall() if cursor.description is not None else []
+            return Rows(rows, cursor.rowcount)
+        finally:
+            record_query(time.perf_counter() - started)
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        if self.postgres:
-            with self._pg.cursor() as cursor:
-                cursor.executemany(self._sql(sql), rows)
-        else:
-            self._sqlite.executemany(sql, rows)
+        started = time.perf_counter()
+        try:
+            if self.postgres:
+                with self._pg.cursor() as cursor:
+                    cursor.executemany(self._sql(sql), rows)
+            else:
+                self._sqlite.executemany(sql, rows)
+        finally:
+            record_query(time.perf_counter() - started)
+
+
+@dataclass
+class Rows:
+    """A statement's result, fetched: rows, and how many rows it changed."""
+
+    rows: list[Any]
+    rowcount: int
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
 
 
 class Invalid(ValueError):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import click
 
 from simulator import __version__
+from simulator.cli.compare import compare_command
 from simulator.cli.fleet import fleet_command
 from simulator.cli.har import har2map_command
 from simulator.cli.mixed import capacity_command, mixed_command
@@ -59,6 +60,7 @@ for command in (
     capacity_command,
     har2map_command,
     stats_command,
+    compare_command,
 ):
     main_group.add_command(command)
 

@@ -9,14 +9,18 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
 from simulator.cli import options as opt
+from simulator.cli.compare import judge_against, load_report, print_comparison
 from simulator.cli.options import config_option, option, sla_options
 from simulator.errors import ConfigError
+from simulator.exitcodes import EXIT_OK, EXIT_SLA
+from simulator.metrics.regression import parse_rules
 from simulator.metrics.sla import parse_slas
 from simulator.resources import shipped
 from simulator.trace import RUN_ID_VARIABLE, current_run_id
@@ -57,6 +61,19 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
     "over time, users, devices) to FILE. Locust's own: --locust-html FILE.",
 )
 @option("--locust-html", type=_PATH, help="Write Locust's own HTML report to FILE.")
+@option(
+    "--report",
+    type=_PATH,
+    help="Write barnstorm's JSON report of the run (per request name and device type: "
+    "latency, errors, rate, the backend's Server-Timing; the verdicts) to FILE.",
+)
+@option(
+    "--baseline",
+    type=_PATH,
+    help="A report of an earlier run: judge this run against it by the regression rules "
+    "(--rule); exit 3 when one breaks.",
+)
+@option("--rule", "rules", multiple=True, metavar="RULE", help="A regression rule (repeatable).")
 @click.pass_context
 def mixed_command(
     ctx: click.Context,
@@ -74,6 +91,9 @@ def mixed_command(
     junit: Path | None,
     html: Path | None,
     locust_html: Path | None,
+    report: Path | None,
+    baseline: Path | None,
+    rules: tuple[str, ...],
 ) -> None:
     """Devices and dashboard users in one Locust run (locustfiles/mixed.py).
 
@@ -108,7 +128,24 @@ def mixed_command(
     command += ctx.args
     env = _fleet_environment(farms=farms, seed=seed, speed=speed, mqtt=mqtt, http=http)
     env.update(_verdict_environment(sla, junit, html))
-    sys.exit(subprocess.call(command, env=env))
+    parse_rules(rules)
+    if baseline is not None:
+        load_report(baseline, "--baseline")  # bad input fails now, not after the run
+    with tempfile.TemporaryDirectory() as folder:
+        if report is None and baseline is not None:
+            report = Path(folder) / "report.json"  # the run's own, to judge it
+        if report is not None:
+            opt.writable(report, "--report")
+            env["BARNSTORM_LOCUST_REPORT"] = str(report.resolve())
+        code = subprocess.call(command, env=env)
+        if baseline is not None and report is not None:
+            if not report.exists():
+                raise ConfigError("--baseline", "the run wrote no report to judge")
+            result = judge_against(baseline, load_report(report, "--report"), rules)
+            print_comparison(result)
+            if result.regressed and code == EXIT_OK:
+                code = EXIT_SLA
+    sys.exit(code)
 
 
 def _fleet_environment(
@@ -127,7 +164,7 @@ def _fleet_environment(
     if http:
         env["BARNSTORM_HTTP"] = http
     # The SLAs and reports are Locust's, over both kinds of load, not the fleet's alone.
-    for name in ("BARNSTORM_SLA", "BARNSTORM_JUNIT", "BARNSTORM_HTML"):
+    for name in ("BARNSTORM_SLA", "BARNSTORM_JUNIT", "BARNSTORM_HTML", "BARNSTORM_REPORT"):
         env.pop(name, None)
     return env
 

@@ -8,6 +8,7 @@ configs of :mod:`simulator.runner.config`, one builder per part.
 from __future__ import annotations
 
 import copy
+import json
 import sys
 import time
 from pathlib import Path
@@ -16,11 +17,13 @@ from typing import Any
 import click
 
 from simulator.cli import options as opt
+from simulator.cli.compare import judge_against, load_report, print_comparison
 from simulator.cli.options import option, stacked
 from simulator.engine.scenarios import load_scenario
 from simulator.errors import ConfigError
-from simulator.exitcodes import EXIT_FAILURES
+from simulator.exitcodes import EXIT_FAILURES, EXIT_OK, EXIT_SLA
 from simulator.fleet.topics import check_topic_template
+from simulator.metrics.regression import DEFAULT_RULES, parse_rules
 from simulator.metrics.sla import parse_slas
 from simulator.runner.config import (
     FleetConfig,
@@ -213,6 +216,23 @@ run_shape_options = stacked(
     ),
 )
 
+baseline_options = stacked(
+    option(
+        "--baseline",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="A report of an earlier run (simulate run/mixed --report): judge this run "
+        "against it by the regression rules; exit 3 when one breaks.",
+    ),
+    option(
+        "--rule",
+        "rules",
+        multiple=True,
+        metavar="RULE",
+        help='A regression rule for --baseline, e.g. "p95<=baseline*1.2+5ms" (repeatable; '
+        "default: " + ", ".join(DEFAULT_RULES) + ").",
+    ),
+)
+
 output_options = stacked(
     option(
         "--html",
@@ -254,12 +274,36 @@ output_options = stacked(
 @run_shape_options
 @opt.sla_options
 @output_options
+@baseline_options
 def run_command(**options: Any) -> None:
     """Run the fleet against a target and report what happened."""
+    baseline = options["baseline"]
+    if baseline is not None:
+        load_report(baseline, "--baseline")  # bad input fails now, not after the run
+    parse_rules(options["rules"])
     result = run_blocking(build_run_config(options))
     if result.report["error"]:
         click.echo(f"simulate: error: {opt.one_line(result.report['error'])}", err=True)
-    sys.exit(result.exit_code)
+    code = result.exit_code
+    if baseline is not None:
+        code = against_baseline(baseline, result.report, options["rules"], options["report"], code)
+    sys.exit(code)
+
+
+def against_baseline(
+    baseline: Path, report: dict[str, Any], rules: tuple[str, ...], path: Path | None, code: int
+) -> int:
+    """Judge the run's report against the baseline's, print it, add it to the report file;
+    the exit code becomes EXIT_SLA when a rule broke and nothing worse happened."""
+    result = judge_against(baseline, report, rules)
+    print_comparison(result)
+    if path is not None and path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["baseline"] = {"file": str(baseline), **result.as_dict()}
+        if result.regressed and data.get("exit_code") == EXIT_OK:
+            data["exit_code"] = EXIT_SLA
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return EXIT_SLA if result.regressed and code == EXIT_OK else code
 
 
 SOAK_DEFAULTS: dict[str, Any] = {

@@ -42,7 +42,9 @@ from simulator.cli.options import config_option, farms_option, mqtt_option, opti
     "or token, as for simulate --credentials).",
 )
 @option(
-    "--slow", is_flag=True, help="Turn on a realistic bottleneck (room detail: a query per device)."
+    "--slow",
+    is_flag=True,
+    help="Turn on a realistic bottleneck (room detail: an N+1, a query per message).",
 )
 @farms_option(help="Fleet whose farm names the dashboards show.")
 @seed_option()

@@ -48,8 +48,10 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from simulator.errors import ConfigError
 from simulator.exitcodes import EXIT_FAILED, EXIT_SLA, EXIT_USAGE
 from simulator.locust.stats import DEVICE_METHODS, Snapshot, snapshot, window_measures
+from simulator.metrics.server_timing import ServerTimings
 from simulator.metrics.sla import Verdict, evaluate, parse_slas, write_junit
 from simulator.report.html import write_mixed_html
+from simulator.report.mixed import write_mixed_report
 
 REPORT_KEY = "barnstorm_fleet"
 TAB = "barnstorm-fleet"
@@ -76,6 +78,7 @@ FLEET_OPTIONS: tuple[tuple[str, type, str], ...] = (
 VERDICT_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("junit", "BARNSTORM_LOCUST_JUNIT", "Write the SLA verdicts as JUnit XML to this file."),
     ("html", "BARNSTORM_LOCUST_HTML", "Write barnstorm's HTML page of the run to this file."),
+    ("report", "BARNSTORM_LOCUST_REPORT", "Write barnstorm's JSON report of the run to this file."),
 )
 
 
@@ -118,13 +121,14 @@ def fleet_environment(environment: Environment) -> dict[str, str]:
             continue
         env["BARNSTORM_" + name.replace("-", "_").upper()] = "1" if value is True else str(value)
     # The SLAs and reports are Locust's, over both kinds of load, not the fleet's alone.
-    for name in ("BARNSTORM_SLA", "BARNSTORM_JUNIT", "BARNSTORM_HTML"):
+    for name in ("BARNSTORM_SLA", "BARNSTORM_JUNIT", "BARNSTORM_HTML", "BARNSTORM_REPORT"):
         env.pop(name, None)
     return env
 
 
 def verdict_setting(environment: Environment, name: str) -> str | None:
-    """``--barnstorm-junit`` or ``--barnstorm-html`` (or their variables)."""
+    """``--barnstorm-junit``, ``--barnstorm-html`` or ``--barnstorm-report`` (or their
+    variables)."""
     value = _option(environment, name)
     if value:
         return str(value)
@@ -301,7 +305,7 @@ def quit_fleet(environment: Environment, **_: Any) -> None:
         )
     if not isinstance(environment.runner, WorkerRunner):
         verdicts = judge_slas(environment)
-        if SAMPLER.rows or verdict_setting(environment, "html"):
+        if SAMPLER.rows or SAMPLER.wanted(environment):
             SAMPLER.write(environment, verdicts)
 
 
@@ -315,8 +319,12 @@ class Sampler:
         self._last: tuple[float, Snapshot] | None = None
         self._greenlet: Any = None
 
+    @staticmethod
+    def wanted(environment: Environment) -> bool:
+        return bool(verdict_setting(environment, "html") or verdict_setting(environment, "report"))
+
     def start(self, environment: Environment) -> None:
-        if not verdict_setting(environment, "html") or self._greenlet is not None:
+        if not self.wanted(environment) or self._greenlet is not None:
             return
         every = float(os.environ.get("BARNSTORM_SAMPLE_SECONDS") or 2.0)
         self.started = time.monotonic()
@@ -355,15 +363,17 @@ class Sampler:
 
     def write(self, environment: Environment, verdicts: list[Verdict]) -> None:
         path = verdict_setting(environment, "html")
+        report = verdict_setting(environment, "report")
         if self._greenlet is not None:
             self._greenlet.kill()
             self.sample(environment)
-        if not path:
+        if not path and not report:
             return
         stats = environment.stats
         last = stats.total.last_request_timestamp or stats.total.start_time
         seconds = max(last - stats.total.start_time, 1e-9)
-        requests = []
+        backend = SERVER_TIMINGS.summary()
+        requests: list[dict[str, Any]] = []
         for (method, name), counts in sorted(snapshot(stats).items(), key=lambda kv: kv[0][1]):
             measure = window_measures({}, {(method, name): counts}, seconds)[name]
             requests.append(
@@ -372,11 +382,13 @@ class Sampler:
                     "kind": "device" if method in DEVICE_METHODS else "dashboard",
                     "requests": measure.count,
                     "failures": measure.failures,
+                    "error_rate": measure.failures / measure.count if measure.count else 0.0,
                     "rate_per_s": (measure.count - measure.failures) / seconds,
                     "p50_ms": measure.quantile(0.5),
                     "p95_ms": measure.quantile(0.95),
                     "p99_ms": measure.quantile(0.99),
                     "max_ms": measure.max_ms,
+                    "backend": backend.get(name),
                 }
             )
         config = {
@@ -386,18 +398,25 @@ class Sampler:
             for key, value in sorted(fleet_environment(environment).items())
             if key.startswith("BARNSTORM_")
         }
-        write_mixed_html(
-            {
-                "rows": self.rows,
-                "requests": requests,
-                "sla": [verdict.as_dict() for verdict in verdicts],
-                "seconds": seconds,
-                "host": environment.host,
-                "run_id": os.environ.get("BARNSTORM_RUN_ID"),
-                "config": config,
-            },
-            Path(path),
-        )
+        data = {
+            "rows": self.rows,
+            "requests": requests,
+            "sla": [verdict.as_dict() for verdict in verdicts],
+            "seconds": seconds,
+            "host": environment.host,
+            "run_id": os.environ.get("BARNSTORM_RUN_ID"),
+            "config": config,
+        }
+        for request in requests:
+            suspicion = (request["backend"] or {}).get("n_plus_one")
+            if suspicion:
+                print(
+                    f"barnstorm: N+1 suspected in {request['name']}: {suspicion}", file=sys.stderr
+                )
+        if path:
+            write_mixed_html(data, Path(path))
+        if report:
+            write_mixed_report(data, verdicts, Path(report))
 
 
 SAMPLER = Sampler()
@@ -435,12 +454,38 @@ def judge_slas(environment: Environment) -> list[Verdict]:
 @events.report_to_master.add_listener
 def report_fleet(client_id: str, data: dict[str, Any], **_: Any) -> None:
     data[REPORT_KEY] = [asdict(child.status) for child in CHILDREN]
+    data[TIMING_KEY] = SERVER_TIMINGS.take()
 
 
 @events.worker_report.add_listener
 def collect_fleet(client_id: str, data: dict[str, Any], **_: Any) -> None:
     if REPORT_KEY in data:
         WORKERS[client_id] = [FleetStatus(**status) for status in data[REPORT_KEY]]
+    if TIMING_KEY in data:
+        SERVER_TIMINGS.merge(data[TIMING_KEY])
+
+
+#: what the backend said about its time (Server-Timing), per request name; on the master,
+#: the workers' merged.
+SERVER_TIMINGS = ServerTimings()
+TIMING_KEY = "barnstorm_server_timing"
+
+
+@events.request.add_listener
+def read_server_timing(name: str, response_length: int, response: Any = None, **_: Any) -> None:
+    """Keep the Server-Timing header of every response that has one (dashboard requests;
+    the devices' results come without a response)."""
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return
+    header = headers.get("Server-Timing")
+    if header:
+        SERVER_TIMINGS.observe(name, header, response_length or 0, time.time())
+
+
+@events.test_start.add_listener
+def reset_server_timing(environment: Environment, **_: Any) -> None:
+    SERVER_TIMINGS.by_name.clear()
 
 
 def _fleet_statuses(environment: Environment) -> list[FleetStatus]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import ConfigError
-from simulator.report.svg import Series, line_chart, svg_document
+from simulator.report.svg import PALETTE, Series, line_chart, svg_document
 from simulator.units import iso_utc
 
 CHART_WIDTH, CHART_HEIGHT = 760, 230
@@ -388,25 +388,83 @@ REQUEST_COLUMNS = (
     "p95 ms",
     "p99 ms",
     "max ms",
+    "backend ms",
+    "db ms",
+    "queries/req",
 )
 
 
 def _requests_table(requests: list[dict[str, Any]]) -> str:
-    rows = [
-        [
-            escape(r["name"]),
-            escape(r["kind"]),
-            _number(r["requests"]),
-            _number(r["failures"]),
-            _number(r["rate_per_s"], 1),
-            _number(r["p50_ms"]),
-            _number(r["p95_ms"]),
-            _number(r["p99_ms"]),
-            _number(r["max_ms"]),
-        ]
-        for r in requests
+    """Per request name: latency beside the backend's own account (Server-Timing: its
+    total, database time and queries per request), an N+1 suspicion in red below."""
+    rows = []
+    notes = []
+    for r in requests:
+        backend = r.get("backend") or {}
+        ms = backend.get("ms") or {}
+        rows.append(
+            [
+                escape(r["name"]),
+                escape(r["kind"]),
+                _number(r["requests"]),
+                _number(r["failures"]),
+                _number(r["rate_per_s"], 1),
+                _number(r["p50_ms"]),
+                _number(r["p95_ms"]),
+                _number(r["p99_ms"]),
+                _number(r["max_ms"]),
+                _number(ms.get("total"), 1),
+                _number(ms.get("db"), 1),
+                _number(backend.get("queries_per_request"), 1),
+            ]
+        )
+        if backend.get("n_plus_one"):
+            notes.append(
+                f'<p class="broken">N+1 suspected in {escape(r["name"])}: '
+                f"{escape(backend['n_plus_one'])}</p>"
+            )
+    chart = _backend_chart(requests)
+    return _table(REQUEST_COLUMNS, rows) + "".join(notes) + chart
+
+
+def _backend_chart(requests: list[dict[str, Any]]) -> str:
+    """The backend's time per request name, by component, as bars (Server-Timing)."""
+    timed = [r for r in requests if (r.get("backend") or {}).get("ms")]
+    if not timed:
+        return ""
+    components = sorted({c for r in timed for c in r["backend"]["ms"] if c != "total"})
+    width, row_h, left = 760, 22, 260
+    most = max(sum(r["backend"]["ms"].get(c, 0.0) for c in components) for r in timed) or 1.0
+    height = 40 + row_h * len(timed) + 20
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="11">',
+        '<text x="4" y="16" font-size="13" font-weight="bold">'
+        "Backend time per request (Server-Timing, mean ms)</text>",
     ]
-    return _table(REQUEST_COLUMNS, rows)
+    for n, component in enumerate(components):
+        colour = PALETTE[n % len(PALETTE)]
+        out.append(f'<rect x="{left + 90 * n}" y="24" width="12" height="8" fill="{colour}"/>')
+        out.append(f'<text x="{left + 90 * n + 16}" y="32">{escape(component)}</text>')
+    for i, r in enumerate(timed):
+        y = 44 + i * row_h
+        out.append(f'<text x="4" y="{y + 12}">{escape(r["name"][:40])}</text>')
+        x = float(left)
+        for n, component in enumerate(components):
+            value = r["backend"]["ms"].get(component, 0.0)
+            w = value / most * (width - left - 80)
+            out.append(
+                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 6}" '
+                f'fill="{PALETTE[n % len(PALETTE)]}"/>'
+            )
+            x += w
+        queries = r["backend"].get("queries_per_request")
+        label = f"{r['backend']['ms'].get('total', 0.0):.1f} ms"
+        if queries is not None:
+            label += f", {queries:,.0f} queries"
+        out.append(f'<text x="{x + 4:.1f}" y="{y + 12}">{escape(label)}</text>')
+    out.append("</svg>")
+    return '<div class="charts">' + "".join(out) + "</div>"
 
 
 def write_mixed_html(data: dict[str, Any], path: Path) -> None:

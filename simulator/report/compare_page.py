@@ -1,0 +1,70 @@
+"""``simulate compare --html``: a baseline and a run side by side, the rules judged."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+from simulator.errors import ConfigError
+from simulator.metrics.regression import METRICS, UNITS, Comparison, change
+from simulator.report.html import STYLE, _table
+
+
+def _value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if UNITS[metric] == "%":
+        return f"{value * 100:.2f} %"
+    return f"{value:,.1f}"
+
+
+def render_compare_html(result: Comparison, baseline: str, current: str) -> str:
+    banner = (
+        '<div class="banner bad">Regression: a rule broke against the baseline</div>'
+        if result.regressed
+        else '<div class="banner ok">No regression against the baseline</div>'
+    )
+    verdicts = "".join(
+        f'<p class="{"held" if j.held else "broken"}">{escape(j.detail())}</p>'
+        for j in sorted(result.judgements, key=lambda j: j.held)
+    )
+    skipped = "".join(
+        f'<p class="muted">not judged: {escape(name)} ({escape(why)})</p>'
+        for name, why in sorted(result.skipped.items())
+    )
+    header = ["scope", *(f"{m} {UNITS[m]}".strip() for m in METRICS)]
+    rows = []
+    for name in sorted(set(result.baseline) | set(result.current)):
+        before, now = result.baseline.get(name) or {}, result.current.get(name) or {}
+        cells = [escape(name)]
+        for metric in METRICS:
+            b, c = before.get(metric), now.get(metric)
+            cells.append(
+                f"{_value(metric, b)} → {_value(metric, c)}<br>"
+                f'<span class="muted">{escape(change(metric, b, c))}</span>'
+            )
+        rows.append(cells)
+    return "\n".join(
+        [
+            "<!doctype html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            "<title>barnstorm: a run against its baseline</title>",
+            f"<style>{STYLE}</style></head><body>",
+            "<h1>A run against its baseline</h1>",
+            f'<p class="muted">baseline {escape(baseline)} → this run {escape(current)}</p>',
+            banner,
+            "<h2>Rules</h2>",
+            verdicts + skipped,
+            "<h2>Side by side (baseline → this run)</h2>",
+            _table(header, rows),
+            "</body></html>",
+        ]
+    )
+
+
+def write_compare_html(result: Comparison, baseline: str, current: str, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_compare_html(result, baseline, current), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--html", f"cannot write {path} ({exc.strerror})") from None

@@ -61,8 +61,10 @@ def parse(header: str) -> dict[str, tuple[float | None, str | None]]:
             elif key == "desc":
                 description = value
         previous = out.get(name)
-        if previous is not None and previous[0] is not None and duration is not None:
-            duration += previous[0]  # the same name twice: its parts add up
+        if previous is not None:  # the same name twice: its parts add up
+            if previous[0] is not None:
+                duration = previous[0] + (duration or 0.0)
+            description = description if description is not None else previous[1]
         out[name] = (duration, description)
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -153,10 +154,13 @@ def test_mixed_run_judges_slas_over_devices_and_dashboards(
     """`simulate mixed --sla` judges both kinds of load in Locust's statistics: a dashboard
     SLA and a device SLA that hold, one that cannot hold; Locust exits 3, the JUnit file
     says which broke, and the mixed run's HTML report has the verdicts, plots of both kinds
-    of load over time and a row per request name."""
+    of load over time, a row per request name and the backend's own account of its time
+    (Server-Timing, read from every dashboard response); --report writes the same as
+    JSON."""
     url = backend("--farms", "2", "--mqtt", mosquitto, "--topic", f"{topic_root}/#")
     junit = tmp_path / "mixed.xml"
     html = tmp_path / "mixed.html"
+    report = tmp_path / "mixed.json"
     env = {
         **os.environ,
         "BARNSTORM_CONNECT_RATE": "0",
@@ -166,7 +170,7 @@ def test_mixed_run_judges_slas_over_devices_and_dashboards(
     load = ["--farms", "2", "--users", "2", "--spawn-rate", "2", "--run-time", "8s"]
     result = subprocess.run(
         [sys.executable, "-m", "simulator", "mixed", *load, "--host", url, "--mqtt", mosquitto]
-        + ["--speed", "120", "--junit", str(junit), "--html", str(html)]
+        + ["--speed", "120", "--junit", str(junit), "--html", str(html), "--report", str(report)]
         + [arg for sla in slas for arg in ("--sla", sla)],
         cwd=ROOT,
         env=env,
@@ -182,6 +186,16 @@ def test_mixed_run_judges_slas_over_devices_and_dashboards(
     ]
     page = html.read_text()
     assert "1 of 3 SLAs broken" in page
-    assert page.count("<svg") == 5
+    assert page.count("<svg") == 6
+    assert "Backend time per request (Server-Timing" in page
     assert "publish cough_monitor" in page
     assert "POST /api/login" in page  # every user logs in first: a dashboard row for sure
+    data = json.loads(report.read_text())
+    requests = {r["name"]: r for r in data["requests"]}
+    login = requests["POST /api/login"]["backend"]
+    assert login["responses"] == requests["POST /api/login"]["requests"] == 2
+    assert login["queries_per_request"] == 0  # a login reads no table
+    assert set(login["ms"]) == {"db", "app", "total"}
+    assert requests["publish cough_monitor"]["backend"] is None  # MQTT has no header
+    assert data["by_device_type"]["cough_monitor"] == requests["publish cough_monitor"]
+    assert [v["held"] for v in data["sla"]] == [True, True, False]

@@ -23,9 +23,10 @@ from typing import Any
 from locust import LoadTestShape, events
 from locust.env import Environment
 
-from simulator.locust.fleet import AUTO_FLEET, start_child
+from simulator.locust.fleet import AUTO_FLEET, SERVER_TIMINGS, start_child
 from simulator.locust.stats import Snapshot, scopes_of, snapshot, window_measures
 from simulator.locust.users import DashboardUser
+from simulator.metrics.server_timing import ServerTimings, growth_across_steps
 from simulator.metrics.sla import Measure, Sla, evaluate, parse_slas
 
 __all__ = ["CapacityShape", "DashboardUser"]
@@ -89,6 +90,7 @@ class CapacityShape(LoadTestShape):
             self._enter(step, now)
         if self.warm is None and now - self.step_started >= PLAN["warmup_seconds"]:
             self.warm, self.warm_at = snapshot(self.environment.stats), now
+            SERVER_TIMINGS.take()  # the warm-up's Server-Timing is not judged either
         return self.users_at(step), float(PLAN["spawn_rate"])
 
     def _enter(self, step: int, now: float) -> None:
@@ -127,6 +129,9 @@ class CapacityShape(LoadTestShape):
                 for scope, m in sorted(measures.items())
             },
         }
+        step_timing = ServerTimings()
+        step_timing.merge(SERVER_TIMINGS.take())
+        row["backend"] = step_timing.summary()
         if broken:
             row["culprits"] = {v.sla.text: culprit(v.sla, measures, after) for v in broken}
         self.results.append(row)
@@ -136,7 +141,14 @@ class CapacityShape(LoadTestShape):
         self.finished = True
         out = os.environ.get("BARNSTORM_CAPACITY_OUT")
         if out:
-            result = {"plan": PLAN, "steps": self.results, "interrupted": interrupted}
+            result = {
+                "plan": PLAN,
+                "steps": self.results,
+                "interrupted": interrupted,
+                "n_plus_one": growth_across_steps(
+                    [row.get("backend") or {} for row in self.results]
+                ),
+            }
             with open(out, "w", encoding="utf-8") as file:
                 json.dump(result, file, indent=1)
         # tick() now returns None: Locust stops the test, and with it the fleet

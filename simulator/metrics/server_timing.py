@@ -266,3 +266,31 @@ class ServerTimings:
         return {
             name: entry.summary() for name, entry in sorted(self.by_name.items()) if entry.responses
         }
+
+
+def growth_across_steps(steps: list[dict[str, dict[str, Any]]]) -> list[dict[str, str]]:
+    """Endpoints whose queries per request grew with the load, over the steps of a capacity
+    search or the intervals of a soak (each a :meth:`ServerTimings.summary`), or that
+    looked like an N+1 within a step."""
+    found: dict[str, str] = {}
+    names = {name for step in steps for name in step}
+    for name in sorted(names):
+        series = [
+            (n + 1, step[name]["queries_per_request"])
+            for n, step in enumerate(steps)
+            if name in step and step[name].get("queries_per_request") is not None
+        ]
+        if len(series) >= 2:
+            (first_step, first), (last_step, last) = series[0], series[-1]
+            if last >= N_PLUS_ONE_GROWTH * first and last - first >= N_PLUS_ONE_SPAN:
+                found[name] = (
+                    f"queries per request grew from {first:,.0f} (step {first_step}) to "
+                    f"{last:,.0f} (step {last_step})"
+                )
+                continue
+        for n, step in enumerate(steps):
+            why = (step.get(name) or {}).get("n_plus_one")
+            if why:
+                found[name] = f"{why} (step {n + 1})"
+                break
+    return [{"name": name, "why": why} for name, why in found.items()]

@@ -184,5 +184,9 @@ def print_steps(result: dict[str, Any], console: Console) -> None:
             )
     elif found["ceiling_reached"]:
         console.print("held at every step up to the ceiling (--steps): raise it to look further")
+    for suspect in result.get("n_plus_one") or []:
+        console.print(
+            f"[bold red]N+1 suspected in {escape(suspect['name'])}:[/] {escape(suspect['why'])}"
+        )
     if result.get("interrupted"):
         console.print("[yellow]the search was stopped early: these are the steps judged so far[/]")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from simulator.metrics.server_timing import EndpointTiming, ServerTimings, parse, queries_of
+from simulator.metrics.server_timing import (
+    EndpointTiming,
+    ServerTimings,
+    growth_across_steps,
+    parse,
+    queries_of,
+)
 
 
 def test_headers_of_different_frameworks_parse() -> None:
@@ -67,3 +73,21 @@ def test_workers_figures_merge_as_one_process() -> None:
     assert summary["responses"] == len(points)
     assert summary["n_plus_one"] is not None
     assert summary["ms"]["app"] == 2.0
+
+
+def test_queries_growing_over_the_steps_of_a_search_are_flagged() -> None:
+    """Steps whose queries per request climb with the load name the endpoint and the
+    steps; a flat endpoint is not named; a step's own N+1 verdict is carried over."""
+
+    def step(room: float, farms: float, why: str | None = None) -> dict[str, dict[str, object]]:
+        return {
+            "room": {"queries_per_request": room, "n_plus_one": None},
+            "farms": {"queries_per_request": farms, "n_plus_one": why},
+        }
+
+    found = growth_across_steps([step(40, 1), step(60, 1), step(95, 1, "grows with size")])
+    assert found == [
+        {"name": "farms", "why": "grows with size (step 3)"},
+        {"name": "room", "why": "queries per request grew from 40 (step 1) to 95 (step 3)"},
+    ]
+    assert growth_across_steps([step(40, 1), step(41, 1)]) == []

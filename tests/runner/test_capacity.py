@@ -65,7 +65,8 @@ def test_capacity_search_finds_a_lower_limit_on_a_slow_backend(
     """Two reference backends on one database of sixty days of a farm, one with --slow (the
     room chart loads every device's whole history): the search over dashboard users, in
     short steps with an SLA on the room chart, holds longer on the normal backend than on
-    the slow one, and names the SLA that broke and the step."""
+    the slow one, and names the SLA that broke and the step; every step reports the room
+    chart's queries per request from the backend's Server-Timing."""
     database = tmp_path / "shared.db"
     fast = backend("--farms", "1", database=database)
     slow = backend("--farms", "1", "--slow", database=database)
@@ -95,6 +96,11 @@ def test_capacity_search_finds_a_lower_limit_on_a_slow_backend(
         steps = result["steps"]
         assert [s["users"] for s in steps] == [1 + 2 * i for i in range(len(steps))]
         assert all(s["scopes"]["room chart"]["requests"] > 0 for s in steps)
+    # Each step carries the backend's Server-Timing: one query per chart, or the N+1's many.
+    assert {s["backend"]["room chart"]["queries_per_request"] for s in fast_result["steps"]} == {1}
+    assert all(
+        s["backend"]["room chart"]["queries_per_request"] > 100 for s in slow_result["steps"]
+    )
 
 
 def test_capacity_refuses_a_search_that_cannot_run() -> None:

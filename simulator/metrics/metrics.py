@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.messages import BACKFILL, DUPLICATE, MALFORMED, Message, Outcome
+from simulator.metrics.server_timing import ServerTimings
 
 _SUB_BITS = 6  # 64 sub-buckets per power of two: values within ~1.6 %
 _SUB = 1 << _SUB_BITS
@@ -227,6 +228,10 @@ class Metrics:
         #: called with (message, outcome, error, latency in seconds or None) for every
         #: settled message: the Locust bridge streams these to Locust's request events.
         self.observer: Callable[[Message, Outcome, str | None, float | None], None] | None = None
+        #: the target's Server-Timing (HTTP ingest) by device type: over the run, and since
+        #: the last time-series row.
+        self.server_timings = ServerTimings()
+        self.interval_timings = ServerTimings()
 
     # ResultSink ----------------------------------------------------------------------
 
@@ -281,6 +286,13 @@ class Metrics:
 
     def message_retried(self, message: Message, reason: str) -> None:
         self.by_type[message.type_code].retried[reason] += 1
+
+    def server_timing(self, type_code: int, header: str, size: int) -> None:
+        """What the target said its time went to (HTTP ingest), by device type."""
+        name = self.type_names[type_code] if 0 <= type_code < len(self.type_names) else "batch"
+        now = time.time()
+        self.server_timings.observe(name, header, size, now)
+        self.interval_timings.observe(name, header, size, now)
 
     def messages_sent(self, messages: list[Message]) -> None:
         """Bulk :meth:`message_sent` of messages handed over together (one instant)."""

@@ -29,6 +29,7 @@ import orjson
 
 from simulator.errors import ConfigError
 from simulator.metrics.metrics import Metrics, bucket_percentile
+from simulator.metrics.server_timing import ServerTimings
 
 if TYPE_CHECKING:
     from simulator.engine.clock import Clock
@@ -112,6 +113,11 @@ class Recorder:
             "cpu_pct": round((now["cpu"] - before["cpu"]) / seconds * 100, 2),
             "rss_mb": round(rss_mb(), 2),
         }
+        interval = ServerTimings()
+        interval.merge(self.metrics.interval_timings.take())
+        backend = interval.summary()
+        if backend:  # the target's Server-Timing in this interval, by device type
+            row["backend"] = backend
         self.rows.append(row)
         if self._file is not None:
             self._file.write(orjson.dumps(row) + b"\n")

@@ -169,6 +169,7 @@ def render_html(report: dict[str, Any]) -> str:
         + "</div>",
         "<h2>By device type</h2>",
         _by_type(report),
+        *_backend(report),
         *_trends(report),
         "<h2>Delivery accounting</h2>",
         *_accounting(report),
@@ -182,6 +183,20 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 TOO_SHORT = '<p class="muted">Too short for plots.</p>'
+
+
+def _backend(report: dict[str, Any]) -> list[str]:
+    """The target's own account of its time (Server-Timing of HTTP ingest), by device type,
+    drawn as bars, and any ingest whose queries per request grew (an N+1)."""
+    backend = report.get("backend")
+    if not backend:
+        return []
+    entries = [{"name": f"ingest {name}", "backend": figures} for name, figures in backend.items()]
+    notes = "".join(
+        f'<p class="broken">N+1 suspected in {escape(s["name"])}: {escape(s["why"])}</p>'
+        for s in report.get("n_plus_one") or []
+    )
+    return ["<h2>The target's time (Server-Timing)</h2>", _backend_chart(entries) + notes]
 
 
 def _head(report: dict[str, Any]) -> list[str]:

@@ -23,6 +23,14 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
         _print_loss(accounting, console)
     _print_headline(report, console)
     console.print(_type_table(report))
+    for name, figures in (report.get("backend") or {}).items():
+        parts = [f"{part} {ms:,.1f} ms" for part, ms in figures["ms"].items()]
+        queries = figures.get("queries_per_request")
+        if queries is not None:
+            parts.append(f"{queries:,.1f} queries per request")
+        console.print(f"target's time for {name} (Server-Timing): " + ", ".join(parts))
+    for suspect in report.get("n_plus_one") or []:
+        console.print(f"[bold red]N+1 suspected in ingest {suspect['name']}:[/] {suspect['why']}")
     if report["target"]["kind"] == "mqtt":
         connections = report["connections"]
         console.print(

@@ -44,6 +44,7 @@ from simulator.metrics.accounting import Reconciliation
 from simulator.metrics.live import LiveView
 from simulator.metrics.metrics import Metrics
 from simulator.metrics.prometheus import PrometheusExporter
+from simulator.metrics.server_timing import growth_across_steps
 from simulator.metrics.sla import (
     Verdict,
     evaluate,
@@ -181,8 +182,27 @@ class Run:
         self._judge(report, fleet, metrics)
         report["timeseries"] = recorder.rows
         report["trends"] = trends(recorder.rows)
+        self._backend_timing(report, metrics, recorder.rows)
         write_outputs(report, config)
         return RunResult(report, report["exit_code"], transport)
+
+    @staticmethod
+    def _backend_timing(
+        report: dict[str, Any], metrics: Metrics, rows: list[dict[str, Any]]
+    ) -> None:
+        """What the target said its time went to (Server-Timing of HTTP ingest), by device
+        type, and ingest whose queries per request grew over the run (an N+1)."""
+        summary = metrics.server_timings.summary()
+        if not summary:
+            return
+        report["backend"] = summary
+        for name, figures in summary.items():
+            if name in report["by_device_type"]:
+                report["by_device_type"][name]["backend"] = figures
+        report["n_plus_one"] = growth_across_steps([row.get("backend") or {} for row in rows])
+        for name, figures in summary.items():
+            if figures.get("n_plus_one") and name not in {s["name"] for s in report["n_plus_one"]}:
+                report["n_plus_one"].append({"name": name, "why": figures["n_plus_one"]})
 
     def _per_gateway(self) -> bool:
         """Per-gateway connections on the embedded broker, and for HTTP batches, which a

@@ -48,6 +48,11 @@ class ResultSink(Protocol):
         """``up``, ``failed``, ``lost`` or ``reconnected``; ``error`` names an error kind."""
         ...
 
+    def server_timing(self, type_code: int, header: str, size: int) -> None:
+        """A response's ``Server-Timing`` header for a request of ``size`` bytes carrying
+        messages of device type ``type_code`` (-1: a batch of several types)."""
+        ...
+
     def messages_written(self, messages: list[Message]) -> None:
         """Bulk form of sent + acknowledged, for transports whose delivery is a local
         write (file, memory): no latency worth measuring."""

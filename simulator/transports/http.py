@@ -205,6 +205,11 @@ class HttpTransport(Transport):
                 error = network_error_kind(exc)
                 break
             status = response.status_code
+            timing = response.headers.get("server-timing")
+            if timing:
+                code = messages[0].type_code
+                same = all(m.type_code == code for m in messages)
+                self.sink.server_timing(code if same else -1, timing, len(body))
             if 200 <= status < 300:
                 error = None
                 break

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from simulator.backend.broker import free_port
-from simulator.exitcodes import EXIT_FAILED, EXIT_OK
+from simulator.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_SLA, EXIT_USAGE
 from tests.conftest import Backends
 from tests.helpers import ROOT, simulate
 
@@ -91,7 +91,8 @@ def test_a_second_run_reconciles_against_its_own_messages(
 ) -> None:
     """Two runs of one fleet against one backend (the same devices, the same seqs): each
     reconciles against what arrived during it, so the second reports no duplicates and no
-    loss though the backend holds most messages twice, as its own read-back shows."""
+    loss though the backend holds most messages twice, as its own read-back shows; each
+    report holds the backend's Server-Timing per device type."""
     url = backend()
     accounts = []
     for run in range(2):
@@ -108,6 +109,13 @@ def test_a_second_run_reconciles_against_its_own_messages(
         assert accounting["expected"] > 0
         assert accounting["received"] == accounting["expected"]
         assert accounting["lost"] == accounting["duplicated"] == 0
+    # The backend's Server-Timing came back with every ingest request, by device type.
+    last = json.loads(report.read_text())
+    for name, counts in last["by_device_type"].items():
+        assert counts["backend"]["queries_per_request"] == 1.0, name  # one insert a batch
+        assert counts["backend"]["responses"] > 0
+        assert set(counts["backend"]["ms"]) == {"db", "store", "app", "total"}
+    assert last["n_plus_one"] == []
     # The store holds both runs: the second run's (device, seq) pairs repeat the first's.
     whole = httpx.get(f"{url}/api/readback").json()
     stored = whole["received"] + whole["duplicates"]
@@ -153,3 +161,37 @@ def test_a_mixed_run_of_the_default_fleet_against_a_healthy_backend_exits_0(
     assert sum(row["num_requests"] for row in devices) > 0
     assert sum(row["num_failures"] for row in devices) == 0
     assert "device messages were never sent" in result.stderr
+
+
+def test_a_run_against_its_baseline_exits_3_when_a_rule_breaks(tmp_path: Path) -> None:
+    """--baseline judges the run against an earlier report: a rule it cannot meet (ten
+    times the baseline's rate) breaks, exit 3, and the report says so; one it meets holds,
+    exit 0; a baseline that is no report is bad input, before anything runs."""
+    history = ("--farms", "2", "--duration", "1h", "--speed", "max", "--quiet")
+    first = tmp_path / "first.json"
+    result = simulate(*history, "--output", str(tmp_path / "a.jsonl"), "--report", str(first))
+    assert result.returncode == EXIT_OK, result.stderr
+    second = tmp_path / "second.json"
+    result = simulate(
+        *history,
+        *("--output", str(tmp_path / "b.jsonl"), "--report", str(second)),
+        *("--baseline", str(first), "--rule", "rate>=baseline*10"),
+    )
+    assert result.returncode == EXIT_SLA, result.stderr
+    assert "BROKEN cough_monitor: rate" in " ".join(result.stderr.split())
+    data = json.loads(second.read_text())
+    assert data["baseline"]["regressed"] is True
+    assert data["exit_code"] == EXIT_SLA
+    held = simulate(
+        *history,
+        *("--output", str(tmp_path / "c.jsonl"), "--baseline", str(first)),
+        *("--rule", "rate>=baseline*0"),
+    )
+    assert held.returncode == EXIT_OK, held.stderr
+    (tmp_path / "bad.json").write_text("not json")
+    bad = simulate(
+        *history, "--output", str(tmp_path / "d.jsonl"), "--baseline", str(tmp_path / "bad.json")
+    )
+    assert bad.returncode == EXIT_USAGE
+    assert "--baseline:" in bad.stderr
+    assert not (tmp_path / "d.jsonl").exists()

@@ -28,6 +28,7 @@ class RecordingSink:
         self.done: list[tuple[Message, Outcome, str | None]] = []
         self.events: list[str] = []
         self.retried: list[tuple[Message, str]] = []
+        self.timings: list[tuple[int, str, int]] = []
 
     def message_sent(self, message: Message) -> None:
         self.sent.append(message)
@@ -47,6 +48,9 @@ class RecordingSink:
 
     def connection_event(self, event: str, error: str | None = None) -> None:
         self.events.append(event)
+
+    def server_timing(self, type_code: int, header: str, size: int) -> None:
+        self.timings.append((type_code, header, size))
 
     def messages_written(self, messages: list[Message]) -> None:
         for message in messages:

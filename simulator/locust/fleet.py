@@ -218,6 +218,8 @@ class FleetChild:
                 exception=RuntimeError(error) if error else None,
                 context={},
             )
+        if batch.get("timing"):
+            SERVER_TIMINGS.merge(batch["timing"])  # the devices' HTTP ingest, as the target saw it
         status = self.status
         status.held += sum(int(n) for n in (batch.get("held") or {}).values())
         status.connected = int(batch.get("connected", status.connected))

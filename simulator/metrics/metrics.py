@@ -232,6 +232,9 @@ class Metrics:
         #: the last time-series row.
         self.server_timings = ServerTimings()
         self.interval_timings = ServerTimings()
+        #: also told every Server-Timing header (name, header, size, epoch seconds): the
+        #: Locust bridge streams them to Locust's side.
+        self.timing_observer: Callable[[str, str, int, float], None] | None = None
 
     # ResultSink ----------------------------------------------------------------------
 
@@ -293,6 +296,8 @@ class Metrics:
         now = time.time()
         self.server_timings.observe(name, header, size, now)
         self.interval_timings.observe(name, header, size, now)
+        if self.timing_observer is not None:
+            self.timing_observer(name, header, size, now)
 
     def messages_sent(self, messages: list[Message]) -> None:
         """Bulk :meth:`message_sent` of messages handed over together (one instant)."""

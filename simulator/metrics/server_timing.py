@@ -180,7 +180,7 @@ class EndpointTiming:
             "queries_size": self.queries_size,
             "min_queries": self.min_queries,
             "max_queries": self.max_queries,
-            "buckets": {key: list(value) for key, value in self.buckets.items()},
+            "buckets": {str(key): list(value) for key, value in self.buckets.items()},
         }
 
     def n_plus_one(self) -> str | None:

@@ -6,13 +6,15 @@
      "held": {"offline_at_stop": 3}}
 
 one result per settled message: device type, transport, latency in ms (null when the
-message failed), payload bytes, error kind (null on success). Messages a device kept and
-never handed to the target (:data:`~simulator.messages.HELD_ON_DEVICE`), and those its
-own outage cut off before the receipt came, are no result (:data:`~simulator.messages.
-DEVICE_SIDE`): they are counted in ``held``, by reason, since the last line, so they never
-show as the target's failures. The Locust process
-(``locustfiles/mixed.py``) reads the lines and fires one Locust request event per result,
-so devices appear beside the dashboard endpoints. The engine never imports Locust.
+message failed), payload bytes, error kind (null on success); with HTTP ingest, also
+``"timing"``: the target's Server-Timing sums since the last line, by request name.
+Messages a device kept and never handed to the target
+(:data:`~simulator.messages.HELD_ON_DEVICE`), and those its own outage cut off before the
+receipt came, are no result (:data:`~simulator.messages.DEVICE_SIDE`): they are counted in
+``held``, by reason, since the last line, so they never show as the target's failures.
+The Locust process (``locustfiles/mixed.py``) reads the lines and fires one Locust
+request event per result, so devices appear beside the dashboard endpoints. The engine
+never imports Locust.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import orjson
 
 from simulator.messages import DEVICE_SIDE, Message, Outcome
 from simulator.metrics.metrics import Metrics
+from simulator.metrics.server_timing import ServerTimings
 
 FLUSH_EVERY = 0.5
 
@@ -42,6 +45,13 @@ class ResultStream:
         self.pending: list[list[Any]] = []
         self.held: Counter[str] = Counter()
         metrics.observer = self.observe
+        #: the target's Server-Timing since the last line, by Locust request name.
+        self.timings = ServerTimings()
+        metrics.timing_observer = self.observe_timing
+
+    def observe_timing(self, name: str, header: str, size: int, at: float) -> None:
+        verb = "ingest" if self.transport == "HTTP" else "publish"
+        self.timings.observe(f"{verb} {name}", header, size, at)
 
     def observe(
         self, message: Message, outcome: Outcome, error: str | None, latency: float | None
@@ -68,11 +78,14 @@ class ResultStream:
     def flush(self) -> None:
         batch, self.pending = self.pending, []
         held, self.held = self.held, Counter()
-        line = {
+        line: dict[str, Any] = {
             "results": batch,
             "connected": self.metrics.connections.connected,
             "held": dict(held),
         }
+        timing = self.timings.take()
+        if timing:
+            line["timing"] = timing
         self.out.write(orjson.dumps(line) + b"\n")
         self.out.flush()
 

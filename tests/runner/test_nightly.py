@@ -110,6 +110,9 @@ def test_two_nights_of_the_pipelines_catch_the_n_plus_one(
     assert "tonight's run becomes the baseline" in output
     baseline = first / "reports" / "mixed.json"
     assert _room(baseline)["backend"]["queries_per_request"] == 1
+    devices = [r for r in json.loads(baseline.read_text())["requests"] if r["kind"] == "device"]
+    assert devices  # the devices' HTTP ingest, with what the backend said of it
+    assert all(r["backend"]["queries_per_request"] == 1 for r in devices)
     assert (first / "reports" / "junit.xml").exists()
 
     github = yaml.safe_load((NIGHTLY / "github-workflow.yml").read_text())["jobs"]["stress"]

@@ -157,6 +157,10 @@ class FleetStatus:
     #: request events, since they never reached the target.
     held: int = 0
     rate: float = 0.0  # messages per second over the last RATE_WINDOW
+    #: the fleet process's own event-loop lag so far (ms): p50, p99, max.
+    loop_lag_p50: float = 0.0
+    loop_lag_p99: float = 0.0
+    loop_lag_max: float = 0.0
 
 
 class FleetChild:
@@ -221,6 +225,10 @@ class FleetChild:
         if batch.get("timing"):
             SERVER_TIMINGS.merge(batch["timing"])  # the devices' HTTP ingest, as the target saw it
         status = self.status
+        lag = batch.get("loop_lag_ms")
+        if lag:
+            status.loop_lag_p50, status.loop_lag_p99 = lag["p50"], lag["p99"]
+            status.loop_lag_max = lag["max"]
         status.held += sum(int(n) for n in (batch.get("held") or {}).values())
         status.connected = int(batch.get("connected", status.connected))
         status.messages += len(results)
@@ -402,6 +410,15 @@ class Sampler:
         }
         data = {
             "rows": self.rows,
+            "fleet_loop_lag_ms": [
+                {
+                    "shard": s.shard,
+                    "p50": s.loop_lag_p50,
+                    "p99": s.loop_lag_p99,
+                    "max": s.loop_lag_max,
+                }
+                for s in _fleet_statuses(environment)
+            ],
             "requests": requests,
             "sla": [verdict.as_dict() for verdict in verdicts],
             "seconds": seconds,

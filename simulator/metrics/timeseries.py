@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from simulator.errors import ConfigError
+from simulator.metrics.loop_lag import LoopLag
 from simulator.metrics.metrics import Metrics, bucket_percentile
 from simulator.metrics.server_timing import ServerTimings
 
@@ -62,6 +63,8 @@ class Recorder:
         self.interval = interval
         self.path = path
         self.rows: list[dict[str, Any]] = []
+        #: the run's event-loop lag: each row gets its interval's p50/p99/max.
+        self.lag: LoopLag | None = None
         self._file: IO[bytes] | None = None
         self._previous = self._snapshot()
 
@@ -113,6 +116,9 @@ class Recorder:
             "cpu_pct": round((now["cpu"] - before["cpu"]) / seconds * 100, 2),
             "rss_mb": round(rss_mb(), 2),
         }
+        lag = self.lag.take_interval() if self.lag is not None else None
+        if lag is not None:
+            row["loop_lag_ms"] = lag
         interval = ServerTimings()
         interval.merge(self.metrics.interval_timings.take())
         backend = interval.summary()

@@ -228,8 +228,18 @@ def _figures(report: dict[str, Any]) -> str:
         ("devices", _number(report["fleet"]["devices_in_run"])),
         ("wall time", f"{_number(report['time']['wall_seconds'], 1)} s"),
     ]
+    lag = report["time"].get("loop_lag_ms")
+    if lag:
+        figures.append(
+            (
+                "barnstorm's loop lag p50 / p99 / max",
+                f"{lag['p50']:.1f} / {lag['p99']:.1f} / {lag['max']:.1f} ms",
+            )
+        )
     cells = "".join(f'<div class="figure">{label}<b>{value}</b></div>' for label, value in figures)
-    return f'<div class="figures">{cells}</div>'
+    warning = report["time"].get("loop_lag_warning")
+    banner = f'<div class="banner bad">{escape(warning)}</div>' if warning else ""
+    return f'<div class="figures">{cells}</div>{banner}'
 
 
 def _by_type(report: dict[str, Any]) -> str:
@@ -350,10 +360,24 @@ def render_mixed_html(data: dict[str, Any]) -> str:
             + "</div>",
             "<h2>By request</h2>",
             _requests_table(data["requests"]),
+            _fleet_lag(data.get("fleet_loop_lag_ms") or []),
             "<h2>Configuration</h2>",
             f"<pre>{escape(config)}</pre>",
             "</body></html>",
         ]
+    )
+
+
+def _fleet_lag(shards: list[dict[str, Any]]) -> str:
+    """Each fleet process's own event-loop lag: a delay inside every device latency."""
+    if not shards:
+        return ""
+    rows = [
+        [escape(str(s["shard"])), _number(s["p50"], 1), _number(s["p99"], 1), _number(s["max"], 1)]
+        for s in shards
+    ]
+    return "<h2>barnstorm's own event-loop lag (fleet processes)</h2>" + _table(
+        ("fleet shard", "p50 ms", "p99 ms", "max ms"), rows
     )
 
 

@@ -12,6 +12,8 @@ reads it, and a run's report, as a baseline or a current run::
                                       "queries_per_request", "max_queries",
                                       "n_plus_one": null | "why"}}],
      "by_device_type": {"cough_monitor": a request entry, ...},
+     "fleet_loop_lag_ms": [{"shard", "p50", "p99", "max"}] (each fleet process's own
+                           event-loop lag: inside every device latency),
      "n_plus_one": [{"name", "why"}],
      "sla": [verdicts as in a run's report], "timeseries": [rows], "config": {...}}
 """
@@ -40,6 +42,7 @@ def mixed_report(data: dict[str, Any], verdicts: list[Verdict]) -> dict[str, Any
         "by_device_type": {
             r["name"].split(" ", 1)[-1]: r for r in requests if r["kind"] == "device"
         },
+        "fleet_loop_lag_ms": data.get("fleet_loop_lag_ms") or [],
         "n_plus_one": [
             {"name": r["name"], "why": r["backend"]["n_plus_one"]}
             for r in requests

@@ -96,6 +96,14 @@ def _print_headline(report: dict[str, Any], console: Console) -> None:
         f"{report['fleet']['devices_in_run']:,} devices → {where}"
         f" · speed {speed} · {time['wall_seconds']:.1f}s wall"
     )
+    lag = time.get("loop_lag_ms")
+    if lag:
+        console.print(
+            f"barnstorm's event-loop lag: p50 {lag['p50']:,.1f} ms, p99 {lag['p99']:,.1f} ms, "
+            f"max {lag['max']:,.1f} ms (its own delay, inside every latency it measured)"
+        )
+    if time.get("loop_lag_warning"):
+        console.print(f"[yellow]warning: {time['loop_lag_warning']}[/]")
     if time["max_clock_lag_ms"] > _LAG_WARNING_MS:
         console.print(
             f"[yellow]warning: the simulator fell up to {time['max_clock_lag_ms'] / 1000:.1f}s "

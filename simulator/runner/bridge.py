@@ -7,7 +7,8 @@
 
 one result per settled message: device type, transport, latency in ms (null when the
 message failed), payload bytes, error kind (null on success); with HTTP ingest, also
-``"timing"``: the target's Server-Timing sums since the last line, by request name.
+``"timing"``: the target's Server-Timing sums since the last line, by request name; and
+``"loop_lag_ms"``: the fleet process's own event-loop lag so far (p50, p99, max ...).
 Messages a device kept and never handed to the target
 (:data:`~simulator.messages.HELD_ON_DEVICE`), and those its own outage cut off before the
 receipt came, are no result (:data:`~simulator.messages.DEVICE_SIDE`): they are counted in
@@ -29,6 +30,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from simulator.messages import DEVICE_SIDE, Message, Outcome
+from simulator.metrics.loop_lag import LoopLag
 from simulator.metrics.metrics import Metrics
 from simulator.metrics.server_timing import ServerTimings
 
@@ -47,6 +49,8 @@ class ResultStream:
         metrics.observer = self.observe
         #: the target's Server-Timing since the last line, by Locust request name.
         self.timings = ServerTimings()
+        #: the fleet process's own event-loop lag, sent with every line.
+        self.lag: LoopLag | None = None
         metrics.timing_observer = self.observe_timing
 
     def observe_timing(self, name: str, header: str, size: int, at: float) -> None:
@@ -86,6 +90,9 @@ class ResultStream:
         timing = self.timings.take()
         if timing:
             line["timing"] = timing
+        lag = self.lag.summary() if self.lag is not None else None
+        if lag:
+            line["loop_lag_ms"] = lag
         self.out.write(orjson.dumps(line) + b"\n")
         self.out.flush()
 

@@ -42,6 +42,7 @@ from simulator.fleet.profiles import DeviceProfile
 from simulator.fleet.topics import subscription_filter
 from simulator.metrics.accounting import Reconciliation
 from simulator.metrics.live import LiveView
+from simulator.metrics.loop_lag import LoopLag, lag_warning
 from simulator.metrics.metrics import Metrics
 from simulator.metrics.prometheus import PrometheusExporter
 from simulator.metrics.server_timing import growth_across_steps
@@ -104,6 +105,8 @@ class Run:
         self.readback_mark: str | None = None
         #: the --max-failed verdict, once the run got messages through.
         self.failed_share: FailedShare | None = None
+        #: barnstorm's own event-loop lag while the fleet ran.
+        self.loop_lag = LoopLag()
 
     def request_stop(self) -> None:
         if not self.stop.is_set():
@@ -143,6 +146,9 @@ class Run:
         recorder = Recorder(
             metrics, clock, interval=self._snapshot_interval(), path=config.outputs.timeseries
         )
+        recorder.lag = self.loop_lag
+        if stream is not None:
+            stream.lag = self.loop_lag
         engine: Engine | None = None
         transport: Transport | None = None
         readback = config.target.readback
@@ -309,6 +315,7 @@ class Run:
             metrics, (engine.start, engine.end), clock, self.console, enabled=outputs.live
         )
         async with live.running(), contextlib.AsyncExitStack() as watching:
+            await watching.enter_async_context(self.loop_lag.running())
             await watching.enter_async_context(recorder.running())
             if stream is not None:
                 await watching.enter_async_context(stream.running())
@@ -527,6 +534,10 @@ class Run:
                 "speed": config.timing.speed,
                 "wall_seconds": round(wall, 3),
                 "max_clock_lag_ms": round(clock.max_lag * 1000, 3),
+                "loop_lag_ms": self.loop_lag.summary(),
+                "loop_lag_warning": lag_warning(
+                    self.loop_lag.summary(), totals.latency.summary_ms()["p50"] or None
+                ),
             },
             "totals": totals.as_dict(elapsed),
             "by_device_type": {

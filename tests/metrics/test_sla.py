@@ -199,3 +199,7 @@ def test_mixed_run_judges_slas_over_devices_and_dashboards(
     assert requests["publish cough_monitor"]["backend"] is None  # MQTT has no header
     assert data["by_device_type"]["cough_monitor"] == requests["publish cough_monitor"]
     assert [v["held"] for v in data["sla"]] == [True, True, False]
+    lag = data["fleet_loop_lag_ms"]  # the fleet process's own event-loop lag
+    assert len(lag) == 1
+    assert lag[0]["max"] >= lag[0]["p99"] > 0
+    assert "own event-loop lag (fleet processes)" in page

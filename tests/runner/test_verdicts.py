@@ -116,6 +116,10 @@ def test_a_second_run_reconciles_against_its_own_messages(
         assert counts["backend"]["responses"] > 0
         assert set(counts["backend"]["ms"]) == {"db", "store", "app", "total"}
     assert last["n_plus_one"] == []
+    # barnstorm's own event-loop lag, over the run and per time-series row.
+    assert set(last["time"]["loop_lag_ms"]) == {"p50", "p95", "p99", "max", "mean"}
+    assert all(set(row["loop_lag_ms"]) == {"p50", "p99", "max"} for row in last["timeseries"])
+    assert "barnstorm's event-loop lag: p50" in result.stdout
     # The store holds both runs: the second run's (device, seq) pairs repeat the first's.
     whole = httpx.get(f"{url}/api/readback").json()
     stored = whole["received"] + whole["duplicates"]

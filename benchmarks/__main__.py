@@ -11,6 +11,7 @@ Every target is started here on 127.0.0.1 (a private Mosquitto, the reference ba
     python -m benchmarks engine          # generate and encode messages as fast as possible
     python -m benchmarks history-core    # history to a file on one core
     python -m benchmarks http            # HTTP ingest vs. wrk on the same endpoint
+    python -m benchmarks loop-lag        # the rate one process publishes at under 5 ms of loop lag
     python -m benchmarks bridge          # the same fleet standalone and through Locust
     python -m benchmarks bridge-file
     python -m benchmarks history         # a year of 12 farms as history (about 4 minutes)
@@ -33,6 +34,7 @@ from .bridge import bench_bridge, bench_soak
 from .connections import bench_connections
 from .generation import bench_engine, bench_fleet_sizes, bench_history, bench_history_core
 from .httpingest import bench_http
+from .looplag import bench_loop_lag
 from .mqtt5 import bench_mqtt5
 from .publish import bench_publish
 
@@ -46,6 +48,7 @@ BENCHMARKS: dict[str, Callable[[], Result | list[Result]]] = {
     "engine": bench_engine,
     "history-core": bench_history_core,
     "http": bench_http,
+    "loop-lag": bench_loop_lag,
     "bridge": bench_bridge,
     "bridge-file": lambda: bench_bridge(target="file", duration="2d"),
     "history": bench_history,

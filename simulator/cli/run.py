@@ -201,9 +201,10 @@ run_shape_options = stacked(
     option(
         "--processes",
         type=click.IntRange(min=1),
-        help="Worker processes for history (--output with --speed max), split by farm; "
-        "default 2 for history (each half of the fleet in time order, one after the other), "
-        "1 otherwise. --processes 1 writes one time-ordered file.",
+        help="Worker processes, each running its share of the farms: one merged report "
+        "(latency from the merged histograms), one delivery accounting. Default 2 for "
+        "history (--output with --speed max: each half of the fleet in time order, one after "
+        "the other; --processes 1 writes one time-ordered file), 1 otherwise.",
     ),
     option("--allow-loss", is_flag=True, help="Exit 0 even when messages were lost."),
     option(
@@ -340,8 +341,12 @@ def build_run_config(options: Options) -> RunConfig:
     target = _target(options)
     history = target.output is not None and timing.speed is None
     processes = options["processes"] or (HISTORY_PROCESSES if history else 1)
-    if processes > 1 and not history:
-        raise ConfigError("--processes", "works for history only: give --output and --speed max")
+    if processes > 1 and options["stream_results"]:
+        raise ConfigError(
+            "--processes", "not with --stream-results: under Locust, use Locust's --processes"
+        )
+    if processes > 1 and options["prometheus"]:
+        raise ConfigError("--processes", "not with --prometheus: give each process its own run")
     return RunConfig(
         fleet=_fleet(options),
         timing=timing,

@@ -126,8 +126,11 @@ class RunConfig:
     target: TargetConfig = field(default_factory=TargetConfig)
     outputs: OutputConfig = field(default_factory=OutputConfig)
     verdicts: VerdictConfig = field(default_factory=VerdictConfig)
-    #: worker processes, each running a shard of the fleet (history output today).
+    #: worker processes, each running a shard of the fleet (split by farm).
     processes: int = 1
+    #: a shard of a parallel run: the parent reconciles against the read-back, so the
+    #: shard keeps what it did not deliver for it.
+    reconciled_by_parent: bool = False
     #: names this run in the trace context of its HTTP requests and in its report.
     run_id: str = field(default_factory=current_run_id)
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from simulator.report.summary import print_summary
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.run import Run
-from simulator.runner.shards import run_sharded
+from simulator.runner.shards import run_parallel, run_sharded
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def run_blocking(
     """Run ``config`` in a fresh event loop; Ctrl-C and SIGTERM stop it cleanly."""
 
     if config.processes > 1:
-        result = run_sharded(config)
+        history = config.target.output is not None and config.timing.speed is None
+        result = run_sharded(config) if history else run_parallel(config)
         if summary:
             print_summary(result.report, _summary_console(config))
         return result

@@ -107,6 +107,9 @@ class Run:
         self.failed_share: FailedShare | None = None
         #: barnstorm's own event-loop lag while the fleet ran.
         self.loop_lag = LoopLag()
+        #: the run's engine and books, once it ran (a parallel run's parent reads them).
+        self.engine: Engine | None = None
+        self.metrics: Metrics | None = None
 
     def request_stop(self) -> None:
         if not self.stop.is_set():
@@ -136,8 +139,11 @@ class Run:
         per_gateway = self._per_gateway()
         metrics = Metrics(
             fleet.devices.type_names,
-            track_undelivered=config.target.embedded or config.target.readback is not None,
+            track_undelivered=config.target.embedded
+            or config.target.readback is not None
+            or config.reconciled_by_parent,
         )
+        self.metrics = metrics
         stream = (
             ResultStream(metrics, "http" if config.target.http else "mqtt")
             if config.outputs.stream_results
@@ -162,6 +168,7 @@ class Run:
                 transport = self._transport(metrics, fleet, mqtt, http)
                 await stack.enter_async_context(transport)
                 engine = self._engine(fleet, profiles, transport, clock, per_gateway)
+                self.engine = engine
                 if mqtt is not None and engine.connections:
                     # One connection first: an unreachable broker or a refused login is a
                     # clear error now, not 15,000 failed connections later.

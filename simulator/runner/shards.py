@@ -1,28 +1,45 @@
 """One run over several processes: the fleet split by farm, each shard a run of its own,
 the shard reports merged into one.
+
+History (``--output`` at ``--speed max``) writes a part file per shard, joined in order.
+Every other run (real time or accelerated, MQTT or HTTP, a soak, the embedded default)
+starts its target once in the parent, runs the shards against it, merges their books
+(latency percentiles from the merged histograms, not averaged), and reconciles once
+against the target's read-back for every shard's devices.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import shutil
+import signal
 import time
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+import orjson
 from rich.console import Console
 
+from simulator.exitcodes import EXIT_FAILED, EXIT_LOSS, EXIT_OK
+from simulator.fleet.build import Fleet
 from simulator.fleet.load import load_fleet
+from simulator.metrics.loop_lag import lag_warning
+from simulator.metrics.metrics import Histogram
+from simulator.metrics.server_timing import ServerTimings
 from simulator.metrics.sla import (
     evaluate,
     report_measures,
 )
+from simulator.metrics.timeseries import trends
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.delivery import FailedShare
 from simulator.runner.run import Run, judge, write_outputs
+from simulator.transports.readback import ReadBackError, read_back, take_mark
 
 
 def _run_shard(config: RunConfig) -> dict[str, Any]:
@@ -120,3 +137,230 @@ def merge_reports(reports: list[dict[str, Any]], wall: float) -> dict[str, Any]:
         delivered = counts["acknowledged"] + counts["unconfirmed"]
         counts["rate_per_s"] = round(delivered / wall, 3) if wall > 0 else 0.0
     return merged
+
+
+def _run_live_shard(config: RunConfig) -> dict[str, Any]:
+    """One process of a parallel run: its report, and what the parent needs to merge
+    latency and to reconcile (module level: it crosses a process boundary)."""
+
+    async def main() -> dict[str, Any]:
+        run = Run(config, Console(stderr=True, quiet=True))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, run.request_stop)
+        result = await run.execute()
+        metrics, engine = run.metrics, run.engine
+        histograms: dict[str, Any] = {}
+        if metrics is not None:
+            for name, counts in zip(metrics.type_names, metrics.by_type, strict=True):
+                h = counts.latency
+                histograms[name] = (h.counts, h.total, h.total_seconds, h.max, h.min)
+        return {
+            "report": result.report,
+            "histograms": histograms,
+            "lag": run.loop_lag.histogram.counts,
+            "lag_state": (
+                run.loop_lag.histogram.total,
+                run.loop_lag.histogram.total_seconds,
+                run.loop_lag.histogram.max,
+            ),
+            "server_timing": metrics.server_timings.take() if metrics is not None else {},
+            "devices": engine.devices.tolist() if engine is not None else [],
+            "next_seq": engine.next_seq[engine.devices].tolist() if engine is not None else [],
+            "undelivered": sorted(metrics.undelivered or ()) if metrics is not None else [],
+        }
+
+    return asyncio.run(main())
+
+
+def _histogram(state: tuple[list[int], int, float, float, float]) -> Histogram:
+    h = Histogram()
+    h.counts, h.total, h.total_seconds, h.max, h.min = list(state[0]), *state[1:]
+    return h
+
+
+async def _parallel(config: RunConfig, fleet: Fleet) -> RunResult:
+    """Start the target once (the embedded default's broker and backend), run the shards
+    against it in worker processes, merge their books, reconcile once."""
+    count = config.processes
+    parent = Run(config, Console(stderr=True))
+    started = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        mqtt, http, readback = await parent._open_target(stack)
+        mark = await take_mark(readback) if readback is not None else None
+        per_gateway = parent._per_gateway()
+        shards = [
+            replace(
+                config,
+                fleet=replace(config.fleet, shard=(i, count)),
+                target=replace(
+                    config.target, mqtt=mqtt, http=http, readback=None, per_gateway=per_gateway
+                ),
+                outputs=replace(
+                    config.outputs,
+                    report=None,
+                    html=None,
+                    csv=None,
+                    timeseries=None,
+                    prometheus=None,
+                    live=False,
+                ),
+                verdicts=replace(config.verdicts, slas=(), junit=None),
+                processes=1,
+                reconciled_by_parent=readback is not None,
+            )
+            for i in range(count)
+        ]
+        context = multiprocessing.get_context("spawn")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the shards stop themselves
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, lambda: None)
+        with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
+            outcomes = await asyncio.gather(
+                *(loop.run_in_executor(pool, _run_live_shard, shard) for shard in shards)
+            )
+        report = merge_reports([o["report"] for o in outcomes], time.monotonic() - started)
+        _merge_latency(report, outcomes)
+        _merge_server_timing(report, outcomes)
+        report["timeseries"] = merge_rows([o["report"].get("timeseries") or [] for o in outcomes])
+        report["trends"] = trends(report["timeseries"])
+        if config.outputs.timeseries is not None:  # the shards' rows, merged, at the end
+            config.outputs.timeseries.write_bytes(
+                b"".join(orjson.dumps(row) + b"\n" for row in report["timeseries"])
+            )
+        if readback is not None and report["outcome"] != "failed":
+            await _reconcile(report, fleet, readback, mark, outcomes, config)
+    report["config"] = config.public()
+    report["target"]["url"] = parent.target_url
+    report["target"]["embedded_broker"] = parent.broker_kind
+    report["target"]["backend"] = parent.backend_url
+    if config.verdicts.slas:
+        judge(
+            report, evaluate(config.verdicts.slas, report_measures(report)), config.verdicts.junit
+        )
+    write_outputs(report, config)
+    return RunResult(report, report["exit_code"])
+
+
+def _merge_latency(report: dict[str, Any], outcomes: list[dict[str, Any]]) -> None:
+    """Latency percentiles from the shards' merged histograms (not an average of theirs);
+    the loop lag likewise, with each process's own beside it."""
+    total = Histogram()
+    for name, counts in report["by_device_type"].items():
+        merged = Histogram()
+        for outcome in outcomes:
+            state = outcome["histograms"].get(name)
+            if state is not None:
+                merged.merge(_histogram(state))
+        counts["latency_ms"] = merged.summary_ms()
+        total.merge(merged)
+    report["totals"]["latency_ms"] = total.summary_ms()
+    lag = Histogram()
+    for outcome in outcomes:
+        lag.merge(_histogram((outcome["lag"], *outcome["lag_state"], 0.0)))
+    report["time"]["loop_lag_ms"] = lag.summary_ms() if lag.total else None
+    report["time"]["loop_lag_ms_by_process"] = [
+        o["report"]["time"].get("loop_lag_ms") for o in outcomes
+    ]
+    report["time"]["loop_lag_warning"] = lag_warning(
+        report["time"]["loop_lag_ms"], report["totals"]["latency_ms"]["p50"] or None
+    )
+
+
+def _merge_server_timing(report: dict[str, Any], outcomes: list[dict[str, Any]]) -> None:
+    """The target's Server-Timing from the shards' sums, by device type."""
+    timings = ServerTimings()
+    for outcome in outcomes:
+        timings.merge(outcome["server_timing"])
+    summary = timings.summary()
+    for counts in report["by_device_type"].values():
+        counts.pop("backend", None)
+    report.pop("backend", None)
+    report.pop("n_plus_one", None)
+    if not summary:
+        return
+    report["backend"] = summary
+    for name, figures in summary.items():
+        if name in report["by_device_type"]:
+            report["by_device_type"][name]["backend"] = figures
+    report["n_plus_one"] = [
+        {"name": name, "why": figures["n_plus_one"]}
+        for name, figures in summary.items()
+        if figures.get("n_plus_one")
+    ]
+
+
+def merge_rows(shards: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The shards' time series, row by row: counts, rates, connections, CPU and memory add
+    up; latency and loop lag take the worst shard's (a conservative figure)."""
+    merged: list[dict[str, Any]] = []
+    for rows in zip(*shards, strict=False):
+        row: dict[str, Any] = {"wall_s": max(r["wall_s"] for r in rows), "sim": rows[0]["sim"]}
+        for key in ("sent", "delivered", "failed", "dropped", "in_flight", "connected"):
+            row[key] = sum(r.get(key) or 0 for r in rows)
+        for key in ("rate_per_s", "failed_per_s", "cpu_pct", "rss_mb"):
+            row[key] = round(sum(r.get(key) or 0.0 for r in rows), 3)
+        settled = row["delivered"] + row["failed"] + row["dropped"]
+        failed = row["failed"] + row["dropped"]
+        row["error_rate"] = round(failed / settled, 6) if settled else 0.0
+        for key in ("p50_ms", "p95_ms", "p99_ms"):
+            values = [r[key] for r in rows if r.get(key) is not None]
+            row[key] = max(values) if values else None
+        lags = [r["loop_lag_ms"] for r in rows if r.get("loop_lag_ms")]
+        if lags:
+            row["loop_lag_ms"] = {k: max(lag[k] for lag in lags) for k in ("p50", "p99", "max")}
+        merged.append(row)
+    return merged
+
+
+async def _reconcile(
+    report: dict[str, Any],
+    fleet: Fleet,
+    url: str,
+    mark: str | None,
+    outcomes: list[dict[str, Any]],
+    config: RunConfig,
+) -> None:
+    """Delivery accounting once, for every shard's devices, against the target's store."""
+    totals = report["totals"]
+    try:
+        stored = await read_back(
+            url,
+            fleet.devices.ids,
+            expected=totals["acknowledged"] + totals["unconfirmed"],
+            patience=config.timing.drain_timeout,
+            since=mark,
+        )
+    except ReadBackError as exc:
+        report["outcome"], report["error"] = "failed", str(exc)
+        report["exit_code"] = max(report["exit_code"], EXIT_FAILED)
+        return
+    next_seq = np.zeros(fleet.devices.count, np.int64)
+    devices: list[int] = []
+    undelivered: set[tuple[int, int]] = set()
+    for outcome in outcomes:
+        next_seq[outcome["devices"]] = outcome["next_seq"]
+        devices += outcome["devices"]
+        undelivered.update((int(d), int(s)) for d, s in outcome["undelivered"])
+    accounting = stored.tracker.reconcile(next_seq, devices, undelivered)
+    accounting.late = stored.late
+    report["accounting"] = accounting.as_dict()
+    if accounting.lost and not config.verdicts.allow_loss and report["exit_code"] == EXIT_OK:
+        report["exit_code"] = EXIT_LOSS
+
+
+def run_parallel(config: RunConfig) -> RunResult:
+    """A run of any kind over ``config.processes`` processes: the fleet split by farm,
+    one target (the embedded default started once), one merged report."""
+    fleet, _ = load_fleet(
+        config.fleet.farms,
+        config.fleet.seed,
+        config.fleet.farms_dir,
+        config.fleet.profiles_dir,
+        config.fleet.device_types,
+    )
+    if config.timing.scenario is not None:
+        config.timing.scenario.bind(fleet, config.timing.start, config.fleet.seed)
+    return asyncio.run(_parallel(config, fleet))

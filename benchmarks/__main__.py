@@ -12,6 +12,7 @@ Every target is started here on 127.0.0.1 (a private Mosquitto, the reference ba
     python -m benchmarks history-core    # history to a file on one core
     python -m benchmarks http            # HTTP ingest vs. wrk on the same endpoint
     python -m benchmarks loop-lag        # the rate one process publishes at under 5 ms of loop lag
+    python -m benchmarks scaling         # the same fleet on 1 and on N processes
     python -m benchmarks bridge          # the same fleet standalone and through Locust
     python -m benchmarks bridge-file
     python -m benchmarks history         # a year of 12 farms as history (about 4 minutes)
@@ -37,6 +38,7 @@ from .httpingest import bench_http
 from .looplag import bench_loop_lag
 from .mqtt5 import bench_mqtt5
 from .publish import bench_publish
+from .scaling import bench_scaling
 
 Result = dict[str, Any]
 BENCHMARKS: dict[str, Callable[[], Result | list[Result]]] = {
@@ -49,6 +51,7 @@ BENCHMARKS: dict[str, Callable[[], Result | list[Result]]] = {
     "history-core": bench_history_core,
     "http": bench_http,
     "loop-lag": bench_loop_lag,
+    "scaling": bench_scaling,
     "bridge": bench_bridge,
     "bridge-file": lambda: bench_bridge(target="file", duration="2d"),
     "history": bench_history,

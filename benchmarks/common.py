@@ -28,6 +28,32 @@ class Measured:
     max_rss_mb: float
     stdout: str
     stderr: str
+    #: the highest resident memory of the process and all its descendants together,
+    #: sampled every quarter second (ru_maxrss only knows the largest single one).
+    peak_tree_mb: float = 0.0
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of ``root`` and every process below it, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(fields[1])
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    total = 0.0
+    for pid in tree:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += rss_mb(pid)
+    return total
 
 
 def run_measured(
@@ -45,10 +71,16 @@ def run_measured(
             command, env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL
         )
         deadline = started + timeout
+        peak = 0.0
+        sampled = 0.0
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
+            if time.perf_counter() - sampled >= 0.25:
+                sampled = time.perf_counter()
+                with contextlib.suppress(OSError):
+                    peak = max(peak, tree_rss_mb(process.pid))
             if time.perf_counter() > deadline:
                 process.send_signal(signal.SIGINT)  # let it write its report
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -66,6 +98,7 @@ def run_measured(
             usage.ru_maxrss / 1024,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
+            max(peak, usage.ru_maxrss / 1024),
         )
 
 

@@ -27,6 +27,7 @@ UNITS = (
     ("_msg_per_cpu_s_after_start_up", "msg per CPU-second after start-up"),
     ("_msg_per_cpu_s", "msg per CPU-second"),
     ("_req_per_cpu_s", "req per CPU-second"),
+    ("_msg_per_s_under_5ms_lag", "msg/s with its event loop's lag p99 under 5 ms"),
     ("_msg_per_s", "msg/s"),
     ("_req_per_s", "req/s"),
     ("_memory_mb", "MB"),
@@ -35,6 +36,7 @@ UNITS = (
     ("_connect_rate_per_s", "connections/s"),
     ("_rss_mb", "MB resident"),
     ("_connected", "connected"),
+    ("_processes", "processes"),
     ("_s", "s"),
 )
 

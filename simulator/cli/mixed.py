@@ -164,7 +164,7 @@ def _fleet_environment(
     if http:
         env["BARNSTORM_HTTP"] = http
     # The SLAs and reports are Locust's, over both kinds of load, not the fleet's alone.
-    for name in ("BARNSTORM_SLA", "BARNSTORM_JUNIT", "BARNSTORM_HTML", "BARNSTORM_REPORT"):
+    for name in ("BARNSTORM_SLA", "BARNSTORM_JUNIT", "BARNSTORM_HTML"):
         env.pop(name, None)
     return env
 

@@ -121,7 +121,7 @@ def fleet_environment(environment: Environment) -> dict[str, str]:
             continue
         env["BARNSTORM_" + name.replace("-", "_").upper()] = "1" if value is True else str(value)
     # The SLAs and reports are Locust's, over both kinds of load, not the fleet's alone.
-    for name in ("BARNSTORM_SLA", "BARNSTORM_JUNIT", "BARNSTORM_HTML", "BARNSTORM_REPORT"):
+    for name in ("BARNSTORM_SLA", "BARNSTORM_JUNIT", "BARNSTORM_HTML"):
         env.pop(name, None)
     return env
 

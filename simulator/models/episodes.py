@@ -108,15 +108,26 @@ class Outbreaks:
     def __init__(self, seed: int, specs: list[HealthSpec]) -> None:
         self.seed = seed
         self.specs = specs
+        #: each template's value of a spec attribute, and low/high of a shape range, built
+        #: once: a real-time tick evaluates these for a few messages at a time.
+        self._values: dict[str, FloatArray] = {}
+        self._ranges: dict[str, tuple[FloatArray, FloatArray]] = {}
 
     def _spec_array(self, templates: IntArray, attribute: str) -> FloatArray:
-        values = np.array([getattr(s, attribute) for s in self.specs], np.float64)
+        values = self._values.get(attribute)
+        if values is None:
+            values = np.array([getattr(s, attribute) for s in self.specs], np.float64)
+            self._values[attribute] = values
         return np.asarray(values[templates], np.float64)
 
     def _drawn(self, templates: IntArray, name: str, u: FloatArray) -> FloatArray:
         """A value of the shape range ``name`` of each key's template, at uniform ``u``."""
-        ranges = np.array([s.shape(name) for s in self.specs], np.float64)[templates]
-        return np.asarray(ranges[:, 0] + u * (ranges[:, 1] - ranges[:, 0]), np.float64)
+        ranges = self._ranges.get(name)
+        if ranges is None:
+            pairs = np.array([s.shape(name) for s in self.specs], np.float64)
+            ranges = self._ranges[name] = (pairs[:, 0].copy(), pairs[:, 1] - pairs[:, 0])
+        low, width = ranges
+        return np.asarray(low[templates] + u * width[templates], np.float64)
 
     def multiplier(self, batch: Batch) -> FloatArray:
         """Each message's cough-rate multiplier from the natural episodes of its room."""

@@ -218,10 +218,22 @@ async def _parallel(config: RunConfig, fleet: Fleet) -> RunResult:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, lambda: None)
         with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
-            outcomes = await asyncio.gather(
-                *(loop.run_in_executor(pool, _run_live_shard, shard) for shard in shards)
+            finished = await asyncio.gather(
+                *(loop.run_in_executor(pool, _run_live_shard, shard) for shard in shards),
+                return_exceptions=True,
             )
+        outcomes = [o for o in finished if not isinstance(o, BaseException)]
+        crashed = [o for o in finished if isinstance(o, BaseException)]
+        if not outcomes:
+            raise crashed[0]
         report = merge_reports([o["report"] for o in outcomes], time.monotonic() - started)
+        if crashed:  # what the others measured is still reported, and the run fails
+            report["outcome"] = "failed"
+            report["error"] = (
+                f"{len(crashed)} of {count} worker processes failed: "
+                f"{type(crashed[0]).__name__}: {crashed[0]}"
+            )
+            report["exit_code"] = EXIT_FAILED
         _merge_latency(report, outcomes)
         _merge_server_timing(report, outcomes)
         report["timeseries"] = merge_rows([o["report"].get("timeseries") or [] for o in outcomes])

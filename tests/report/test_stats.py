@@ -169,3 +169,27 @@ def test_options_choose_the_bands_and_the_threshold(tmp_path: Path) -> None:
     field = _field(stats, "t")
     assert field["bands"] == {"≥30": 0.4, "20–<30": 0.4, "<20": 0.2, "missing": 0.0}
     assert (field["below"]["days_share"], field["below"]["spells"]) == (1.0, 1)  # mean 24.2
+
+
+def test_the_command_prints_a_table_json_and_a_page_of_two_files(tmp_path: Path) -> None:
+    """`simulate stats A --compare B`: the terminal table names both files and each
+    figure's change; --json holds both files' figures and the changes; --html writes the
+    page with histograms of both."""
+    before: list[float | None] = [*[95.0] * 8, 30.0, 30.0]
+    after: list[float | None] = [*[95.0] * 6, *[30.0] * 4]
+    first = _daily(tmp_path / "a.jsonl", {"a": before})
+    second = _daily(tmp_path / "b.jsonl", {"a": after})
+    page = tmp_path / "page.html"
+    table = simulate("stats", str(first), "--compare", str(second), "--html", str(page))
+    assert table.returncode == 0, table.stderr
+    flat = " ".join(table.stdout.split())
+    assert "a.jsonl b.jsonl change" in flat
+    assert "cough_monitor/daily rehs band <40 20.0 % 40.0 % +20.0 pp" in flat
+    assert page.read_text().count("<svg") == 2
+    result = simulate("stats", str(first), "--compare", str(second), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["first"]["file"] == str(first)
+    assert data["second"]["groups"][0]["fields"]["rehs"]["bands"]["<40"] == 0.4
+    change = next(c for c in data["changes"] if c["figure"].endswith("band <40"))
+    assert change["change"] == "+20.0 pp"

@@ -203,19 +203,7 @@ class Run:
     def _backend_timing(
         report: dict[str, Any], metrics: Metrics, rows: list[dict[str, Any]]
     ) -> None:
-        """What the target said its time went to (Server-Timing of HTTP ingest), by device
-        type, and ingest whose queries per request grew over the run (an N+1)."""
-        summary = metrics.server_timings.summary()
-        if not summary:
-            return
-        report["backend"] = summary
-        for name, figures in summary.items():
-            if name in report["by_device_type"]:
-                report["by_device_type"][name]["backend"] = figures
-        report["n_plus_one"] = growth_across_steps([row.get("backend") or {} for row in rows])
-        for name, figures in summary.items():
-            if figures.get("n_plus_one") and name not in {s["name"] for s in report["n_plus_one"]}:
-                report["n_plus_one"].append({"name": name, "why": figures["n_plus_one"]})
+        put_backend(report, metrics.server_timings.summary(), rows)
 
     def _per_gateway(self) -> bool:
         """Per-gateway connections on the embedded broker, and for HTTP batches, which a
@@ -558,6 +546,23 @@ class Run:
             "accounting": self.accounting.as_dict() if self.accounting else None,
             "config": config.public(),
         }
+
+
+def put_backend(
+    report: dict[str, Any], summary: dict[str, dict[str, Any]], rows: list[dict[str, Any]]
+) -> None:
+    """What the target said its time went to (Server-Timing of HTTP ingest), by device
+    type, and ingest whose queries per request grew over the run (an N+1)."""
+    if not summary:
+        return
+    report["backend"] = summary
+    for name, figures in summary.items():
+        if name in report["by_device_type"]:
+            report["by_device_type"][name]["backend"] = figures
+    report["n_plus_one"] = growth_across_steps([row.get("backend") or {} for row in rows])
+    for name, figures in summary.items():
+        if figures.get("n_plus_one") and name not in {s["name"] for s in report["n_plus_one"]}:
+            report["n_plus_one"].append({"name": name, "why": figures["n_plus_one"]})
 
 
 def write_outputs(report: dict[str, Any], config: RunConfig) -> None:

@@ -30,7 +30,7 @@ from simulator.fleet.build import Fleet
 from simulator.fleet.load import load_fleet
 from simulator.metrics.loop_lag import lag_warning
 from simulator.metrics.metrics import Histogram
-from simulator.metrics.server_timing import ServerTimings
+from simulator.metrics.server_timing import ServerTimings, growth_across_steps
 from simulator.metrics.sla import (
     evaluate,
     report_measures,
@@ -38,7 +38,7 @@ from simulator.metrics.sla import (
 from simulator.metrics.timeseries import trends
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.delivery import FailedShare
-from simulator.runner.run import Run, judge, write_outputs
+from simulator.runner.run import Run, judge, put_backend, write_outputs
 from simulator.transports.readback import ReadBackError, read_back, take_mark
 
 
@@ -51,16 +51,7 @@ def run_sharded(config: RunConfig) -> RunResult:
     """History over several processes: each writes the farms of its shard to a part file,
     then the parts are joined in shard order (each part is in time order)."""
     assert config.target.output is not None
-    # Bad input is reported here, once, not as a crash in every worker.
-    fleet, _ = load_fleet(
-        config.fleet.farms,
-        config.fleet.seed,
-        config.fleet.farms_dir,
-        config.fleet.profiles_dir,
-        config.fleet.device_types,
-    )
-    if config.timing.scenario is not None:
-        config.timing.scenario.bind(fleet, config.timing.start, config.fleet.seed)
+    _checked_fleet(config)
     count = config.processes
     parts = [
         config.target.output.with_name(f".{config.target.output.name}.part{i}")
@@ -286,22 +277,19 @@ def _merge_server_timing(report: dict[str, Any], outcomes: list[dict[str, Any]])
     timings = ServerTimings()
     for outcome in outcomes:
         timings.merge(outcome["server_timing"])
-    summary = timings.summary()
     for counts in report["by_device_type"].values():
         counts.pop("backend", None)
     report.pop("backend", None)
     report.pop("n_plus_one", None)
-    if not summary:
-        return
-    report["backend"] = summary
-    for name, figures in summary.items():
-        if name in report["by_device_type"]:
-            report["by_device_type"][name]["backend"] = figures
-    report["n_plus_one"] = [
-        {"name": name, "why": figures["n_plus_one"]}
-        for name, figures in summary.items()
-        if figures.get("n_plus_one")
-    ]
+    put_backend(report, timings.summary(), [])
+    if "n_plus_one" in report:  # growth over the run, seen in any shard's own rows
+        named = {suspect["name"] for suspect in report["n_plus_one"]}
+        for outcome in outcomes:
+            rows = outcome["report"].get("timeseries") or []
+            for suspect in growth_across_steps([row.get("backend") or {} for row in rows]):
+                if suspect["name"] not in named:
+                    named.add(suspect["name"])
+                    report["n_plus_one"].append(suspect)
 
 
 def merge_rows(shards: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -366,6 +354,12 @@ async def _reconcile(
 def run_parallel(config: RunConfig) -> RunResult:
     """A run of any kind over ``config.processes`` processes: the fleet split by farm,
     one target (the embedded default started once), one merged report."""
+    return asyncio.run(_parallel(config, _checked_fleet(config)))
+
+
+def _checked_fleet(config: RunConfig) -> Fleet:
+    """The whole fleet, and the scenario bound to it: bad input is reported here, once,
+    not as a crash in every worker."""
     fleet, _ = load_fleet(
         config.fleet.farms,
         config.fleet.seed,
@@ -375,4 +369,4 @@ def run_parallel(config: RunConfig) -> RunResult:
     )
     if config.timing.scenario is not None:
         config.timing.scenario.bind(fleet, config.timing.start, config.fleet.seed)
-    return asyncio.run(_parallel(config, fleet))
+    return fleet

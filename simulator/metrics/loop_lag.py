@@ -75,6 +75,6 @@ def lag_warning(lag: dict[str, Any] | None, latency_p50_ms: float | None) -> str
         return None  # large, but small beside what the target took
     return (
         f"barnstorm's own event loop ran up to {lag['p99']:,.1f} ms late (p99; max "
-        f"{lag['max']:,.1f} ms): latencies it measured include that delay; run fewer devices "
-        "per process or a lower --speed"
+        f"{lag['max']:,.1f} ms): latencies it measured include that delay; spread the fleet "
+        "over more processes (--processes N) or lower --speed"
     )

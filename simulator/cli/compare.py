@@ -21,6 +21,7 @@ from simulator.metrics.regression import (
     Comparison,
     change,
     compare,
+    figure,
     parse_rules,
     scopes,
 )
@@ -53,15 +54,6 @@ def judge_against(
     return compare(baseline, scopes(current, "this run"), parse_rules(rules or DEFAULT_RULES))
 
 
-def _value(metric: str, value: float | None) -> str:
-    if value is None:
-        return "–"
-    unit = UNITS[metric]
-    if unit == "%":
-        return f"{value * 100:.2f} %"
-    return f"{value:,.1f}"
-
-
 #: the figures the terminal table shows (all of them are in --json and --html).
 SHOWN = ("p95", "p99", "error_rate", "backend", "queries")
 
@@ -83,7 +75,7 @@ def print_comparison(result: Comparison, console: Console | None = None) -> None
             cells.append(
                 "–"
                 if b is None and c is None
-                else f"{_value(metric, b)} → {_value(metric, c)} ({change(metric, b, c)})"
+                else f"{figure(metric, b)} → {figure(metric, c)} ({change(metric, b, c)})"
             )
         table.add_row(escape(name), *cells)
     console.print(table)

@@ -152,13 +152,10 @@ class Judgement:
     held: bool
 
     def detail(self) -> str:
-        unit = UNITS[self.metric]
         word = "held" if self.held else "BROKEN"
 
         def show(value: float) -> str:
-            if unit == "%":
-                return f"{value * 100:.2f} %"
-            return f"{value:,.1f}{(' ' + unit) if unit else ''}"
+            return figure(self.metric, value, with_unit=True)
 
         return (
             f"{word} {self.scope}: {self.metric} {show(self.current)} against "
@@ -237,6 +234,17 @@ def compare(baseline: Scopes, current: Scopes, rules: Iterable[Rule]) -> Compari
                 )
             )
     return Comparison(baseline, current, judgements, skipped)
+
+
+def figure(metric: str, value: float | None, *, with_unit: bool = False) -> str:
+    """A value of ``metric`` as text: error rates in percent, others with one decimal
+    (and their unit, ``with_unit``); ``–`` for none."""
+    if value is None:
+        return "–"
+    unit = UNITS[metric]
+    if unit == "%":
+        return f"{value * 100:.2f} %"
+    return f"{value:,.1f}" + (f" {unit}" if with_unit and unit else "")
 
 
 def change(metric: str, before: float | None, now: float | None) -> str:

@@ -6,16 +6,8 @@ from html import escape
 from pathlib import Path
 
 from simulator.errors import ConfigError
-from simulator.metrics.regression import METRICS, UNITS, Comparison, change
+from simulator.metrics.regression import METRICS, UNITS, Comparison, change, figure
 from simulator.report.html import STYLE, _table
-
-
-def _value(metric: str, value: float | None) -> str:
-    if value is None:
-        return "–"
-    if UNITS[metric] == "%":
-        return f"{value * 100:.2f} %"
-    return f"{value:,.1f}"
 
 
 def render_compare_html(result: Comparison, baseline: str, current: str) -> str:
@@ -40,7 +32,7 @@ def render_compare_html(result: Comparison, baseline: str, current: str) -> str:
         for metric in METRICS:
             b, c = before.get(metric), now.get(metric)
             cells.append(
-                f"{_value(metric, b)} → {_value(metric, c)}<br>"
+                f"{figure(metric, b)} → {figure(metric, c)}<br>"
                 f'<span class="muted">{escape(change(metric, b, c))}</span>'
             )
         rows.append(cells)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+import numpy as np
+
 from simulator.report.html import STYLE, _table
 from simulator.report.stats import Figure, figures, format_value
 from simulator.report.svg import PALETTE, Series, bar_chart, line_chart
@@ -133,22 +135,16 @@ def _charts(
 
 
 def _rebin(field: dict[str, Any], edges: list[float]) -> list[float]:
-    """Another file's histogram as shares on these bin edges (by its bin centres)."""
+    """Another file's histogram as shares on these bin edges (by its bin centres; centres
+    outside them count in the first or the last bin)."""
     theirs = field["histogram"]
-    shares = [0.0] * (len(edges) - 1)
-    total = sum(theirs["counts"]) or 1
-    for low, high, count in zip(
-        theirs["edges"], theirs["edges"][1:], theirs["counts"], strict=False
-    ):
-        centre = (low + high) / 2
-        for i in range(len(shares)):
-            if edges[i] <= centre < edges[i + 1] or (i == len(shares) - 1 and centre >= edges[-1]):
-                shares[i] += count / total
-                break
-        else:
-            if centre < edges[0]:
-                shares[0] += count / total
-    return shares
+    counts = np.asarray(theirs["counts"], np.float64)
+    bounds = np.asarray(theirs["edges"], np.float64)
+    centres = (bounds[:-1] + bounds[1:]) / 2
+    bins = len(edges) - 1
+    where = np.clip(np.searchsorted(edges, centres, side="right") - 1, 0, bins - 1)
+    shares = np.bincount(where, weights=counts / max(counts.sum(), 1.0), minlength=bins)
+    return [float(share) for share in shares]
 
 
 def _svg(group: str, width: int = 760, height: int = 230) -> str:

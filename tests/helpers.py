@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,17 @@ def simulate(
         stdin=subprocess.DEVNULL,
     )
     return Completed(process.returncode, process.stdout, process.stderr)
+
+
+def seed_history(ingest_url: str, farms: int, days: int, batch: int) -> None:
+    """Fill a backend with the last ``days`` of a fleet's telemetry, as fast as it goes
+    (``--speed max`` over HTTP, ``batch`` messages a request); the run must exit 0."""
+    start = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    seeded = simulate(
+        *("--farms", str(farms), "--http", ingest_url, "--http-batch", str(batch), "--quiet"),
+        *("--speed", "max", "--start", start, "--duration", f"{days}d"),
+    )
+    assert seeded.returncode == 0, seeded.stderr
 
 
 def locust_stats(*command: str, env: dict[str, str], timeout: float) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from simulator.exitcodes import EXIT_SLA
 from tests.conftest import Backends
-from tests.helpers import ROOT, simulate
+from tests.helpers import ROOT, seed_history, simulate
 
 pytestmark = pytest.mark.slow  # every test here starts a process or a broker
 
@@ -70,12 +69,7 @@ def test_capacity_search_finds_a_lower_limit_on_a_slow_backend(
     database = tmp_path / "shared.db"
     fast = backend("--farms", "1", database=database)
     slow = backend("--farms", "1", "--slow", database=database)
-    start = (datetime.now(UTC) - timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    seeded = simulate(
-        *("--farms", "1", "--http", f"{fast}/ingest", "--http-batch", "100", "--quiet"),
-        *("--speed", "max", "--start", start, "--duration", "60d"),
-    )
-    assert seeded.returncode == 0, seeded.stderr
+    seed_history(f"{fast}/ingest", farms=1, days=60, batch=100)
     room_map = tmp_path / "rooms.toml"
     room_map.write_text(ROOM_MAP)
 

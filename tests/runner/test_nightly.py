@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import yaml
 
 from simulator.exitcodes import EXIT_OK, EXIT_SLA
 from tests.conftest import Backends
-from tests.helpers import ROOT, simulate
+from tests.helpers import ROOT, seed_history, simulate
 
 pytestmark = pytest.mark.slow  # backends, a month of ingest and two Locust runs
 
@@ -82,12 +81,7 @@ def test_two_nights_of_the_pipelines_catch_the_n_plus_one(
     database = tmp_path / "staging.db"
     normal = backend("--farms", "2", database=database)
     slow = backend("--farms", "2", "--slow", database=database)
-    start = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    seeded = simulate(
-        *("--farms", "2", "--http", f"{normal}/ingest", "--http-batch", "200", "--quiet"),
-        *("--speed", "max", "--start", start, "--duration", "30d"),
-    )
-    assert seeded.returncode == 0, seeded.stderr
+    seed_history(f"{normal}/ingest", farms=2, days=30, batch=200)
     room_map = tmp_path / "rooms.toml"
     room_map.write_text(ROOM_MAP)
     env = {

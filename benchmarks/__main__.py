@@ -10,7 +10,7 @@ Every target is started here on 127.0.0.1 (a private Mosquitto, the reference ba
     python -m benchmarks fleet           # build 500 and 5,000 farms: time and memory
     python -m benchmarks engine          # generate and encode messages as fast as possible
     python -m benchmarks history-core    # history to a file on one core
-    python -m benchmarks http            # HTTP ingest vs. wrk on the same endpoint
+    python -m benchmarks http            # HTTP ingest: aiohttp vs. httpx, and wrk on the same endpoint
     python -m benchmarks loop-lag        # the rate one process publishes at under 5 ms of loop lag
     python -m benchmarks scaling         # the same fleet on 1 and on N processes
     python -m benchmarks bridge          # the same fleet standalone and through Locust

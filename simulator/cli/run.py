@@ -34,6 +34,7 @@ from simulator.runner.config import (
     VerdictConfig,
 )
 from simulator.runner.main import run_blocking
+from simulator.transports.http import HTTP_CLIENTS
 from simulator.transports.mqtt.settings import MqttSettings
 from simulator.transports.tls import TlsFiles
 from simulator.units import parse_instant
@@ -79,7 +80,15 @@ target_options = stacked(
         show_default=True,
         help="Messages per request, batched per site gateway.",
     ),
-    option("--http2", is_flag=True, help="Use HTTP/2 for --http."),
+    option("--http2", is_flag=True, help="Use HTTP/2 for --http (over httpx)."),
+    option(
+        "--http-client",
+        type=click.Choice(HTTP_CLIENTS),
+        default="auto",
+        show_default=True,
+        help="HTTP client for --http: aiohttp (what auto picks for HTTP/1.1) or httpx (what "
+        "auto picks for --http2).",
+    ),
     option("--token", help="Bearer token for --http (prefer BARNSTORM_TOKEN)."),
     option(
         "--stream-results",
@@ -419,6 +428,7 @@ def _target(options: Options) -> TargetConfig:
         http=options["http"],
         http_batch=options["http_batch"],
         http2=options["http2"],
+        http_client=options["http_client"],
         http_timeout=opt.positive_duration(options["http_timeout"], "--http-timeout"),
         tls=TlsFiles(
             options["ca_file"], options["cert_file"], options["key_file"], options["insecure"]

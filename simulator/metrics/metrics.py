@@ -21,6 +21,7 @@ from typing import Any
 
 from simulator.messages import BACKFILL, DUPLICATE, MALFORMED, Message, Outcome
 from simulator.metrics.server_timing import ServerTimings
+from simulator.metrics.server_timing import parse as parse_server_timing
 
 _SUB_BITS = 6  # 64 sub-buckets per power of two: values within ~1.6 %
 _SUB = 1 << _SUB_BITS
@@ -294,8 +295,9 @@ class Metrics:
         """What the target said its time went to (HTTP ingest), by device type."""
         name = self.type_names[type_code] if 0 <= type_code < len(self.type_names) else "batch"
         now = time.time()
-        self.server_timings.observe(name, header, size, now)
-        self.interval_timings.observe(name, header, size, now)
+        parsed = parse_server_timing(header)
+        self.server_timings.observe_parsed(name, parsed, size, now)
+        self.interval_timings.observe_parsed(name, parsed, size, now)
         if self.timing_observer is not None:
             self.timing_observer(name, header, size, now)
 

@@ -69,21 +69,13 @@ def parse(header: str) -> dict[str, tuple[float | None, str | None]]:
     return out
 
 
+#: a run of text up to ``,`` or ``;`` outside double quotes (an unclosed quote runs to the end).
+_PARTS = {sep: re.compile(rf'(?:[^{sep}"]|"[^"]*(?:"|$))+') for sep in (",", ";")}
+
+
 def _split(text: str, separator: str) -> list[str]:
-    """Split on ``separator`` outside double quotes."""
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-        if char == separator and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return [p for p in parts if p.strip()]
+    """Split on ``separator`` outside double quotes, leaving out blank parts."""
+    return [part for part in _PARTS[separator].findall(text) if part.strip()]
 
 
 def queries_of(metrics: dict[str, tuple[float | None, str | None]]) -> int | None:
@@ -126,7 +118,12 @@ class EndpointTiming:
     buckets: dict[int, list[float]] = field(default_factory=dict)
 
     def observe(self, header: str, size: int, at: float) -> None:
-        metrics = parse(header)
+        self.observe_parsed(parse(header), size, at)
+
+    def observe_parsed(
+        self, metrics: dict[str, tuple[float | None, str | None]], size: int, at: float
+    ) -> None:
+        """:meth:`observe` of a header already parsed."""
         if not metrics:
             return
         self.responses += 1
@@ -247,10 +244,16 @@ class ServerTimings:
     by_name: dict[str, EndpointTiming] = field(default_factory=dict)
 
     def observe(self, name: str, header: str, size: int, at: float) -> None:
+        self.observe_parsed(name, parse(header), size, at)
+
+    def observe_parsed(
+        self, name: str, metrics: dict[str, tuple[float | None, str | None]], size: int, at: float
+    ) -> None:
+        """:meth:`observe` of a header already parsed."""
         entry = self.by_name.get(name)
         if entry is None:
             entry = self.by_name[name] = EndpointTiming()
-        entry.observe(header, size, at)
+        entry.observe_parsed(metrics, size, at)
 
     def take(self) -> dict[str, dict[str, Any]]:
         """The sums so far, and start again (what a worker reports to the master)."""

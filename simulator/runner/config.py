@@ -20,6 +20,7 @@ from simulator.metrics.sla import Sla
 from simulator.models.base import Modulator
 from simulator.trace import current_run_id
 from simulator.transports.base import Transport
+from simulator.transports.http import ClientName
 from simulator.transports.mqtt.settings import MqttSettings
 from simulator.transports.tls import TlsFiles
 
@@ -69,6 +70,8 @@ class TargetConfig:
     http: str | None = None  # ingest URL: POST the payloads there
     http_batch: int = 1
     http2: bool = False
+    #: the HTTP client under --http: "auto" (aiohttp; httpx for HTTP/2), "aiohttp", "httpx".
+    http_client: ClientName = "auto"
     http_timeout: float = 10.0  # seconds a request may take before it counts as "timeout"
     #: CA bundle, client certificate and verification for https:// targets.
     tls: TlsFiles = field(default_factory=TlsFiles)

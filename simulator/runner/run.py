@@ -448,6 +448,7 @@ class Run:
                 http,
                 batch=self.config.target.http_batch,
                 http2=self.config.target.http2,
+                client=self.config.target.http_client,
                 token=self.config.target.token,
                 credentials=credentials,
                 trace=TraceContext(self.config.run_id),

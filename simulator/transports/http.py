@@ -1,17 +1,15 @@
-"""The HTTP ingest transport (httpx): the same payloads, POSTed.
+"""The HTTP ingest transport: the same payloads, POSTed (over aiohttp, or httpx for HTTP/2:
+see ``http_clients``).
 
 One request per message, or a JSON array per site gateway with ``batch`` > 1 (flushed when
 full or a second old). Requests run concurrently in the transport's own task group, over
-a pooled client (HTTP/1.1 or HTTP/2), so a slow target delays acknowledgements, never the
+pooled connections, so a slow target delays acknowledgements, never the
 schedule. Status codes are counted: 2xx acknowledges, anything else fails the message with
 ``http_<code>``; timeouts, refused connections and TLS failures fail it with ``timeout``,
 ``connect`` or ``tls``, and a connection the target closed or reset during a request with
 ``closed``.
 
-Idle connections are closed after ``KEEPALIVE_EXPIRY`` seconds, before the shortest idle
-timeout common servers use (gunicorn's 2 s; uvicorn, Node and Apache close after 5 s, the
-same as httpx's own default): a request sent on a connection the server is closing at that
-very instant fails, and that failure would be the client's, not the target's.
+Idle connections are closed before a server's idle timer can close them under a request.
 
 A 429 or 503 with ``Retry-After`` (seconds or an HTTP date) is honoured as a device SDK
 would: the request is sent again after that wait (at most ``MAX_RETRY_AFTER`` seconds,
@@ -22,14 +20,13 @@ includes the wait. Without the header, or past those bounds, the message fails.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
-import socket
 import ssl
 import time
-from typing import TYPE_CHECKING
-
-import httpx
+import urllib.parse
+from typing import TYPE_CHECKING, Literal
 
 from simulator.errors import ConfigError
 from simulator.messages import Message, Outcome
@@ -38,12 +35,14 @@ from simulator.transports.base import ResultSink, Transport
 
 if TYPE_CHECKING:
     from simulator.fleet.credentials import Credential
+    from simulator.transports.http_clients import HttpClient
 
 _BATCH_AGE = 1.0  # seconds a partial batch may wait
 MAX_RETRIES = 3
-_POOL = 4  # connections per httpx pool (measured: 4 beat 1, 2, 10 and 25)
 MAX_RETRY_AFTER = 60.0
-KEEPALIVE_EXPIRY = 1.5
+#: the client libraries under the transport, imported only by a run that POSTs.
+ClientName = Literal["auto", "aiohttp", "httpx"]
+HTTP_CLIENTS: tuple[ClientName, ...] = ("auto", "aiohttp", "httpx")
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -60,22 +59,17 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
-def network_error_kind(exc: BaseException) -> str:
-    """The error kind of a failed request: "tls" (an untrusted certificate, a refused client
-    certificate), "dns" (a host name that does not resolve), "closed" (a connection that
-    was up broke during the request: the target closed or reset it) or "connect"."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            break
-        if isinstance(seen, ssl.SSLError) or "CERTIFICATE" in str(seen):
-            return "tls"
-        if isinstance(seen, socket.gaierror):
-            return "dns"
-        seen = seen.__cause__ or seen.__context__
-    if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)):
-        return "closed"
-    return "connect"
+def _url_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without its user:password, and that as a Basic ``Authorization`` value (which
+    --token, and a device's own credentials, take precedence over)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), basic
 
 
 class HttpTransport(Transport):
@@ -97,6 +91,7 @@ class HttpTransport(Transport):
         trace: TraceContext | None = None,
         type_names: tuple[str, ...] = (),
         verify: ssl.SSLContext | bool = True,
+        client: ClientName = "auto",
     ) -> None:
         super().__init__(sink)
         if not url.startswith(("http://", "https://")):
@@ -114,8 +109,8 @@ class HttpTransport(Transport):
         self.trace = trace
         #: the flow named in each request's trace context, per device type code.
         self._flows = [f"ingest {name}" for name in type_names]
-        self._clients: list[httpx.AsyncClient] = []
-        self._slots: list[asyncio.Semaphore] = []
+        self._client_name: ClientName = client
+        self._client: HttpClient | None = None
         self._group: asyncio.TaskGroup | None = None
         self._batches: dict[int, list[Message]] = {}
         self._batch_started: dict[int, float] = {}
@@ -124,35 +119,24 @@ class HttpTransport(Transport):
         self._closing = asyncio.Event()
 
     async def open(self) -> None:
+        from simulator.transports.http_clients import http_client
+
         headers = {"content-type": "application/json"}
+        self.url, basic = _url_credentials(self.url)
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
-        # httpcore looks at every connection of its pool for every request, so one pool of
-        # 100 costs more CPU per request than the request itself: the connections are
-        # split over small pools, each device (or gateway) always on the same.
-        pools = max(1, -(-self.max_connections // _POOL))
-        size = -(-self.max_connections // pools)
-        # One TLS context for every pool (each would otherwise load the CA bundle again).
-        verify = self.verify
-        if verify is True:
-            verify = ssl.create_default_context()
-        for _ in range(pools):
-            self._clients.append(
-                httpx.AsyncClient(
-                    http2=self.http2,
-                    headers=headers,
-                    verify=verify,
-                    timeout=self.timeout,
-                    limits=httpx.Limits(
-                        max_connections=size,
-                        max_keepalive_connections=size,
-                        keepalive_expiry=KEEPALIVE_EXPIRY,
-                    ),
-                )
-            )
-            # Requests beyond a pool wait here, cheaply, rather than in httpx's pool, where
-            # thousands of waiters cost CPU and count against the request timeout.
-            self._slots.append(asyncio.Semaphore(size))
+        elif basic:
+            headers["authorization"] = basic
+        self._client = http_client(
+            self._client_name,
+            self.url,
+            headers,
+            http2=self.http2,
+            verify=self.verify,
+            timeout=self.timeout,
+            max_connections=self.max_connections,
+        )
+        await self._client.open()
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
 
@@ -183,9 +167,8 @@ class HttpTransport(Transport):
         self._group.create_task(self._request(messages), name="barnstorm-http-post")
 
     async def _request(self, messages: list[Message]) -> None:
-        assert self._clients
-        which = messages[0].connection % len(self._clients)
-        client, slots = self._clients[which], self._slots[which]
+        client = self._client
+        assert client is not None
         if len(messages) == 1 and self.batch <= 1:
             body = messages[0].payload
         else:
@@ -193,19 +176,12 @@ class HttpTransport(Transport):
         error: str | None = None
         headers = self._headers(messages)
         for attempt in range(MAX_RETRIES + 1):
-            try:
-                async with slots:
-                    response = await client.post(self.url, content=body, headers=headers)
-            except httpx.TimeoutException:
-                error = "timeout"
+            answer = await client.post(messages[0].connection, body, headers)
+            if answer.error is not None:
+                error = answer.error
                 break
-            except (httpx.TransportError, OSError) as exc:
-                # httpx maps most network errors to TransportError, but a TLS alert on a
-                # read (a client certificate refused under TLS 1.3) can come through raw.
-                error = network_error_kind(exc)
-                break
-            status = response.status_code
-            timing = response.headers.get("server-timing")
+            status = answer.status
+            timing = answer.server_timing
             if timing:
                 code = messages[0].type_code
                 same = all(m.type_code == code for m in messages)
@@ -214,7 +190,7 @@ class HttpTransport(Transport):
                 error = None
                 break
             error = f"http_{status}"
-            wait = retry_after(response.headers.get("retry-after"))
+            wait = retry_after(answer.retry_after)
             if status not in (429, 503) or wait is None or wait > MAX_RETRY_AFTER:
                 break
             if attempt == MAX_RETRIES:
@@ -257,7 +233,7 @@ class HttpTransport(Transport):
             self._flush_old(everything=True)
             group, self._group = self._group, None
             await group.__aexit__(None, None, None)
-        clients, self._clients = self._clients, []
-        for client in clients:
-            await client.aclose()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
         await super().close()

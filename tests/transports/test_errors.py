@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from simulator.errors import ConnectError
-from simulator.transports.http import network_error_kind
+from simulator.transports.http_clients import network_error_kind
 from simulator.transports.mqtt.settings import MqttSettings, translated_errors
 
 

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from simulator.messages import Message, Outcome
-from simulator.transports.http import KEEPALIVE_EXPIRY, HttpTransport
+from simulator.transports.http import HttpTransport
+from simulator.transports.http_clients import KEEPALIVE_EXPIRY
 from tests.transports.test_transport_contract import RecordingSink
 
 #: gunicorn's default keep-alive: the shortest idle timeout of the common servers.

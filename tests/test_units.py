@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
 import pytest
 
-from simulator.units import format_duration, parse_duration, parse_instant, parse_speed
+from simulator.units import (
+    format_duration,
+    iso_stamp_bytes,
+    parse_duration,
+    parse_instant,
+    parse_speed,
+)
 
 
 @pytest.mark.parametrize(
@@ -56,3 +65,27 @@ def test_durations_format_back_to_short_text() -> None:
     assert format_duration(5400) == "1h30m"
     assert format_duration(0.25) == "250ms"
     assert format_duration(86400 * 2 + 1) == "2d1s"
+
+
+def test_bulk_time_stamps_match_one_at_a_time_formatting() -> None:
+    """The vectorised stamps of a batch are byte for byte the calendar's, to the
+    millisecond below each instant: random instants from 1906 to 2160, leap days, century
+    years, the last millisecond of a day and instants before 1970."""
+    rng = np.random.default_rng(7)
+    epochs = np.concatenate(
+        [
+            rng.uniform(-2e9, 6e9, 20_000),
+            [0.0, 0.0009, -0.0005, 951_782_400.0, 951_868_799.999, 4_102_444_799.9999],
+            [1_709_164_800.5, 1_767_225_600.0, -2_208_988_800.0],
+        ]
+    )
+    epoch_zero = datetime(1970, 1, 1, tzinfo=UTC)
+    expected = [
+        b'"%sZ"'
+        % (epoch_zero + timedelta(milliseconds=int(millis)))
+        .isoformat(timespec="milliseconds")[:-6]
+        .encode()
+        for millis in np.floor(epochs * 1000.0)
+    ]
+    assert iso_stamp_bytes(epochs) == expected
+    assert iso_stamp_bytes(np.zeros(0)) == []

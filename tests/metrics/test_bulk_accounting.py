@@ -1,0 +1,53 @@
+"""Settling many messages at once keeps the same books as settling them one by one."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from simulator.messages import BACKFILL, DUPLICATE, Message, Outcome
+from simulator.metrics.metrics import Metrics
+
+TYPES = ("cough_monitor", "climate_node", "gateway")
+
+
+def _batch() -> list[Message]:
+    """Messages of three types handed over at two instants, some with a due time (real
+    time), some duplicates and backfilled ones."""
+    now = time.monotonic()
+    messages = []
+    for i in range(600):
+        due = None if i % 3 else now - 0.001 * (i % 7)
+        flags = DUPLICATE if i % 50 == 0 else BACKFILL if i % 41 == 0 else 0
+        message = Message(i, i % 3, i, "summary", i, "t", b"{}", due, 0.0, flags)
+        message.sent_at = now - (0.25 if i % 2 else 0.002)
+        messages.append(message)
+    return messages
+
+
+@pytest.mark.parametrize("outcome", [Outcome.ACKNOWLEDGED, Outcome.UNCONFIRMED])
+def test_bulk_settling_keeps_the_books_of_one_by_one(
+    outcome: Outcome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counts, duplicates and the latency histogram (every bucket, count, extremes, sum)
+    of messages_done equal those of message_done per message, settled at one instant."""
+    bulk, single = Metrics(TYPES), Metrics(TYPES)
+    messages = _batch()
+    instant = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: instant)
+    bulk.messages_done(messages, outcome)
+    for message in messages:
+        single.message_done(message, outcome)
+    monkeypatch.undo()
+    for ours, theirs in zip(bulk.by_type, single.by_type, strict=True):
+        assert (ours.acknowledged, ours.unconfirmed, ours.duplicates_out) == (
+            theirs.acknowledged,
+            theirs.unconfirmed,
+            theirs.duplicates_out,
+        )
+        assert ours.latency.total == theirs.latency.total > 0
+        assert ours.latency.counts == theirs.latency.counts
+        assert (ours.latency.max, ours.latency.min) == (theirs.latency.max, theirs.latency.min)
+        assert ours.latency.total_seconds == pytest.approx(theirs.latency.total_seconds)
+    assert sum(c.duplicates_out for c in bulk.by_type) == 12

@@ -18,9 +18,12 @@ The engine never imports locust and never reads the wall clock: time comes from 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -464,46 +467,51 @@ class Engine:
             else None
         )
         kinds, type_codes, topics = batch.labels()
-        clock_due = (
-            (lambda _due: None) if isinstance(self.clock, VirtualClock) else self.clock.due_at
+        # Every message built in one pass, in time order; the few that are offline, doubled
+        # or malformed are then dealt with one by one.
+        order_list = order.tolist()
+        in_order = operator.itemgetter(*order_list) if len(order_list) > 1 else None
+
+        def permuted(values: list[Any]) -> Iterable[Any]:
+            return in_order(values) if in_order is not None else [values[order_list[0]]]
+
+        devices = batch.devices[order]
+        dues: Iterable[float | None] = (
+            itertools.repeat(None)
+            if isinstance(self.clock, VirtualClock)
+            else map(self.clock.due_at, due_sorted.tolist())
         )
-        owners = self.owner_list
+        messages = list(
+            map(
+                Message,
+                devices.tolist(),
+                permuted(type_codes),
+                self.owners[devices].tolist(),
+                permuted(kinds),
+                seq[order].tolist(),
+                permuted(topics),
+                permuted(payloads),
+                dues,
+            )
+        )
+        if malformed is not None:
+            for k, how in enumerate(malformed):
+                if how is not None:
+                    messages[k].payload = malform(messages[k].payload, how)
+                    messages[k].flags = MALFORMED
+                    self.stats.malformed += 1
+        special = np.flatnonzero(~online | duplicate).tolist()
+        if not special:
+            return messages
         buffers = self.buffers
         sink = self.transport.sink
         outgoing: list[Message] = []
-        append = outgoing.append
-        flat_devices = batch.devices.tolist()
-        flat_seq = seq.tolist()
-        for k, (j, due, is_online, twice) in enumerate(
-            zip(
-                order.tolist(),
-                due_sorted.tolist(),
-                online.tolist(),
-                duplicate.tolist(),
-                strict=True,
-            )
-        ):
-            device = flat_devices[j]
-            payload = payloads[j]
-            flags = 0
-            how = malformed[k] if malformed is not None else None
-            if how is not None:
-                payload = malform(payload, how)
-                flags = MALFORMED
-                self.stats.malformed += 1
-            message = Message(
-                device,
-                type_codes[j],
-                owners[device],
-                kinds[j],
-                flat_seq[j],
-                topics[j],
-                payload,
-                clock_due(due),
-                0.0,
-                flags,
-            )
-            if not is_online:
+        done = 0
+        for k in special:
+            outgoing.extend(messages[done:k])
+            done = k + 1
+            message = messages[k]
+            if not online[k]:
                 # Sent by the schedule, kept by the device until it is back online.
                 sink.message_sent(message)
                 overflow = buffers.add(message)
@@ -511,11 +519,11 @@ class Engine:
                     self._drop(overflow, "buffer_overflow")
                     self.stats.buffer_overflows += 1
                 continue
-            append(message)
-            if twice:
-                # A QoS 1 resend after a lost acknowledgement: same seq, same payload.
-                append(replace(message, flags=flags | DUPLICATE))
-                self.stats.duplicates += 1
+            outgoing.append(message)
+            # A QoS 1 resend after a lost acknowledgement: same seq, same payload.
+            outgoing.append(replace(message, flags=message.flags | DUPLICATE))
+            self.stats.duplicates += 1
+        outgoing.extend(messages[done:])
         return outgoing
 
     @staticmethod

@@ -10,7 +10,7 @@ Every target is started here on 127.0.0.1 (a private Mosquitto, the reference ba
     python -m benchmarks fleet           # build 500 and 5,000 farms: time and memory
     python -m benchmarks engine          # generate and encode messages as fast as possible
     python -m benchmarks history-core    # history to a file on one core
-    python -m benchmarks http            # HTTP ingest: aiohttp vs. httpx, and wrk on the same endpoint
+    python -m benchmarks http            # HTTP ingest: aiohttp vs. httpx; wrk on the endpoint
     python -m benchmarks loop-lag        # the rate one process publishes at under 5 ms of loop lag
     python -m benchmarks scaling         # the same fleet on 1 and on N processes
     python -m benchmarks bridge          # the same fleet standalone and through Locust
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .bridge import bench_bridge, bench_soak
+from .common import compile_package
 from .connections import bench_connections
 from .generation import bench_engine, bench_fleet_sizes, bench_history, bench_history_core
 from .httpingest import bench_http
@@ -81,6 +82,7 @@ def main() -> None:
         "machine": platform.machine(),
     }
     print(f"machine: {machine}")
+    compile_package()
     results: list[Result] = []
     for name in names:
         produced = BENCHMARKS[name]()

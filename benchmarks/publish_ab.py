@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.common import compile_package
 from simulator.backend.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,8 @@ def main() -> None:
         )
         try:
             trees = {"this": ROOT, options.revision: other}
+            for tree in trees.values():
+                compile_package(tree)
             asyncio.run(compare(trees, options.qos, options.rounds, Path(folder)))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=ROOT)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from simulator.messages import BACKFILL, DUPLICATE, Message, Outcome
+from simulator.messages import BACKFILL, DUPLICATE, MALFORMED, Message, Outcome
 from simulator.metrics.metrics import Metrics
 
 TYPES = ("cough_monitor", "climate_node", "gateway")
@@ -51,3 +51,28 @@ def test_bulk_settling_keeps_the_books_of_one_by_one(
         assert (ours.latency.max, ours.latency.min) == (theirs.latency.max, theirs.latency.min)
         assert ours.latency.total_seconds == pytest.approx(theirs.latency.total_seconds)
     assert sum(c.duplicates_out for c in bulk.by_type) == 12
+
+
+@pytest.mark.parametrize("types", [(0, 1, 2), (1,)])
+def test_bulk_sending_keeps_the_books_of_one_by_one(types: tuple[int, ...]) -> None:
+    """Sent, bytes, duplicates, backfilled and malformed counts (and the read-back's list
+    of what is not expected) of messages_sent equal those of message_sent per message,
+    for a tick of several device types and of one; every message gets its send instant."""
+    bulk = Metrics(TYPES, track_undelivered=True)
+    single = Metrics(TYPES, track_undelivered=True)
+    messages = [m for m in _batch() if m.type_code in types]
+    for i, message in enumerate(messages):
+        message.payload = b"x" * (10 + i % 13)
+        if i % 37 == 0:
+            message.flags = MALFORMED
+    before = time.monotonic()
+    bulk.messages_sent(messages)
+    assert all(m.sent_at >= before for m in messages)
+    for message in messages:
+        single.message_sent(message)
+    for ours, theirs in zip(bulk.by_type, single.by_type, strict=True):
+        fields = ("sent", "bytes", "duplicates", "backfilled", "malformed")
+        assert [getattr(ours, f) for f in fields] == [getattr(theirs, f) for f in fields]
+    assert bulk.undelivered == single.undelivered
+    assert sum(c.sent for c in bulk.by_type) > 0
+    assert sum(c.malformed for c in bulk.by_type) > 0

@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulator.messages import Message, Outcome
 from simulator.transports.faultproxy import FaultProxy
 from simulator.transports.mqtt.lean import LeanMqttTransport, _Link
-from simulator.transports.mqtt.packets import publish_packet
+from simulator.transports.mqtt.packets import SHORT, fixed_header, publish_packet, short_headers
 from simulator.transports.mqtt.settings import MqttSettings
 from tests.transports.test_transport_contract import RecordingSink
 
@@ -210,3 +210,31 @@ async def test_qos2_messages_beyond_the_outbox_are_dropped_on_the_books(mosquitt
     assert outcomes.count((Outcome.DROPPED, "outbox_full")) == 50
     assert outcomes.count((Outcome.FAILED, "in_flight_at_stop")) == 50
     assert len(sink.sent) == 100
+
+
+def _decoded_length(header: bytes) -> tuple[int, int]:
+    """(remaining length, header size) of a fixed header, by the MQTT 3.1.1 spec (2.2.3)."""
+    value, multiplier, at = 0, 1, 1
+    while True:
+        byte = header[at]
+        value += (byte & 0x7F) * multiplier
+        multiplier *= 128
+        at += 1
+        if not byte & 0x80:
+            return value, at
+
+
+def test_publish_headers_from_the_table_encode_every_remaining_length() -> None:
+    """Each fixed header the lean client looks up (every remaining length below 16,384 at
+    QoS 0 and 1) starts with the PUBLISH byte and decodes, per the spec, to its length in
+    the fewest bytes; longer packets build theirs and decode too."""
+    for first in (0x30, 0x32):
+        table = short_headers(first)
+        assert len(table) == SHORT
+        for size, header in enumerate(table):
+            assert header[0] == first
+            assert _decoded_length(header) == (size, len(header))
+            assert len(header) == (2 if size < 128 else 3)
+    for size in (SHORT, 70_000, 2_097_151, 2_097_152):
+        header = fixed_header(0x30, size)
+        assert _decoded_length(header) == (size, len(header))

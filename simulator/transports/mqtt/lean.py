@@ -46,10 +46,12 @@ from simulator.transports.mqtt.packets import (
     ID_BYTES,
     MAX_PACKET_ID,
     PINGREQ,
+    SHORT,
     connect_packet,
     fixed_header,
     publish_packet,
     pubrel_packet,
+    short_headers,
 )
 from simulator.transports.mqtt.settings import (
     ClosedBeforeConnack,
@@ -498,6 +500,7 @@ class LeanMqttTransport(MqttBase):
         sink.messages_sent(messages)
         qos = self.settings.qos
         first = 0x30 | (qos << 1)
+        headers = short_headers(first)
         links = self._links
         touched: list[_Link] = []
         dropped: list[tuple[Message, str]] = []
@@ -545,7 +548,7 @@ class LeanMqttTransport(MqttBase):
             else:
                 size = len(topic) + len(payload)
                 unconfirmed.append(message)
-            head = fixed_header(first, size)
+            head = headers[size] if size < SHORT else fixed_header(first, size)
             if qos:
                 pending += (head, topic, ids[packet_id], payload)
             else:

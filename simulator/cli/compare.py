@@ -25,7 +25,6 @@ from simulator.metrics.regression import (
     parse_rules,
     scopes,
 )
-from simulator.report.compare_page import write_compare_html
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -116,6 +115,9 @@ def compare_command(
         scopes(first, f"BASELINE {baseline}"), scopes(second, f"CURRENT {current}"), parsed
     )
     if html is not None:
+        # Imported only for a page (run and mixed import this module for their verdicts).
+        from simulator.report.compare_page import write_compare_html
+
         write_compare_html(result, str(baseline), str(current), html)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=1))

@@ -7,33 +7,52 @@ Errors become one line on stderr and an exit code: bad input (a flag, a file, a 
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 
 import click
 
 from simulator import __version__
-from simulator.cli.compare import compare_command
-from simulator.cli.fleet import fleet_command
-from simulator.cli.har import har2map_command
-from simulator.cli.mixed import capacity_command, mixed_command
 from simulator.cli.options import one_line
-from simulator.cli.run import run_command, soak_command
-from simulator.cli.serve import serve_command
-from simulator.cli.stats import stats_command
 from simulator.errors import BarnstormError, ConfigError
 from simulator.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 
+#: every command: its module and the name of the command there (or of a function that
+#: makes it). A command's module is imported when that command runs or --help lists it,
+#: so a run does not pay for the statistics, HAR or comparison pages at every start.
+COMMANDS = {
+    "run": ("simulator.cli.run", "run_command"),
+    "soak": ("simulator.cli.run", "soak_command"),
+    "fleet": ("simulator.cli.fleet", "fleet_command"),
+    "serve": ("simulator.cli.serve", "serve_command"),
+    "mixed": ("simulator.cli.mixed", "mixed_command"),
+    "capacity": ("simulator.cli.mixed", "capacity_command"),
+    "har2map": ("simulator.cli.har", "har2map_command"),
+    "stats": ("simulator.cli.stats", "stats_command"),
+    "compare": ("simulator.cli.compare", "compare_command"),
+}
+
 
 class DefaultGroup(click.Group):
-    """``simulate --farms 5`` means ``simulate run --farms 5``."""
+    """``simulate --farms 5`` means ``simulate run --farms 5``; commands load on use."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (
-            args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")
-        ):
+        if not args or (args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version")):
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name = COMMANDS[cmd_name]
+        found = getattr(importlib.import_module(module), name)
+        command = found if isinstance(found, click.Command) else found()
+        assert isinstance(command, click.Command)
+        return command
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,20 +68,6 @@ def main_group() -> None:
     `simulate` alone is `simulate run`: `simulate run --help` lists its options, and every
     command's --help lists its own.
     """
-
-
-for command in (
-    run_command,
-    soak_command(),
-    fleet_command,
-    serve_command,
-    mixed_command,
-    capacity_command,
-    har2map_command,
-    stats_command,
-    compare_command,
-):
-    main_group.add_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -54,7 +54,6 @@ from simulator.metrics.sla import (
 )
 from simulator.metrics.timeseries import Recorder, trends
 from simulator.report.files import SCHEMA_VERSION, write_csv, write_report
-from simulator.report.html import write_html
 from simulator.runner.bridge import ResultStream
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.delivery import FailedShare, Ramp, nothing_accepted, nothing_sent
@@ -571,6 +570,9 @@ def write_outputs(report: dict[str, Any], config: RunConfig) -> None:
     if config.outputs.report is not None:
         write_report(report, config.outputs.report)
     if config.outputs.html is not None:
+        # Imported only for a page: the renderers are a tenth of a second of every start.
+        from simulator.report.html import write_html
+
         write_html(report, config.outputs.html)
     if config.outputs.csv is not None:
         write_csv(report, config.outputs.csv)

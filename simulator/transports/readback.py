@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from simulator.errors import BarnstormError
 from simulator.metrics.accounting import DeliveryTracker
 
@@ -36,6 +34,8 @@ async def take_mark(url: str) -> str | None:
     """Ask the target for a mark in its own time (``URL/mark``), so that the read-back at the
     end counts what arrived during this run only. None: the target has no marks (its
     read-back then covers everything it holds)."""
+    import httpx  # only a run that reads back pays for importing it
+
     async with httpx.AsyncClient(timeout=10.0) as client:
         try:
             response = await client.get(f"{url.rstrip('/')}/mark")
@@ -60,6 +60,8 @@ async def read_back(
 ) -> Stored:
     """Ask ``url`` what it stored (from the mark ``since`` on), again each second until it
     holds ``expected`` messages, stops growing, or ``patience`` seconds have passed."""
+    import httpx
+
     params = {"since": since} if since is not None else {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + patience

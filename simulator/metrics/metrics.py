@@ -30,9 +30,11 @@ from simulator.metrics.server_timing import parse as parse_server_timing
 
 #: what messages settled together are grouped by (a C-level getter: no Python per message).
 _GROUP = attrgetter("type_code", "flags", "sent_at", "due")
-_TYPE_FLAGS = attrgetter("type_code", "flags")
 _TYPE = attrgetter("type_code")
+_FLAGS = attrgetter("flags")
 _PAYLOAD = attrgetter("payload")
+_SENT_AT = attrgetter("sent_at")
+_DUE = attrgetter("due")
 
 
 def _consume(items: Iterable[object]) -> None:
@@ -323,26 +325,27 @@ class Metrics:
 
     def messages_sent(self, messages: list[Message]) -> None:
         """Bulk :meth:`message_sent` of messages handed over together (one instant): the
-        send instant set, and messages counted per (type, flags), in passes that run in C."""
+        send instant set and the messages counted per type in passes that run in C; the
+        few with flags (duplicates, backfill, malformed) then one by one."""
+        if not messages:
+            return
         now = time.monotonic()
         _consume(map(setattr, messages, itertools.repeat("sent_at"), itertools.repeat(now)))
         by_type = self.by_type
-        groups = Counter(map(_TYPE_FLAGS, messages))
-        flagged = False
-        for (type_code, flags), n in groups.items():
-            if flags:
-                flagged = True
-            else:
-                by_type[type_code].sent += n
-        if flagged:
+        codes = list(map(_TYPE, messages))
+        per_type = Counter(codes)
+        for type_code, n in per_type.items():
+            by_type[type_code].sent += n
+        if any(map(_FLAGS, messages)):
             for message in messages:
                 if message.flags:
-                    self._count_sent(by_type[message.type_code], message)
+                    counts = by_type[message.type_code]
+                    counts.sent -= 1  # counted above; _count_sent says whether it is sent
+                    self._count_sent(counts, message)
         sizes = map(len, map(_PAYLOAD, messages))
-        if len({type_code for type_code, _ in groups}) == 1:
-            by_type[messages[0].type_code].bytes += sum(sizes)
-        elif messages:
-            codes = np.fromiter(map(_TYPE, messages), np.int64, len(messages))
+        if len(per_type) == 1:
+            by_type[codes[0]].bytes += sum(sizes)
+        else:
             lengths = np.fromiter(sizes, np.int64, len(messages))
             for type_code, size in enumerate(np.bincount(codes, lengths).tolist()):
                 by_type[type_code].bytes += int(size)
@@ -352,35 +355,61 @@ class Metrics:
         error: acknowledged, or unconfirmed (handed to the network at QoS 0).
 
         Messages handed over together share their send instant, and at speed max their
-        (absent) due time: they are counted per (type, flags, sent, due) in one pass in C,
-        and each group's latency is computed and recorded once."""
+        (absent) due time: then one latency holds for all and they are counted per type
+        in C; otherwise per (type, flags, sent, due) group, each group's latency once."""
+        if not messages:
+            return
         if self.observer is not None:
             for message in messages:
                 self.message_done(message, outcome)
             return
         now = time.monotonic()
-        by_type = self.by_type
-        acknowledged = outcome is Outcome.ACKNOWLEDGED
-        for (type_code, flags, sent_at, due), n in Counter(map(_GROUP, messages)).items():
-            counts = by_type[type_code]
-            if flags & DUPLICATE:
-                counts.duplicates_out += n
-                continue
-            if acknowledged:
-                counts.acknowledged += n
-            else:
-                counts.unconfirmed += n
-            latency = now - (due if due is not None and due < sent_at else sent_at)
-            if latency < 0.0:
-                latency = 0.0
-            histogram = counts.latency
-            histogram.counts[_bucket(int(latency * 1e6))] += n
-            histogram.total += n
-            histogram.total_seconds += latency * n
-            if latency > histogram.max:
-                histogram.max = latency
-            if latency < histogram.min:
-                histogram.min = latency
+        sent = set(map(_SENT_AT, messages))
+        dues = set(map(_DUE, messages))
+        if len(sent) != 1 or len(dues) != 1:
+            for (type_code, flags, sent_at, due), n in Counter(map(_GROUP, messages)).items():
+                if flags & DUPLICATE:
+                    self.by_type[type_code].duplicates_out += n
+                else:
+                    self._settled(type_code, n, outcome, now, sent_at, due)
+            return
+        per_type = Counter(map(_TYPE, messages))
+        if any(map(_FLAGS, messages)):
+            for message in messages:
+                if message.flags & DUPLICATE:
+                    per_type[message.type_code] -= 1
+                    self.by_type[message.type_code].duplicates_out += 1
+        (sent_at,), (due,) = sent, dues
+        for type_code, n in per_type.items():
+            if n:
+                self._settled(type_code, n, outcome, now, sent_at, due)
+
+    def _settled(
+        self,
+        type_code: int,
+        n: int,
+        outcome: Outcome,
+        now: float,
+        sent_at: float,
+        due: float | None,
+    ) -> None:
+        """``n`` messages of one type, sent at ``sent_at`` (due at ``due``), settled now."""
+        counts = self.by_type[type_code]
+        if outcome is Outcome.ACKNOWLEDGED:
+            counts.acknowledged += n
+        else:
+            counts.unconfirmed += n
+        latency = now - (due if due is not None and due < sent_at else sent_at)
+        if latency < 0.0:
+            latency = 0.0
+        histogram = counts.latency
+        histogram.counts[_bucket(int(latency * 1e6))] += n
+        histogram.total += n
+        histogram.total_seconds += latency * n
+        if latency > histogram.max:
+            histogram.max = latency
+        if latency < histogram.min:
+            histogram.min = latency
 
     def messages_written(self, messages: list[Message]) -> None:
         """Sent and acknowledged at once, without latency (a local write)."""

@@ -12,28 +12,30 @@ from simulator.metrics.metrics import Metrics
 TYPES = ("cough_monitor", "climate_node", "gateway")
 
 
-def _batch() -> list[Message]:
-    """Messages of three types handed over at two instants, some with a due time (real
-    time), some duplicates and backfilled ones."""
+def _batch(one_instant: bool = False) -> list[Message]:
+    """Messages of three types, some duplicates and backfilled ones: handed over at two
+    instants, some with a due time (real time), or all at one instant without (speed max,
+    the common case)."""
     now = time.monotonic()
     messages = []
     for i in range(600):
-        due = None if i % 3 else now - 0.001 * (i % 7)
+        due = None if i % 3 or one_instant else now - 0.001 * (i % 7)
         flags = DUPLICATE if i % 50 == 0 else BACKFILL if i % 41 == 0 else 0
         message = Message(i, i % 3, i, "summary", i, "t", b"{}", due, 0.0, flags)
-        message.sent_at = now - (0.25 if i % 2 else 0.002)
+        message.sent_at = now - (0.25 if i % 2 and not one_instant else 0.002)
         messages.append(message)
     return messages
 
 
+@pytest.mark.parametrize("one_instant", [False, True], ids=["real-time", "speed-max"])
 @pytest.mark.parametrize("outcome", [Outcome.ACKNOWLEDGED, Outcome.UNCONFIRMED])
 def test_bulk_settling_keeps_the_books_of_one_by_one(
-    outcome: Outcome, monkeypatch: pytest.MonkeyPatch
+    outcome: Outcome, one_instant: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Counts, duplicates and the latency histogram (every bucket, count, extremes, sum)
     of messages_done equal those of message_done per message, settled at one instant."""
     bulk, single = Metrics(TYPES), Metrics(TYPES)
-    messages = _batch()
+    messages = _batch(one_instant)
     instant = time.monotonic()
     monkeypatch.setattr(time, "monotonic", lambda: instant)
     bulk.messages_done(messages, outcome)

@@ -64,6 +64,17 @@ _BATCH_PER_CONNECTION = 16
 _BATCH_MAX = 65536
 
 
+def _check_kinds(kinds: Sequence[str], profiles: Sequence[DeviceProfile]) -> None:
+    """``--kinds`` names only kinds some selected device type sends."""
+    known = {kind for profile in profiles for kind in profile.messages}
+    unknown = sorted(set(kinds) - known)
+    if unknown:
+        raise ConfigError(
+            "--kinds",
+            f"no device type here sends {', '.join(unknown)} (kinds: {', '.join(sorted(known))})",
+        )
+
+
 @dataclass
 class EngineStats:
     """What the engine itself observed (the transport's outcomes are in the metrics)."""
@@ -124,11 +135,11 @@ class Engine:
         selected = sorted(device_types) if device_types else sorted(profiles)
         self.owners = fleet.connection_owners(per_gateway)
         self.owner_list: list[int] = self.owners.tolist()
-        streams = np.random.SeedSequence([seed, 1]).spawn(len(selected))
-        self.schedules: list[Schedule] = []
-        devices_in_run: list[IntArray] = []
         capacity = np.zeros(fleet.devices.count, np.int64)
         backfill = np.zeros(fleet.devices.count, np.float64)
+        self.schedules: list[Schedule] = []
+        devices_in_run: list[IntArray] = []
+        streams = np.random.SeedSequence([seed, 1]).spawn(len(selected))
         for device_type, stream in zip(selected, streams, strict=True):
             profile = profiles[device_type].clean() if clean else profiles[device_type]
             devices = fleet.devices.of_type(device_type)
@@ -139,39 +150,11 @@ class Engine:
             devices_in_run.append(devices)
             capacity[devices] = profile.buffer_messages
             backfill[devices] = profile.backfill_per_minute / 60.0
-            flaw_stream, *kind_streams = stream.spawn(len(profile.messages) + 1)
-            flaws = DeviceFlaws(
-                profile.imperfections,
-                fleet.devices.count,
-                devices,
-                np.random.default_rng(flaw_stream),
-                seed,
+            self.schedules += self._type_schedules(
+                profile, devices, stream, start, seed, topic_template, kinds
             )
-            for spec, kind_stream in zip(profile.messages.values(), kind_streams, strict=True):
-                if kinds and spec.kind not in kinds:
-                    continue  # its stream is still spawned: the others keep theirs
-                self.schedules.append(
-                    Schedule(
-                        fleet,
-                        profile,
-                        spec,
-                        devices,
-                        start,
-                        self.utc_offsets,
-                        kind_stream,
-                        topic_template,
-                        flaws,
-                    )
-                )
         if kinds:
-            known = {kind for name in selected for kind in profiles[name].messages}
-            unknown = sorted(set(kinds) - known)
-            if unknown:
-                raise ConfigError(
-                    "--kinds",
-                    f"no device type here sends {', '.join(unknown)} "
-                    f"(kinds: {', '.join(sorted(known))})",
-                )
+            _check_kinds(kinds, [profiles[name] for name in selected])
         self.devices = (
             np.sort(np.concatenate(devices_in_run)) if devices_in_run else np.zeros(0, np.int64)
         )
@@ -192,6 +175,44 @@ class Engine:
             max(_BATCH_MESSAGES, _BATCH_PER_CONNECTION * len(self._owner_devices)), _BATCH_MAX
         )
         self.window = float(np.clip(batch / rate, 60.0, 86400.0)) if rate else 60.0
+
+    def _type_schedules(
+        self,
+        profile: DeviceProfile,
+        devices: IntArray,
+        stream: np.random.SeedSequence,
+        start: float,
+        seed: int,
+        topic_template: str,
+        kinds: Sequence[str] | None,
+    ) -> list[Schedule]:
+        """One device type's schedules, one per message kind (``kinds`` picks some), with
+        the type's imperfections drawn once for all its kinds."""
+        flaw_stream, *kind_streams = stream.spawn(len(profile.messages) + 1)
+        fleet = self.fleet
+        flaws = DeviceFlaws(
+            profile.imperfections,
+            fleet.devices.count,
+            devices,
+            np.random.default_rng(flaw_stream),
+            seed,
+        )
+        return [
+            Schedule(
+                fleet,
+                profile,
+                spec,
+                devices,
+                start,
+                self.utc_offsets,
+                kind_stream,
+                topic_template,
+                flaws,
+            )
+            for spec, kind_stream in zip(profile.messages.values(), kind_streams, strict=True)
+            # A kind left out still has its stream spawned: the others keep theirs.
+            if not kinds or spec.kind in kinds
+        ]
 
     @property
     def connections(self) -> list[int]:
@@ -501,8 +522,13 @@ class Engine:
                     messages[k].flags = MALFORMED
                     self.stats.malformed += 1
         special = np.flatnonzero(~online | duplicate).tolist()
-        if not special:
-            return messages
+        return self._set_apart(messages, special, online) if special else messages
+
+    def _set_apart(
+        self, messages: list[Message], special: list[int], online: npt.NDArray[np.bool_]
+    ) -> list[Message]:
+        """``messages`` without those of offline devices (kept in their buffers) and with
+        the fleet's duplicates after their originals; ``special``: the indices of both."""
         buffers = self.buffers
         sink = self.transport.sink
         outgoing: list[Message] = []

@@ -130,30 +130,8 @@ class Run:
             config.fleet.device_types,
         )
         _tune_process()
-        clock: Clock = (
-            VirtualClock(config.timing.start)
-            if config.timing.speed is None
-            else ScaledClock(config.timing.start, config.timing.speed)
-        )
+        clock, metrics, stream, recorder = self._instruments(fleet)
         per_gateway = self._per_gateway()
-        metrics = Metrics(
-            fleet.devices.type_names,
-            track_undelivered=config.target.embedded
-            or config.target.readback is not None
-            or config.reconciled_by_parent,
-        )
-        self.metrics = metrics
-        stream = (
-            ResultStream(metrics, "http" if config.target.http else "mqtt")
-            if config.outputs.stream_results
-            else None
-        )
-        recorder = Recorder(
-            metrics, clock, interval=self._snapshot_interval(), path=config.outputs.timeseries
-        )
-        recorder.lag = self.loop_lag
-        if stream is not None:
-            stream.lag = self.loop_lag
         engine: Engine | None = None
         transport: Transport | None = None
         readback = config.target.readback
@@ -197,6 +175,35 @@ class Run:
         self._backend_timing(report, metrics, recorder.rows)
         write_outputs(report, config)
         return RunResult(report, report["exit_code"], transport)
+
+    def _instruments(self, fleet: Fleet) -> tuple[Clock, Metrics, ResultStream | None, Recorder]:
+        """The run's clock, its metrics, the result stream (for the Locust bridge) and the
+        time-series recorder, all watching barnstorm's own loop lag."""
+        config = self.config
+        clock: Clock = (
+            VirtualClock(config.timing.start)
+            if config.timing.speed is None
+            else ScaledClock(config.timing.start, config.timing.speed)
+        )
+        metrics = Metrics(
+            fleet.devices.type_names,
+            track_undelivered=config.target.embedded
+            or config.target.readback is not None
+            or config.reconciled_by_parent,
+        )
+        self.metrics = metrics
+        stream = (
+            ResultStream(metrics, "http" if config.target.http else "mqtt")
+            if config.outputs.stream_results
+            else None
+        )
+        recorder = Recorder(
+            metrics, clock, interval=self._snapshot_interval(), path=config.outputs.timeseries
+        )
+        recorder.lag = self.loop_lag
+        if stream is not None:
+            stream.lag = self.loop_lag
+        return clock, metrics, stream, recorder
 
     @staticmethod
     def _backend_timing(

@@ -498,16 +498,59 @@ class LeanMqttTransport(MqttBase):
         self.check_open()
         sink = self.sink
         sink.messages_sent(messages)
+        full = self._full() if self.paused else None
+        if self.settings.qos:
+            dropped = self._publish_acknowledged(messages, full)
+        else:
+            dropped = self._publish_fire_and_forget(messages, full)
+        for message, error in dropped:
+            sink.message_done(message, Outcome.DROPPED, error)
+
+    def _publish_fire_and_forget(
+        self, messages: list[Message], full: set[_Link] | None
+    ) -> list[tuple[Message, str]]:
+        """QoS 0: every message written is settled as unconfirmed; returns those dropped."""
+        headers = short_headers(0x30)
+        links = self._links
+        touched: list[_Link] = []
+        dropped: list[tuple[Message, str]] = []
+        for message in messages:
+            link = links.get(message.connection)
+            if link is None or not link.up:
+                dropped.append((message, "not_connected"))
+                continue
+            if full and link in full:
+                dropped.append((message, "send_buffer_full"))
+                continue
+            topic = link.topics.get(message.topic) or link.topic(message.topic)
+            payload = message.payload
+            pending = link.pending
+            if not pending:
+                touched.append(link)
+            size = len(topic) + len(payload)
+            pending += (headers[size] if size < SHORT else fixed_header(0x30, size), topic, payload)
+        for link in touched:
+            link.flush()
+        if dropped:
+            gone = {id(message) for message, _ in dropped}
+            messages = [message for message in messages if id(message) not in gone]
+        if messages:
+            self.sink.messages_done(messages, Outcome.UNCONFIRMED)
+        return dropped
+
+    def _publish_acknowledged(
+        self, messages: list[Message], full: set[_Link] | None
+    ) -> list[tuple[Message, str]]:
+        """QoS 1/2: each message written takes a packet id of its connection's window (the
+        rest wait on the device); returns those dropped."""
         qos = self.settings.qos
         first = 0x30 | (qos << 1)
         headers = short_headers(first)
         links = self._links
         touched: list[_Link] = []
         dropped: list[tuple[Message, str]] = []
-        unconfirmed: list[Message] = []
         ids = ID_BYTES
         window = self.window
-        full = self._full() if self.paused else None
         count = 0
         for message in messages:
             link = links.get(message.connection)
@@ -517,7 +560,7 @@ class LeanMqttTransport(MqttBase):
             if full and link in full:
                 dropped.append((message, "send_buffer_full"))
                 continue
-            if qos and (link.waiting or len(link.in_flight) >= window):
+            if link.waiting or len(link.in_flight) >= window:
                 if link.waiting is None:
                     link.waiting = collections.deque()
                 if len(link.waiting) >= OUTBOX:
@@ -526,40 +569,28 @@ class LeanMqttTransport(MqttBase):
                 link.waiting.append(message)
                 count += 1
                 continue
-            topic = link.topics.get(message.topic)
-            if topic is None:
-                topic = link.topic(message.topic)
+            topic = link.topics.get(message.topic) or link.topic(message.topic)
             payload = message.payload
             pending = link.pending
             if not pending:
                 touched.append(link)
-            if qos:
-                in_flight = link.in_flight
-                packet_id = link.next_id % MAX_PACKET_ID + 1
-                if packet_id in in_flight:
-                    packet_id = link.take_id()
-                    if not packet_id:
-                        dropped.append((message, "in_flight_full"))
-                        continue
-                link.next_id = packet_id
-                in_flight[packet_id] = message
-                count += 1
-                size = len(topic) + 2 + len(payload)
-            else:
-                size = len(topic) + len(payload)
-                unconfirmed.append(message)
+            in_flight = link.in_flight
+            packet_id = link.next_id % MAX_PACKET_ID + 1
+            if packet_id in in_flight:
+                packet_id = link.take_id()
+                if not packet_id:
+                    dropped.append((message, "in_flight_full"))
+                    continue
+            link.next_id = packet_id
+            in_flight[packet_id] = message
+            count += 1
+            size = len(topic) + 2 + len(payload)
             head = headers[size] if size < SHORT else fixed_header(first, size)
-            if qos:
-                pending += (head, topic, ids[packet_id], payload)
-            else:
-                pending += (head, topic, payload)
+            pending += (head, topic, ids[packet_id], payload)
         self._count += count
         for link in touched:
             link.flush()
-        if unconfirmed:
-            sink.messages_done(unconfirmed, Outcome.UNCONFIRMED)
-        for message, error in dropped:
-            sink.message_done(message, Outcome.DROPPED, error)
+        return dropped
 
     @property
     def in_flight(self) -> int:

@@ -4,14 +4,8 @@ of a day, and a seeded hash that turns keys into uniform numbers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import numpy.typing as npt
-
-if TYPE_CHECKING:
-    pass
-
 
 FloatArray = npt.NDArray[np.float64]
 

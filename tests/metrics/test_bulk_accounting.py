@@ -78,3 +78,28 @@ def test_bulk_sending_keeps_the_books_of_one_by_one(types: tuple[int, ...]) -> N
     assert bulk.undelivered == single.undelivered
     assert sum(c.sent for c in bulk.by_type) > 0
     assert sum(c.malformed for c in bulk.by_type) > 0
+
+
+def test_a_local_write_counts_every_message_sent_and_acknowledged_by_type() -> None:
+    """messages_written (the file transport's) counts each plain message as sent and
+    acknowledged with its bytes under its own type, and a flagged one as message_sent and
+    message_done would: duplicates apart, malformed ones counted as such."""
+    metrics = Metrics(TYPES)
+    messages = _batch(one_instant=True)
+    for i, message in enumerate(messages):
+        message.payload = b"y" * (5 + i % 11)
+        if i % 37 == 0:
+            message.flags = MALFORMED
+    metrics.messages_written(messages)
+    for code, counts in enumerate(metrics.by_type):
+        mine = [m for m in messages if m.type_code == code]
+        # A backfilled message was counted as sent when its device buffered it.
+        assert counts.sent == sum(1 for m in mine if not m.flags & (DUPLICATE | BACKFILL))
+        assert counts.acknowledged == sum(1 for m in mine if not m.flags & DUPLICATE)
+        assert counts.bytes == sum(len(m.payload) for m in mine)
+        assert (
+            counts.duplicates
+            == counts.duplicates_out
+            == sum(1 for m in mine if m.flags & DUPLICATE)
+        )
+        assert counts.malformed == sum(1 for m in mine if m.flags & MALFORMED)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 import pytest
 
@@ -16,6 +15,7 @@ from simulator.errors import ConfigError
 from simulator.messages import Message, Outcome
 from simulator.transports.http import ClientName, HttpTransport
 from simulator.transports.http_clients import AiohttpClient, HttpxClient, http_client
+from tests.transports.test_http_connections import read_request, serving
 from tests.transports.test_transport_contract import RecordingSink
 
 CLIENTS: list[ClientName] = ["aiohttp", "httpx"]
@@ -38,14 +38,7 @@ class Target:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                await reader.readexactly(length)
+            while (head := await read_request(reader)) is not None:
                 self.heads.append(head)
                 reply = self.answer(len(self.heads), head)
                 if reply is None:
@@ -56,16 +49,6 @@ class Target:
             pass
         finally:
             writer.close()
-
-
-@asynccontextmanager
-async def _serving(target: Target) -> AsyncIterator[str]:
-    listener = await asyncio.start_server(target.handle, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/ingest"
-    finally:
-        listener.close()
 
 
 def _response(status: int, *headers: str) -> bytes:
@@ -97,7 +80,7 @@ async def test_each_answer_gets_the_same_outcome_from_both_clients(client: Clien
     target = Target(
         lambda n, head: _response(statuses[n], 'server-timing: db;dur=1.5;desc="2 queries"')
     )
-    async with _serving(target) as url:
+    async with serving(target.handle) as url:
         sink = RecordingSink()
         transport = HttpTransport(sink, url, client=client, token="s3cret", max_connections=1)
         async with transport:
@@ -119,7 +102,7 @@ async def test_a_push_back_with_retry_after_is_sent_again(client: ClientName) ->
     """A 503 with Retry-After: 0 is retried on the same client, counted as retried, and the
     message acknowledged on the second try."""
     target = Target(lambda n, head: _response(503, "retry-after: 0") if n == 1 else _response(200))
-    async with _serving(target) as url:
+    async with serving(target.handle) as url:
         sink = await _send(url, client)
     assert len(target.heads) == 2
     assert [reason for _, reason in sink.retried] == ["http_503"]
@@ -132,7 +115,7 @@ async def test_no_answer_fails_with_the_kind_of_failure(client: ClientName) -> N
     a POST is not repeated behind barnstorm's back); one that never answers: "timeout";
     a port nobody listens on: "connect"."""
     closing = Target(lambda n, head: None)
-    async with _serving(closing) as url:
+    async with serving(closing.handle) as url:
         assert _outcomes(await _send(url, client)) == [(Outcome.FAILED, "closed")]
     assert len(closing.heads) == 1
 
@@ -158,7 +141,7 @@ async def test_credentials_in_the_url_go_out_as_basic_auth_unless_a_token_is_giv
     """user:password in the ingest URL is sent as Basic auth (never in the request line);
     --token takes its place when both are given."""
     target = Target(lambda n, head: _response(200))
-    async with _serving(target) as url:
+    async with serving(target.handle) as url:
         with_user = url.replace("http://", "http://dev%40farm:p%3Ass@")
         assert _outcomes(await _send(with_user, client)) == [(Outcome.ACKNOWLEDGED, None)]
         sink = RecordingSink()

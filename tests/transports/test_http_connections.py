@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from simulator.messages import Message, Outcome
@@ -25,19 +25,20 @@ def _message(seq: int) -> Message:
     return Message(0, 0, 0, "summary", seq, "t", payload, None)
 
 
-async def _read_request(reader: asyncio.StreamReader) -> bool:
-    """Read one request (head and body); False at the end of the stream."""
+async def read_request(reader: asyncio.StreamReader) -> bytes | None:
+    """Read one request (head and body) and return its head; None at the end of the
+    stream."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError:
-        return False
+        return None
     length = 0
     for line in head.split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value)
     await reader.readexactly(length)
-    return True
+    return head
 
 
 class IdleTimerServer:
@@ -57,7 +58,7 @@ class IdleTimerServer:
         loop = asyncio.get_running_loop()
         idle_since = loop.time()
         try:
-            while await _read_request(reader):
+            while await read_request(reader) is not None:
                 if not self.answer or loop.time() - idle_since >= SERVER_IDLE:
                     self.dropped += 1
                     break
@@ -69,9 +70,13 @@ class IdleTimerServer:
             writer.close()
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 @asynccontextmanager
-async def _serving(server: IdleTimerServer) -> AsyncIterator[str]:
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+async def serving(handle: Handler) -> AsyncIterator[str]:
+    """An ingest URL on a free port of 127.0.0.1 whose connections ``handle`` serves."""
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}/ingest"
@@ -94,7 +99,7 @@ async def test_a_request_the_target_drops_unanswered_fails_as_closed() -> None:
     """The target reads the request and closes the connection without an answer: the
     message fails as "closed", telling the user the target was reachable but broke off."""
     server = IdleTimerServer(answer=False)
-    async with _serving(server) as url:
+    async with serving(server.handle) as url:
         sink = await _send_spaced(url, 1, 0.0)
     assert server.dropped == 1
     assert [(outcome, error) for _, outcome, error in sink.done] == [(Outcome.FAILED, "closed")]
@@ -107,7 +112,7 @@ async def test_an_idle_connection_is_not_reused_past_a_servers_idle_timeout() ->
     would, fails every request after the first as "closed")."""
     assert KEEPALIVE_EXPIRY < SERVER_IDLE
     server = IdleTimerServer()
-    async with _serving(server) as url:
+    async with serving(server.handle) as url:
         sink = await _send_spaced(url, 3, SERVER_IDLE + 0.05)
     assert [outcome for _, outcome, _ in sink.done] == [Outcome.ACKNOWLEDGED] * 3
     assert server.answered == 3

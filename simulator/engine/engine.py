@@ -134,7 +134,6 @@ class Engine:
         )
         selected = sorted(device_types) if device_types else sorted(profiles)
         self.owners = fleet.connection_owners(per_gateway)
-        self.owner_list: list[int] = self.owners.tolist()
         capacity = np.zeros(fleet.devices.count, np.int64)
         backfill = np.zeros(fleet.devices.count, np.float64)
         self.schedules: list[Schedule] = []

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 _BATCH_AGE = 1.0  # seconds a partial batch may wait
 MAX_RETRIES = 3
 MAX_RETRY_AFTER = 60.0
-#: the client libraries under the transport, imported only by a run that POSTs.
+#: the HTTP client libraries --http-client names (see http_clients: imported by open(), so
+#: only a run that POSTs pays for importing them).
 ClientName = Literal["auto", "aiohttp", "httpx"]
 HTTP_CLIENTS: tuple[ClientName, ...] = ("auto", "aiohttp", "httpx")
 

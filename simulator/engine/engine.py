@@ -439,7 +439,7 @@ class Engine:
         self, batch: TickBatch, seq: IntArray, stamped: FloatArray, pause: bool
     ) -> list[bytes]:
         """Every message's payload, in batch order: each schedule's readings computed at
-        once, then encoded in one tight pass."""
+        once, then encoded together."""
         stamps = iso_stamp_bytes(stamped)
         payloads: list[bytes] = []
         for n, ((schedule, idx, due), part) in enumerate(
@@ -450,25 +450,16 @@ class Engine:
             columns, missing = schedule.readings(
                 idx, due, self.utc_offsets, self.modulators, self.context
             )
-            encode = schedule.encoder.encode
-            rows = zip(*columns, strict=True) if columns else iter([()] * len(idx))
-            envelopes = zip(
-                batch.devices[part].tolist(),
-                seq[part].tolist(),
-                stamps[part],
-                stamped[part].tolist(),
-                rows,
-                strict=True,
-            )
-            if missing is None:
-                payloads.extend([encode(d, q, t, e, row, None) for d, q, t, e, row in envelopes])
-            else:
-                payloads.extend(
-                    [
-                        encode(d, q, t, e, row, gaps)
-                        for (d, q, t, e, row), gaps in zip(envelopes, missing, strict=True)
-                    ]
+            payloads.extend(
+                schedule.encoder.encode_many(
+                    batch.devices[part].tolist(),
+                    seq[part].tolist(),
+                    stamps[part],
+                    stamped[part].tolist(),
+                    columns,
+                    missing,
                 )
+            )
         return payloads
 
     def _messages(self, batch: TickBatch, seq: IntArray, payloads: list[bytes]) -> list[Message]:

@@ -3,12 +3,17 @@
 Every message is one JSON object: the envelope (``device_id``, ``device_type``,
 ``farm_id``, ``room_id``, ``fw``, ``seq``, ``ts``, ``kind``) followed by the kind's fields
 in profile order. The part of the envelope that never changes for a device is encoded
-once, so a message costs one ``json.dumps`` of its readings.
+once. A tick's messages are encoded together (:meth:`PayloadEncoder.encode_many`): each
+field's column is serialised in one call and split into its values, and each message is
+then one ``%`` of its firmware layout's template, byte for byte what encoding it alone
+(:meth:`PayloadEncoder.encode`) gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +39,7 @@ class PayloadEncoder:
         self.kind_tail = b',"kind":' + orjson.dumps(kind) + b","
         self.names = [field.name for field in fields]
         self.decimals = [field.decimals for field in fields]
-        self._devices: dict[int, tuple[bytes, list[str], list[int] | None, bool]] = {}
+        self._devices: dict[int, _Device] = {}
         # Layout 0 is the profile's own; one more per firmware variant.
         self._layouts: list[tuple[list[str], list[int] | None, bool]] = [(self.names, None, False)]
         self._variant_layout: dict[str, int] = {}
@@ -43,8 +48,18 @@ class PayloadEncoder:
             names = [variant.rename.get(self.names[i], self.names[i]) for i in keep]
             self._variant_layout[version] = len(self._layouts)
             self._layouts.append((names, keep, variant.ts_format == "epoch"))
+        self._templates = [self._template(names, epoch_ts) for names, _, epoch_ts in self._layouts]
 
-    def _device(self, device: int) -> tuple[bytes, list[str], list[int] | None, bool]:
+    def _template(self, names: list[str], epoch_ts: bool) -> bytes:
+        """A layout's message with a ``%`` slot for each of head, seq, time stamp (``%d``:
+        whole epoch seconds for firmware that writes them) and field value."""
+        start = b'%s%d,"ts":' + (b"%d" if epoch_ts else b"%s")
+        if not names:
+            return start + _literal(self.kind_tail[:-1]) + b"}"
+        fields = b",".join(_literal(orjson.dumps(name)) + b":%s" for name in names)
+        return start + _literal(self.kind_tail) + fields + b"}"
+
+    def _device(self, device: int) -> _Device:
         """A device's constant head (up to ``"seq":``) and its firmware's payload layout."""
         cached = self._devices.get(device)
         if cached is None:
@@ -57,10 +72,9 @@ class PayloadEncoder:
                 "room_id": self.fleet.room_of(device),
                 "fw": table.firmware[device],
             }
-            names, keep, epoch_ts = self._layouts[
-                self._variant_layout.get(table.firmware[device], 0)
-            ]
-            cached = (orjson.dumps(head)[:-1] + b',"seq":', names, keep, epoch_ts)
+            layout = self._variant_layout.get(table.firmware[device], 0)
+            names, keep, epoch_ts = self._layouts[layout]
+            cached = (orjson.dumps(head)[:-1] + b',"seq":', names, keep, epoch_ts, layout)
             self._devices[device] = cached
         return cached
 
@@ -99,7 +113,7 @@ class PayloadEncoder:
         ``stamp`` is the ISO 8601 time as a JSON string literal; ``epoch`` the same instant
         in seconds, for firmware that writes epoch timestamps.
         """
-        head, names, keep, epoch_ts = self._devices.get(device) or self._device(device)
+        head, names, keep, epoch_ts, _ = self._devices.get(device) or self._device(device)
         if keep is None and missing is None:
             body = orjson.dumps(dict(zip(names, row, strict=False)))
         else:
@@ -116,6 +130,103 @@ class PayloadEncoder:
         if len(body) > 2:
             return b'%s%d,"ts":%s%s%s' % (head, seq, stamp, self.kind_tail, body[1:])
         return b'%s%d,"ts":%s%s}' % (head, seq, stamp, self.kind_tail[:-1])
+
+    def encode_many(
+        self,
+        devices: list[int],
+        seqs: list[int],
+        stamps: list[bytes],
+        epochs: list[float],
+        columns: list[list[object]],
+        missing: Sequence[Sequence[bool] | None] | None = None,
+    ) -> list[bytes]:
+        """The messages of one schedule's readings, exactly as :meth:`encode` gives each:
+        ``columns`` holds each field's values (see :meth:`columns`), ``missing`` per message
+        the fields it leaves out (None: none)."""
+        count = len(devices)
+        if not count:
+            return []
+        cached = self._devices
+        found = [cached.get(device) or self._device(device) for device in devices]
+        heads = list(map(_HEAD, found))
+        values = [_json_values(column) for column in columns]
+        layouts = set(map(_LAYOUT, found))
+        if len(layouts) == 1:
+            payloads = self._fill(layouts.pop(), range(count), heads, seqs, stamps, epochs, values)
+        else:
+            payloads = [b""] * count
+            per_layout: dict[int, list[int]] = {}
+            for at, layout in enumerate(map(_LAYOUT, found)):
+                per_layout.setdefault(layout, []).append(at)
+            for layout, where in per_layout.items():
+                filled = self._fill(layout, where, heads, seqs, stamps, epochs, values)
+                for at, payload in zip(where, filled, strict=True):
+                    payloads[at] = payload
+        if missing is not None:
+            for at, gaps in enumerate(missing):
+                if gaps is not None:
+                    row = [column[at] for column in columns]
+                    payloads[at] = self.encode(
+                        devices[at], seqs[at], stamps[at], epochs[at], row, gaps
+                    )
+        return payloads
+
+    def _fill(
+        self,
+        layout: int,
+        where: range | list[int],
+        heads: list[bytes],
+        seqs: list[int],
+        stamps: list[bytes],
+        epochs: list[float],
+        values: list[list[bytes]],
+    ) -> list[bytes]:
+        """The messages at positions ``where``, all of one firmware layout."""
+        _, keep, epoch_ts = self._layouts[layout]
+        fields: list[Sequence[bytes]] = [*values] if keep is None else [values[i] for i in keep]
+        times: Sequence[float | bytes] = epochs if epoch_ts else stamps
+        envelope: tuple[Sequence[bytes], Sequence[int], Sequence[float | bytes]] = (
+            heads,
+            seqs,
+            times,
+        )
+        if isinstance(where, list):
+            pick = _picker(where)
+            envelope = (pick(heads), pick(seqs), pick(times))
+            fields = [pick(column) for column in fields]
+        template = self._templates[layout]
+        return [template % args for args in zip(*envelope, *fields, strict=True)]
+
+
+_Device = tuple[bytes, list[str], list[int] | None, bool, int]
+_HEAD = operator.itemgetter(0)
+_LAYOUT = operator.itemgetter(4)
+
+
+def _literal(data: bytes) -> bytes:
+    """``data`` as constant text of a ``%`` template."""
+    return data.replace(b"%", b"%%")
+
+
+def _json_values(column: list[object]) -> list[bytes]:
+    """Each value of ``column`` as JSON, as ``orjson`` writes it inside an object: the
+    column serialised in one call and split at its commas, unless a value holds a comma of
+    its own (a string, say), which the count of pieces shows; then value by value."""
+    if not column:
+        return []
+    pieces = orjson.dumps(column)[1:-1].split(b",")
+    if len(pieces) == len(column):
+        return pieces
+    return [orjson.dumps(value) for value in column]
+
+
+def _picker(where: list[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """Takes the items at ``where`` (in that order) out of a sequence."""
+    if len(where) == 1:
+        (only,) = where
+        return lambda items: (items[only],)
+    get = operator.itemgetter(*where)
+    return lambda items: get(items)
 
 
 MALFORMATIONS = ("truncated", "not_json", "wrong_types", "missing_envelope", "empty", "oversized")

@@ -69,6 +69,7 @@ class FirmwareVariant:
     def load(cls, table: Table, fields: set[str]) -> FirmwareVariant:
         table.check_keys({"omit", "rename", "ts_format"})
         omit = table.string_list("omit", [])
+        omit_set = set(omit)
         for name in omit:
             if name not in fields:
                 raise table.error("omit", f'"{name}" is not a field of this profile')
@@ -78,10 +79,18 @@ class FirmwareVariant:
             if name not in fields:
                 raise rename_table.error(name, "is not a field of this profile")
             rename[name] = rename_table.string(name)
+        # A payload holds each name once: a field renamed onto another would send two
+        # values under one key.
+        kept = fields - omit_set - rename.keys()
+        taken: set[str] = set()
+        for name, new in rename.items():
+            if new in kept or new in taken:
+                raise rename_table.error(name, f'"{new}" is a name the payload already has')
+            taken.add(new)
         ts_format = table.string("ts_format", "iso")
         if ts_format not in ("iso", "epoch"):
             raise table.error("ts_format", f'expected "iso" or "epoch", got "{ts_format}"')
-        return cls(frozenset(omit), rename, ts_format)
+        return cls(frozenset(omit_set), rename, ts_format)
 
 
 class DeviceFlaws:

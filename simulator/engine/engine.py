@@ -360,9 +360,10 @@ class Engine:
     def _online(self, devices: IntArray, times: FloatArray) -> npt.NDArray[np.bool_]:
         """Whether each device can send at ``times``: connected and in no offline window."""
         owners = self.owners[devices]
-        unique = np.unique(owners)
-        connected = {int(o): self.transport.is_connected(int(o)) for o in unique.tolist()}
-        online = np.fromiter((connected[int(o)] for o in owners.tolist()), np.bool_, len(owners))
+        unique, where = np.unique(owners, return_inverse=True)
+        is_connected = self.transport.is_connected
+        connected = np.fromiter(map(is_connected, unique.tolist()), np.bool_, len(unique))
+        online: npt.NDArray[np.bool_] = connected[where.reshape(-1)]
         if self.scenario is not None:
             offline = self.scenario.offline(devices, times)
             if offline is not None:

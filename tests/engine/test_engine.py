@@ -296,3 +296,26 @@ def test_payload_is_json_with_the_envelope_first() -> None:
         "rssi_dbm",
     ]
     assert message.topic == f"t/{payload['device_id']}/summary"
+
+
+class HalfConnected(MemoryTransport):
+    """Brings up only the connections of even number; the others stay down all run."""
+
+    async def connect(self, connection: int) -> None:
+        if connection % 2 == 0:
+            await super().connect(connection)
+
+
+async def test_a_device_whose_connection_is_down_sends_nothing() -> None:
+    """Only devices whose connection is up send: with every odd connection down for the
+    whole run, no message of theirs reaches the transport, while the others all send; what
+    the others kept waiting is on the books, dropped at the stop."""
+    engine, transport, metrics = _engine(HalfConnected, farms=4, duration=3600.0)
+    await _run(engine, transport)
+    owners = engine.owners
+    senders = {int(owners[m.device]) for m in transport.messages}
+    assert senders == {o for o in engine.connections if o % 2 == 0}
+    totals = metrics.totals()
+    assert totals.acknowledged == len(transport.messages) > 0
+    assert totals.dropped == totals.errors["offline_at_stop"] == totals.sent - totals.acknowledged
+    assert totals.dropped > 0

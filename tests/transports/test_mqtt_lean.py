@@ -238,3 +238,27 @@ def test_publish_headers_from_the_table_encode_every_remaining_length() -> None:
     for size in (SHORT, 70_000, 2_097_151, 2_097_152):
         header = fixed_header(0x30, size)
         assert _decoded_length(header) == (size, len(header))
+
+
+async def test_acknowledgements_read_in_the_last_turn_are_settled_at_close(mosquitto: str) -> None:
+    """A PUBACK is settled at the end of the loop's turn that read it, in flight until then;
+    a transport closed within that turn books it as acknowledged, once, and what is still
+    unanswered as failed at the stop: every message ends with exactly one outcome."""
+    topic = f"bstest/lean-last-turn/{uuid.uuid4().hex[:8]}"
+    sink = RecordingSink()
+    settings = MqttSettings.from_url(mosquitto, qos=1)
+    client_id = f"barnstorm-lean-last-turn-{uuid.uuid4().hex[:8]}"
+    transport = LeanMqttTransport(sink, settings, [client_id])
+    async with transport:
+        await transport.connect(0)
+        transport.send_many([_message(i, topic) for i in range(3)])
+        link = transport._links[0]
+        # The broker's PUBACK of packet 1, read before its own can arrive; close at once.
+        link.data_received(bytes([0x40, 0x02, 0x00, 0x01]))
+        assert transport.in_flight == 3  # read, not yet settled: still in flight
+    outcomes = {m.seq: (o, e) for m, o, e in sink.done}
+    assert len(sink.done) == 3
+    assert outcomes[0] == (Outcome.ACKNOWLEDGED, None)
+    assert outcomes[1] == outcomes[2] == (Outcome.FAILED, "in_flight_at_stop")
+    await asyncio.sleep(0.05)  # the settling scheduled in that turn finds nothing more
+    assert len(sink.done) == 3

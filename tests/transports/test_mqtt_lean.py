@@ -102,6 +102,28 @@ def test_replay_publishes_again_as_new_messages_of_the_clean_session() -> None:
     assert list(link.in_flight) == [1, 2]
 
 
+def test_links_sharing_one_read_buffer_each_keep_their_own_unfinished_packet() -> None:
+    """Every link of a transport reads into one shared buffer: a PUBACK split across two
+    reads of one link completes, though another link's read filled the buffer in between,
+    and each link settles exactly its own packet ids."""
+    shared = memoryview(bytearray(64))
+    one, two = _Link(0, "a", None, shared), _Link(1, "b", None, shared)
+    one.in_flight = {1: _message(1, "t/a"), 2: _message(2, "t/a")}
+    two.in_flight = {1: _message(1, "t/b", 1), 3: _message(3, "t/b", 1)}
+
+    def read(link: _Link, data: bytes) -> None:
+        buffer = link.get_buffer(-1)
+        buffer[: len(data)] = data
+        link.buffer_updated(len(data))
+
+    read(one, bytes([0x40, 0x02, 0x00, 0x01, 0x40, 0x02]))  # PUBACK 1, half of PUBACK 2
+    assert list(one.in_flight) == [2]
+    read(two, bytes([0x40, 0x02, 0x00, 0x03, 0x40, 0x02, 0x00, 0x01]))  # overwrites it all
+    assert two.in_flight == {}
+    read(one, bytes([0x00, 0x02]))  # the rest of PUBACK 2
+    assert one.in_flight == {}
+
+
 async def test_a_dead_link_is_noticed_by_keepalive_and_replayed_after_reconnect(
     mosquitto: str,
 ) -> None:

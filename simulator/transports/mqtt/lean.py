@@ -96,11 +96,18 @@ _CONNACK_REASONS = {
 #: ``LINK_BUFFER`` for one connection. In real time, more than this many unsent bytes in
 #: all drops messages as ``send_buffer_full``.
 MAX_IN_FLIGHT = 200_000
+#: bytes one read of a link's socket takes at most (more wait for the next read).
+READ_BUFFER = 64 * 1024
 MAX_BUFFERED = 64 * 1024 * 1024
 
 
-class _Link(asyncio.Protocol):
-    """One device connection: its socket, its packets in flight, its reconnect state."""
+class _Link(asyncio.BufferedProtocol):
+    """One device connection: its socket, its packets in flight, its reconnect state.
+
+    It reads into a buffer it shares with every link of its transport (a read is parsed
+    at once, and what a packet left incomplete is kept per link): asyncio reads a plain
+    protocol's socket with ``recv(256 KiB)``, which allocates and frees that much at every
+    read, several times the cost of reading the few PUBACKs a read brings."""
 
     __slots__ = (
         "attempt",
@@ -122,12 +129,20 @@ class _Link(asyncio.Protocol):
         "transport",
         "up",
         "up_since",
+        "view",
         "waiting",
         "wire",
     )
 
-    def __init__(self, owner: int, client_id: str, credential: Credential | None) -> None:
+    def __init__(
+        self,
+        owner: int,
+        client_id: str,
+        credential: Credential | None,
+        view: memoryview | None = None,
+    ) -> None:
         self.owner = owner
+        self.view = view if view is not None else memoryview(bytearray(READ_BUFFER))
         self.client_id = client_id
         self.credential = credential
         self.transport: asyncio.Transport | None = None
@@ -161,6 +176,12 @@ class _Link(asyncio.Protocol):
             # Nagle would hold back small packets (and the broker's PUBACKs: DESIGN.md).
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.view[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         self.pinged = False
@@ -325,6 +346,7 @@ class LeanMqttTransport(MqttBase):
         self.window = min(settings.max_inflight or default, MAX_PACKET_ID)
         self._count = 0  # messages in flight on every link
         self._acked: list[Message] = []  # acknowledged in this turn of the loop, unsettled
+        self._view = memoryview(bytearray(READ_BUFFER))  # every link reads into it in turn
         self._housekeeping: asyncio.Task[None] | None = None
         self._rng = random.Random()
         self._sources = settings.source_addresses
@@ -345,7 +367,7 @@ class LeanMqttTransport(MqttBase):
             return
         if link is None:
             credential = self.credentials.get(connection)
-            link = _Link(connection, self.client_ids[connection], credential)
+            link = _Link(connection, self.client_ids[connection], credential, self._view)
         if link.reconnecting is not None:
             # The link's own reconnect would later take down the connection made here.
             link.reconnecting.cancel()

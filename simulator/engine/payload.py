@@ -39,7 +39,7 @@ class PayloadEncoder:
         self.kind_tail = b',"kind":' + orjson.dumps(kind) + b","
         self.names = [field.name for field in fields]
         self.decimals = [field.decimals for field in fields]
-        self._devices: dict[int, _Device] = {}
+        self._devices: dict[int, tuple[bytes, int]] = {}
         # Layout 0 is the profile's own; one more per firmware variant.
         self._layouts: list[tuple[list[str], list[int] | None, bool]] = [(self.names, None, False)]
         self._variant_layout: dict[str, int] = {}
@@ -59,7 +59,7 @@ class PayloadEncoder:
         fields = b",".join(_literal(orjson.dumps(name)) + b":%s" for name in names)
         return start + _literal(self.kind_tail) + fields + b"}"
 
-    def _device(self, device: int) -> _Device:
+    def _device(self, device: int) -> tuple[bytes, int]:
         """A device's constant head (up to ``"seq":``) and its firmware's payload layout."""
         cached = self._devices.get(device)
         if cached is None:
@@ -73,8 +73,7 @@ class PayloadEncoder:
                 "fw": table.firmware[device],
             }
             layout = self._variant_layout.get(table.firmware[device], 0)
-            names, keep, epoch_ts = self._layouts[layout]
-            cached = (orjson.dumps(head)[:-1] + b',"seq":', names, keep, epoch_ts, layout)
+            cached = (orjson.dumps(head)[:-1] + b',"seq":', layout)
             self._devices[device] = cached
         return cached
 
@@ -113,7 +112,8 @@ class PayloadEncoder:
         ``stamp`` is the ISO 8601 time as a JSON string literal; ``epoch`` the same instant
         in seconds, for firmware that writes epoch timestamps.
         """
-        head, names, keep, epoch_ts, _ = self._devices.get(device) or self._device(device)
+        head, layout = self._devices.get(device) or self._device(device)
+        names, keep, epoch_ts = self._layouts[layout]
         if keep is None and missing is None:
             body = orjson.dumps(dict(zip(names, row, strict=False)))
         else:
@@ -198,9 +198,8 @@ class PayloadEncoder:
         return [template % args for args in zip(*envelope, *fields, strict=True)]
 
 
-_Device = tuple[bytes, list[str], list[int] | None, bool, int]
 _HEAD = operator.itemgetter(0)
-_LAYOUT = operator.itemgetter(4)
+_LAYOUT = operator.itemgetter(1)
 
 
 def _literal(data: bytes) -> bytes:

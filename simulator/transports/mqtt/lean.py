@@ -107,7 +107,7 @@ class _Link(asyncio.BufferedProtocol):
     It reads into a buffer it shares with every link of its transport (a read is parsed
     at once, and what a packet left incomplete is kept per link): asyncio reads a plain
     protocol's socket with ``recv(256 KiB)``, which allocates and frees that much at every
-    read, several times the cost of reading the few PUBACKs a read brings."""
+    read of the few PUBACKs a read brings (about 3% of the CPU of a run at QoS 1)."""
 
     __slots__ = (
         "attempt",

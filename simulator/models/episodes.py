@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from simulator.arrays import SECONDS_PER_DAY, FloatArray, IntArray, hash_uniform
 from simulator.models.base import Batch
 
 if TYPE_CHECKING:
+    from simulator.fleet.build import RoomTable
     from simulator.fleet.farms import HealthSpec
 
 _SLOTS = 6  # at most this many episodes per room and batch
@@ -129,94 +131,191 @@ class Outbreaks:
         low, width = ranges
         return np.asarray(low[templates] + u * width[templates], np.float64)
 
+    def _risk_week(self, templates: IntArray, which: int) -> FloatArray:
+        """Day of the first (0) or last (1) risk week of each template."""
+        key = f"risk_weeks_{which}"
+        values = self._values.get(key)
+        if values is None:
+            values = np.array([s.risk_weeks[which] for s in self.specs], np.float64)
+            self._values[key] = values
+        return np.asarray(values[templates] * 7.0, np.float64)
+
     def multiplier(self, batch: Batch) -> FloatArray:
-        """Each message's cough-rate multiplier from the natural episodes of its room."""
-        fleet = batch.fleet
+        """Each message's cough-rate multiplier from the natural episodes of its room.
+
+        Episodes belong to a (room, batch of pigs); whether one reaches a monitor, and how
+        late, to a (device, batch of pigs). Every slot of every key of these messages is
+        drawn at once, and only the messages of a live batch are paired with the episodes
+        of their room: a real-time tick of a few messages costs a few dozen numpy calls,
+        a tick of history a few passes over its messages."""
+        table = batch.fleet.rooms
+        result = np.ones(len(batch), np.float64)
         rooms = np.maximum(batch.rooms, 0)
-        in_room = batch.rooms >= 0
-        table = fleet.rooms
         cycle_days = table.batch_days[rooms] + table.empty_days[rooms]
         elapsed = (batch.times - table.anchor[rooms]) / SECONDS_PER_DAY
         cycle = np.floor(elapsed / cycle_days).astype(np.int64)
         age = elapsed - cycle * cycle_days
-        # Episode traits belong to a (room, batch) or a (device, room, batch): draw them once
-        # per distinct key in this batch of messages, then spread them to the messages.
-        room_keys, room_of = np.unique(rooms * 1_000_003 + cycle, return_inverse=True)
-        key_rooms = room_keys // 1_000_003
-        key_cycles = room_keys - key_rooms * 1_000_003
-        device_keys, device_of = np.unique(batch.devices * 1_000_003 + cycle, return_inverse=True)
-        key_devices = device_keys // 1_000_003
-        device_cycles = device_keys - key_devices * 1_000_003
-        device_rooms = fleet.devices.room[key_devices].astype(np.int64)
+        live = np.flatnonzero((batch.rooms >= 0) & (age < table.batch_days[rooms]))
+        if not len(live):
+            return result
+        room_keys, room_of = np.unique(rooms[live] * 1_000_003 + cycle[live], return_inverse=True)
+        episodes = self._episodes(table, room_keys)
+        if episodes is None:
+            return result
+        message_at, episode, lag = self._reaching(
+            batch, episodes, room_of.reshape(-1), batch.devices[live], cycle[live]
+        )
+        if not len(message_at):
+            return result
+        days = age[live][message_at] - episodes.onset[episode] - lag
+        days -= np.where(episodes.acute[episode], episodes.silent[episode], 0.0)
+        value = episodes.shape(days, episode)
+        # Pairs come message by message: the strongest episode of each message counts.
+        first = np.flatnonzero(np.r_[True, message_at[1:] != message_at[:-1]])
+        result[live[message_at[first]]] = np.maximum(np.maximum.reduceat(value, first), 1.0)
+        return result
 
+    def _episodes(self, table: RoomTable, room_keys: IntArray) -> _Episodes | None:
+        """The episodes of these (room, batch of pigs) keys, or None if there is none."""
+        key_rooms = room_keys // 1_000_003
         templates = table.template[key_rooms].astype(np.int64)
         batch_days = table.batch_days[key_rooms]
-        rate = self._spec_array(templates, "outbreaks_per_year")
-        reach = self._spec_array(
-            table.template[np.maximum(device_rooms, 0)].astype(np.int64), "reach"
+        # Episodes per room and batch, spread over the slots (binomial ~ Poisson): one hash
+        # per key and slot; an episode's further traits are decorrelated from it cheaply.
+        expected = (
+            self._spec_array(templates, "outbreaks_per_year")
+            / self._spec_array(templates, "reach")
+            * batch_days
+            / 365.0
         )
-        acute_share = self._spec_array(templates, "acute_share")
-        max_lag = self._spec_array(
-            table.template[np.maximum(device_rooms, 0)].astype(np.int64), "max_lag_days"
+        base = hash_uniform(
+            self.seed,
+            key_rooms[:, None],
+            (room_keys - key_rooms * 1_000_003)[:, None],
+            np.arange(_SLOTS),
         )
-        in_risk = self._spec_array(templates, "in_risk_weeks")
-        first_week = np.array([s.risk_weeks[0] for s in self.specs])[templates] * 7.0
-        last_week = np.array([s.risk_weeks[1] for s in self.specs])[templates] * 7.0
-        # Episodes per room and batch, spread over the slots (binomial ~ Poisson).
-        expected = rate / self._spec_array(templates, "reach") * batch_days / 365.0
-        result = np.ones(len(batch), np.float64)
-        seed = self.seed
-        alive = in_room & (age < table.batch_days[rooms])
-        for slot in range(_SLOTS):
-            # One hash per key and slot; further traits are decorrelated from it cheaply.
-            base = hash_uniform(seed, key_rooms, key_cycles, slot)
-            exists_key = base < expected / _SLOTS
-            if not exists_key.any():
-                continue
-            (u_onset, u_window, u_kind, u_peak, u_time, u_len, u_silent, u_pens, *u_wave) = _traits(
-                base, 11
-            )
-            late_end = np.maximum(batch_days - 10.0, 4.0)
-            onset = np.where(
-                u_window < in_risk,
-                first_week + u_onset * (last_week - first_week),
-                3.0 + u_onset * (late_end - 3.0),
-            )
-            acute = u_kind < acute_share
-            silent = 1.0 + u_silent  # 1–2 silent days
-            pens = 0.5 + 0.5 * u_pens  # share of the airspace affected
-            u_reach, u_lag = _traits(
-                hash_uniform(seed, device_rooms, device_cycles, slot, key_devices), 2
-            )
-            reached = (u_reach < reach)[device_of]
-            lag = (u_lag * max_lag)[device_of]
-            exists = exists_key[room_of]
-            acute_m = acute[room_of]
-            days = age - onset[room_of] - lag - np.where(acute_m, silent[room_of], 0.0)
+        key, slot = np.nonzero(base < (expected / _SLOTS)[:, None])
+        if not len(key):
+            return None
+        (u_onset, u_window, u_kind, u_peak, u_time, u_len, u_silent, u_pens, *u_wave) = _traits(
+            base[key, slot], 11
+        )
+        templates = templates[key]
+        first_week, last_week = self._risk_week(templates, 0), self._risk_week(templates, 1)
+        late_end = np.maximum(batch_days[key] - 10.0, 4.0)
+        onset = np.where(
+            u_window < self._spec_array(templates, "in_risk_weeks"),
+            first_week + u_onset * (last_week - first_week),
+            3.0 + u_onset * (late_end - 3.0),
+        )
 
-            def drawn(name: str, u: FloatArray) -> FloatArray:
-                return self._drawn(templates, name, u)[room_of]
+        def drawn(name: str, u: FloatArray) -> FloatArray:
+            return self._drawn(templates, name, u)
 
-            acute_mult = recovering_curve(
-                days,
-                drawn("acute_peak", u_peak),
-                drawn("acute_peak_day", u_time),
-                drawn("acute_recovery_days", u_len),
-            )
-            chronic_peak = 1.0 + pens[room_of] * (drawn("chronic_peak", u_peak) - 1.0)
-            chronic_mult = waning_curve(
-                days,
-                chronic_peak,
-                drawn("chronic_ramp_days", u_time),
-                drawn("chronic_hold_days", u_len),
-                drawn("chronic_wave_days", u_wave[0]),
-                drawn("chronic_wave_depth", u_wave[1]),
-                u_wave[2][room_of],
-            )
-            episode = np.where(acute_m, acute_mult, chronic_mult)
-            active = exists & reached & alive
-            result = np.where(active, np.maximum(result, episode), result)
-        return result
+        pens = 0.5 + 0.5 * u_pens  # share of the airspace affected
+        return _Episodes(
+            key=key,
+            slot=slot,
+            onset=onset,
+            acute=u_kind < self._spec_array(templates, "acute_share"),
+            silent=1.0 + u_silent,  # 1–2 silent days
+            acute_peak=drawn("acute_peak", u_peak),
+            acute_peak_day=drawn("acute_peak_day", u_time),
+            acute_recovery=drawn("acute_recovery_days", u_len),
+            chronic_peak=1.0 + pens * (drawn("chronic_peak", u_peak) - 1.0),
+            chronic_ramp=drawn("chronic_ramp_days", u_time),
+            chronic_hold=drawn("chronic_hold_days", u_len),
+            wave_days=drawn("chronic_wave_days", u_wave[0]),
+            wave_depth=drawn("chronic_wave_depth", u_wave[1]),
+            wave_phase=u_wave[2],
+        )
+
+    def _reaching(
+        self,
+        batch: Batch,
+        episodes: _Episodes,
+        room_of: IntArray,
+        devices: IntArray,
+        cycle: IntArray,
+    ) -> tuple[IntArray, IntArray, FloatArray]:
+        """(message, episode, lag in days) for each message and each episode of its room
+        that reaches its device, message by message. Whether and how late an episode
+        reaches a monitor is drawn once per (device, batch of pigs) of these messages."""
+        device_keys, device_of = np.unique(devices * 1_000_003 + cycle, return_inverse=True)
+        device_of = device_of.reshape(-1)
+        key_devices = device_keys // 1_000_003
+        device_rooms = batch.fleet.devices.room[key_devices].astype(np.int64)
+        room_key = np.empty(len(device_keys), np.int64)
+        room_key[device_of] = room_of
+        per_room_key = np.bincount(episodes.key, minlength=int(room_key.max()) + 1)
+        device_at, episode = _pairs(room_key, per_room_key)
+        u_reach, u_lag = _traits(
+            hash_uniform(
+                self.seed,
+                device_rooms[device_at],
+                (device_keys - key_devices * 1_000_003)[device_at],
+                episodes.slot[episode],
+                key_devices[device_at],
+            ),
+            2,
+        )
+        templates = batch.fleet.rooms.template[np.maximum(device_rooms, 0)].astype(np.int64)
+        reached = u_reach < self._spec_array(templates, "reach")[device_at]
+        lag = u_lag * self._spec_array(templates, "max_lag_days")[device_at]
+        message_at, pair = _pairs(device_of, np.bincount(device_at, minlength=len(device_keys)))
+        keep = reached[pair]
+        pair = pair[keep]
+        return message_at[keep], episode[pair], lag[pair]
+
+
+def _pairs(groups: IntArray, counts: IntArray) -> tuple[IntArray, IntArray]:
+    """Each item paired with each entry of its group, item by item: group ``g`` owns the
+    ``counts[g]`` entries numbered from ``counts[:g].sum()``. Returns (item, entry)."""
+    per_item = counts[groups]
+    item = np.repeat(np.arange(len(groups)), per_item)
+    item_start = np.cumsum(per_item) - per_item
+    group_start = np.cumsum(counts) - counts
+    entry = group_start[groups][item] + np.arange(len(item)) - item_start[item]
+    return item, entry
+
+
+@dataclass(frozen=True)
+class _Episodes:
+    """The natural episodes of some (room, batch of pigs) keys, one element each."""
+
+    key: IntArray  # which key (room, batch of pigs) the episode belongs to
+    slot: IntArray  # its slot in that key
+    onset: FloatArray  # days after placement that coughing could start (before lag, silence)
+    acute: npt.NDArray[np.bool_]
+    silent: FloatArray  # days an acute episode stays silent
+    acute_peak: FloatArray
+    acute_peak_day: FloatArray
+    acute_recovery: FloatArray
+    chronic_peak: FloatArray
+    chronic_ramp: FloatArray
+    chronic_hold: FloatArray
+    wave_days: FloatArray
+    wave_depth: FloatArray
+    wave_phase: FloatArray
+
+    def shape(self, days: FloatArray, episode: IntArray) -> FloatArray:
+        """The multiplier of ``episode`` (indices) ``days`` after its coughing starts."""
+        acute = recovering_curve(
+            days,
+            self.acute_peak[episode],
+            self.acute_peak_day[episode],
+            self.acute_recovery[episode],
+        )
+        chronic = waning_curve(
+            days,
+            self.chronic_peak[episode],
+            self.chronic_ramp[episode],
+            self.chronic_hold[episode],
+            self.wave_days[episode],
+            self.wave_depth[episode],
+            self.wave_phase[episode],
+        )
+        return np.asarray(np.where(self.acute[episode], acute, chronic), np.float64)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import asyncio
 import itertools
 import logging
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,7 +33,7 @@ from simulator.engine.buffers import OfflineBuffers
 from simulator.engine.clock import Clock, VirtualClock
 from simulator.engine.payload import malform
 from simulator.engine.scenarios import Scenario
-from simulator.engine.schedule import Schedule, TickBatch
+from simulator.engine.schedule import Readings, Schedule, TickBatch, finish
 from simulator.errors import AuthError, ConfigError, ConnectError
 from simulator.fleet.build import Fleet
 from simulator.fleet.imperfections import DeviceFlaws
@@ -53,6 +53,11 @@ _MAX_SLEEP = 0.25
 #: ticks a second. 20 ms early is far inside a device's modelled jitter, and latency is
 #: measured from the earlier of the due time and the send (see Metrics).
 _LOOKAHEAD = 0.02
+#: A real-time tick hands its messages to the transport this many at a time, the loop
+#: running in between: a tick of thousands (a fast --speed) would otherwise hold up every
+#: acknowledgement and timer for milliseconds. Small enough for well under a millisecond
+#: of packets, large enough that a connection's messages still leave in few writes.
+_SEND_CHUNK = 64
 #: Connections attempted at once during the ramp.
 _CONNECT_CONCURRENCY = 256
 _RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -62,6 +67,17 @@ _RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 _BATCH_MESSAGES = 4096
 _BATCH_PER_CONNECTION = 16
 _BATCH_MAX = 65536
+
+
+async def _paced(steps: Generator[None, None, Readings]) -> Readings:
+    """Run stepwise readings to their end, letting the event loop run before each step."""
+    while True:
+        await asyncio.sleep(0)
+        try:
+            next(steps)
+        except StopIteration as end:
+            result: Readings = end.value
+            return result
 
 
 def _check_kinds(kinds: Sequence[str], profiles: Sequence[DeviceProfile]) -> None:
@@ -395,9 +411,9 @@ class Engine:
 
     async def _tick(self, horizon: float, *, pause: bool = False) -> None:
         """Send every message due before ``horizon``, in time order. With ``pause`` (real
-        time) the loop gets a turn between two schedules' readings, so the acknowledgements
-        and timers waiting meanwhile are not held up by the whole tick (barnstorm's own
-        lag, inside every latency it measures)."""
+        time) the loop gets a turn after each field of each schedule's readings, so the
+        acknowledgements and timers waiting meanwhile are held up by one field, not by the
+        whole tick (barnstorm's own lag, inside every latency it measures)."""
         fired = [
             (schedule, *taken)
             for schedule in self.schedules
@@ -414,7 +430,12 @@ class Engine:
             stamped[part] += schedule.flaws.clock_error(batch.devices[part], batch.due[part])
         payloads = await self._encode(batch, seq, stamped, pause)
         messages = self._messages(batch, seq, payloads)
-        self.transport.send_many(messages)
+        if pause:
+            for at in range(0, len(messages), _SEND_CHUNK):
+                await asyncio.sleep(0)
+                self.transport.send_many(messages[at : at + _SEND_CHUNK])
+        else:
+            self.transport.send_many(messages)
         self.stats.generated += len(batch.order)
         self.stats.buffered = len(self.buffers)
         self.stats.simulated_until = float(batch.due[batch.order[-1]])
@@ -440,17 +461,13 @@ class Engine:
         self, batch: TickBatch, seq: IntArray, stamped: FloatArray, pause: bool
     ) -> list[bytes]:
         """Every message's payload, in batch order: each schedule's readings computed at
-        once, then encoded together."""
+        once (field by field, the loop running between two with ``pause``), then encoded
+        together."""
         stamps = iso_stamp_bytes(stamped)
         payloads: list[bytes] = []
-        for n, ((schedule, idx, due), part) in enumerate(
-            zip(batch.fired, batch.slices(), strict=True)
-        ):
-            if pause and n:
-                await asyncio.sleep(0)
-            columns, missing = schedule.readings(
-                idx, due, self.utc_offsets, self.modulators, self.context
-            )
+        for (schedule, idx, due), part in zip(batch.fired, batch.slices(), strict=True):
+            steps = schedule.readings(idx, due, self.utc_offsets, self.modulators, self.context)
+            columns, missing = await _paced(steps) if pause else finish(steps)
             payloads.extend(
                 schedule.encoder.encode_many(
                     batch.devices[part].tolist(),

@@ -5,7 +5,8 @@ and the batch of messages one tick fires across all of them.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -17,6 +18,21 @@ from simulator.fleet.profiles import DeviceProfile, MessageSpec
 from simulator.fleet.topics import device_topic
 from simulator.models.base import Batch, Modulator, SignalModel
 from simulator.models.episodes import RunContext
+
+#: A schedule's readings of one tick: the fields as Python columns, and per message which
+#: fields it leaves out (None: every message has every field).
+Readings = tuple[list[list[object]], list[list[bool] | None] | None]
+T = TypeVar("T")
+
+
+def finish(steps: Generator[None, None, T]) -> T:
+    """Run a stepwise computation (:meth:`Schedule.readings`) to its end, without pausing."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            result: T = end.value
+            return result
 
 
 class Schedule:
@@ -126,9 +142,14 @@ class Schedule:
         utc_offsets: FloatArray,
         modulators: Sequence[Modulator],
         context: RunContext | None,
-    ) -> tuple[list[list[object]], list[list[bool] | None] | None]:
+    ) -> Generator[None, None, Readings]:
         """Every field's values for the messages ``idx`` due at ``due``, as Python columns,
-        and which fields each message leaves out (None: none does)."""
+        and which fields each message leaves out (None: none does).
+
+        A generator that stops after each field, its result the value of its
+        ``StopIteration`` (:func:`finish` runs it through): a real-time engine lets its
+        event loop run between two fields, so what waits meanwhile (acknowledgements,
+        timers) is held up by one field's computation, not a whole schedule's."""
         devices = self.devices[idx]
         batch = Batch(
             self.fleet,
@@ -147,6 +168,7 @@ class Schedule:
                 if model.sensor:
                     values = self.flaws.apply(field.name, index, devices, due, values, self.rng)
             batch.values[field.name] = values
+            yield
         columns = self.encoder.columns([batch.values[f.name] for f in self.spec.fields])
         missing = self.flaws.missing(len(idx), len(self.spec.fields), self.rng)
         if missing is None:

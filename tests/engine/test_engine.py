@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from simulator.arrays import FloatArray
+from simulator.arrays import FloatArray, Values
 from simulator.engine.clock import ScaledClock, VirtualClock
 from simulator.engine.engine import Engine
 from simulator.errors import ConfigError
@@ -319,3 +321,75 @@ async def test_a_device_whose_connection_is_down_sends_nothing() -> None:
     assert totals.acknowledged == len(transport.messages) > 0
     assert totals.dropped == totals.errors["offline_at_stop"] == totals.sent - totals.acknowledged
     assert totals.dropped > 0
+
+
+class _Turns:
+    """Counts the event loop's turns: a task that takes one at every turn."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def spin(self) -> None:
+        while True:
+            self.count += 1
+            await asyncio.sleep(0)
+
+
+class _Handfuls(MemoryTransport):
+    """Notes how many messages each hand-over brings, and at which turn of the loop."""
+
+    turns: _Turns
+
+    async def open(self) -> None:
+        self.handfuls: list[tuple[int, int]] = []
+
+    def send_many(self, messages: list[Message]) -> None:
+        self.handfuls.append((len(messages), self.turns.count))
+        super().send_many(messages)
+
+
+async def _watched(clock: VirtualClock | ScaledClock) -> tuple[list[int], _Handfuls]:
+    """Run 12 farms for 20 minutes, noting the loop's turn at every field computed and
+    every hand-over to the transport."""
+    turns = _Turns()
+    engine, transport, _ = _engine(
+        _Handfuls, farms=12, clock=clock, duration=1200.0, connect_rate=None
+    )
+    assert isinstance(transport, _Handfuls)
+    transport.turns = turns
+    fields: list[int] = []
+
+    def noted(generate: Callable[[Batch], Values]) -> Callable[[Batch], Values]:
+        def generate_noted(batch: Batch) -> Values:
+            fields.append(turns.count)
+            return generate(batch)
+
+        return generate_noted
+
+    for schedule in engine.schedules:
+        for model in schedule.models:
+            model.generate = noted(model.generate)  # type: ignore[method-assign,assignment]
+    async with asyncio.TaskGroup() as group:
+        spinner = group.create_task(turns.spin(), name="test-turns")
+        await _run(engine, transport)
+        spinner.cancel()
+    return fields, transport
+
+
+async def test_a_real_time_tick_lets_the_loop_run_between_fields_and_handfuls() -> None:
+    """In real time every field of a tick is computed in its own turn of the event loop
+    and the messages go to the transport a handful at a time, each in its own turn (what
+    waits on the loop meanwhile, acknowledgements and timers, is held up by one step, not
+    a tick); as fast as possible, a tick's fields and messages go at once."""
+    # The clock starts an hour early: a fast one would run past the start while the
+    # fleet loads; the engine waits for it.
+    fields, transport = await _watched(ScaledClock(START - 3600.0, speed=6000.0))
+    assert len(fields) > 20
+    assert all(a < b for a, b in itertools.pairwise(fields))
+    sizes = [size for size, _ in transport.handfuls]
+    assert max(sizes) <= 64 < sum(sizes)
+    assert all(a[1] < b[1] for a, b in itertools.pairwise(transport.handfuls))
+
+    fields, transport = await _watched(VirtualClock(START))
+    assert any(a == b for a, b in itertools.pairwise(fields))
+    assert max(size for size, _ in transport.handfuls) > 64

@@ -28,6 +28,7 @@ process that holds the whole run's statistics.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -163,6 +164,21 @@ class FleetStatus:
     loop_lag_max: float = 0.0
 
 
+#: bytes of the fleet's result stream read at once, and held by the pipe between the two
+#: processes: a line carries half a second of results (megabytes at speed max), and a
+#: 64 KiB pipe would hand it over in dozens of round trips between them.
+_PIPE = 1 << 20
+
+
+def _widen(pipe: Any) -> None:
+    """Let ``pipe`` hold up to :data:`_PIPE` bytes where the system allows (Linux; elsewhere
+    the pipe keeps its size)."""
+    with contextlib.suppress(ImportError, AttributeError, OSError):
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE)
+
+
 class FleetChild:
     """One device engine child process (a fleet shard) of this Locust process."""
 
@@ -173,10 +189,10 @@ class FleetChild:
         command += ["--duration", duration, "--shard", f"{index}/{count}"]
         self.status = FleetStatus(shard=f"{index + 1} of {count}", state="running")
         self._window: list[tuple[float, int]] = []
-        self._names: dict[str, str] = {}  # request name per device type
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=_PIPE
         )
+        _widen(self.process.stdout)
         self.reader = gevent.spawn(self._read, environment)
 
     def _read(self, environment: Environment) -> None:
@@ -207,16 +223,17 @@ class FleetChild:
         except orjson.JSONDecodeError:
             return
         fire = environment.events.request.fire
-        results = batch.get("results", ())
-        names = self._names
-        for device_type, transport, latency, size, error in results:
-            name = names.get(device_type)
-            if name is None:
-                verb = "publish" if transport == "MQTT" else "ingest"
-                name = names[device_type] = f"{verb} {device_type}"
+        transport = batch.get("transport", "MQTT")
+        verb = "publish" if transport == "MQTT" else "ingest"
+        names = [f"{verb} {device_type}" for device_type in batch.get("types", ())]
+        results = batch.get("results") or {"type": [], "latency_ms": [], "bytes": [], "error": []}
+        errors: list[str | None] = results["error"]
+        for type_code, latency, size, error in zip(
+            results["type"], results["latency_ms"], results["bytes"], errors, strict=True
+        ):
             fire(
                 request_type=transport,
-                name=name,
+                name=names[type_code],
                 response_time=latency or 0.0,
                 response_length=size,
                 exception=RuntimeError(error) if error else None,
@@ -231,8 +248,8 @@ class FleetChild:
             status.loop_lag_max = lag["max"]
         status.held += sum(int(n) for n in (batch.get("held") or {}).values())
         status.connected = int(batch.get("connected", status.connected))
-        status.messages += len(results)
-        status.failures += sum(1 for result in results if result[4])
+        status.messages += len(errors)
+        status.failures += len(errors) - errors.count(None)
         now = time.monotonic()
         self._window.append((now, status.messages))
         while len(self._window) > 2 and now - self._window[0][0] > RATE_WINDOW:
@@ -491,9 +508,22 @@ TIMING_KEY = "barnstorm_server_timing"
 
 
 @events.request.add_listener
-def read_server_timing(name: str, response_length: int, response: Any = None, **_: Any) -> None:
+def read_server_timing(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response_length: int,
+    exception: BaseException | None = None,
+    context: Any = None,
+    response: Any = None,
+    **_: Any,
+) -> None:
     """Keep the Server-Timing header of every response that has one (dashboard requests;
-    the devices' results come without a response)."""
+    the devices' results come without a response). Every argument Locust passes is named:
+    this runs for every device result, and gathering unnamed ones into ``_`` would cost a
+    dictionary each."""
+    if response is None:
+        return
     headers = getattr(response, "headers", None)
     if not headers:
         return

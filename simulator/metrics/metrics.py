@@ -37,6 +37,18 @@ _SENT_AT = attrgetter("sent_at")
 _DUE = attrgetter("due")
 
 
+def _bytes_per_type(
+    messages: list[Message], codes: list[int], per_type: Counter[int]
+) -> dict[int, int]:
+    """Payload bytes of ``messages`` by device type (``codes``: each one's type)."""
+    sizes = map(len, map(_PAYLOAD, messages))
+    if len(per_type) == 1:
+        return {codes[0]: sum(sizes)}
+    lengths = np.fromiter(sizes, np.int64, len(messages))
+    totals: list[int] = np.bincount(codes, lengths).astype(np.int64).tolist()
+    return {type_code: totals[type_code] for type_code in per_type}
+
+
 def _consume(items: Iterable[object]) -> None:
     """Run ``items`` to its end, keeping nothing (in C)."""
     collections.deque(items, maxlen=0)
@@ -248,6 +260,9 @@ class Metrics:
         #: called with (message, outcome, error, latency in seconds or None) for every
         #: settled message: the Locust bridge streams these to Locust's request events.
         self.observer: Callable[[Message, Outcome, str | None, float | None], None] | None = None
+        #: told at once of every batch of messages written locally (file, memory: sent and
+        #: acknowledged, no latency), instead of ``observer`` once per message.
+        self.written_observer: Callable[[list[Message]], None] | None = None
         #: the target's Server-Timing (HTTP ingest) by device type: over the run, and since
         #: the last time-series row.
         self.server_timings = ServerTimings()
@@ -342,13 +357,8 @@ class Metrics:
                     counts = by_type[message.type_code]
                     counts.sent -= 1  # counted above; _count_sent says whether it is sent
                     self._count_sent(counts, message)
-        sizes = map(len, map(_PAYLOAD, messages))
-        if len(per_type) == 1:
-            by_type[codes[0]].bytes += sum(sizes)
-        else:
-            lengths = np.fromiter(sizes, np.int64, len(messages))
-            for type_code, size in enumerate(np.bincount(codes, lengths).tolist()):
-                by_type[type_code].bytes += int(size)
+        for type_code, nbytes in _bytes_per_type(messages, codes, per_type).items():
+            by_type[type_code].bytes += nbytes
 
     def messages_done(self, messages: list[Message], outcome: Outcome) -> None:
         """Bulk :meth:`message_done` of messages settled together (one instant) without an
@@ -412,23 +422,28 @@ class Metrics:
             histogram.min = latency
 
     def messages_written(self, messages: list[Message]) -> None:
-        """Sent and acknowledged at once, without latency (a local write)."""
-        sent = [0] * len(self.by_type)
-        size = [0] * len(self.by_type)
-        observer = self.observer
-        for message in messages:
-            if message.flags:
-                self.message_sent(message)
-                self.message_done(message, Outcome.ACKNOWLEDGED)
-                continue
-            sent[message.type_code] += 1
-            size[message.type_code] += len(message.payload)
-            if observer is not None:
-                observer(message, Outcome.ACKNOWLEDGED, None, 0.0)
-        for counts, count, nbytes in zip(self.by_type, sent, size, strict=True):
-            counts.sent += count
-            counts.acknowledged += count
+        """Sent and acknowledged at once, without latency (a local write): counted per type
+        in passes that run in C, the few with flags (duplicates ...) then one by one."""
+        if any(map(_FLAGS, messages)):
+            for message in messages:
+                if message.flags:
+                    self.message_sent(message)
+                    self.message_done(message, Outcome.ACKNOWLEDGED)
+            messages = [message for message in messages if not message.flags]
+        if not messages:
+            return
+        codes = list(map(_TYPE, messages))
+        per_type = Counter(codes)
+        for type_code, nbytes in _bytes_per_type(messages, codes, per_type).items():
+            counts = self.by_type[type_code]
+            counts.sent += per_type[type_code]
+            counts.acknowledged += per_type[type_code]
             counts.bytes += nbytes
+        if self.written_observer is not None:
+            self.written_observer(messages)
+        elif self.observer is not None:
+            for message in messages:
+                self.observer(message, Outcome.ACKNOWLEDGED, None, 0.0)
 
     def connection_event(self, event: str, error: str | None = None) -> None:
         setattr(self.connections, event, getattr(self.connections, event) + 1)

@@ -319,4 +319,4 @@ async def test_what_a_devices_own_outage_cuts_off_is_failed_as_cut_offline() -> 
     stream.flush()
     line = json.loads(out.getvalue())
     assert line["held"] == {"cut_offline": 5}
-    assert [result[4] for result in line["results"]] == ["timeout"]
+    assert line["results"]["error"] == ["timeout"]

@@ -8,13 +8,18 @@ from pathlib import Path
 from typing import Any
 
 
-def bench_bridge(farms: int = 60, duration: str = "12h", target: str = "mqtt") -> dict[str, Any]:
+def bench_bridge(
+    farms: int = 60, duration: str = "12h", target: str = "mqtt", rounds: int = 3
+) -> dict[str, Any]:
     """Device throughput through the Locust bridge (locustfiles/mixed.py: the engine as a
     child process, every result a Locust request event) vs. the same fleet standalone, both
     at speed max, over MQTT to a private broker (``target="mqtt"``) or written to a file
     (``"file"``: no broker in the way, the bridge's own ceiling). The bridged figure counts
-    what reached Locust's statistics; both runs' own reports give the wall time."""
+    what reached Locust's statistics; both runs' own reports give the wall time. ``rounds``
+    alternate the two, and each side's figure is the median of its rounds (one pair of a
+    few seconds each swings by a quarter on a shared machine)."""
     import os
+    import statistics
     import subprocess
     import sys
     import tempfile
@@ -23,69 +28,62 @@ def bench_bridge(farms: int = 60, duration: str = "12h", target: str = "mqtt") -
 
     root = Path(__file__).resolve().parent.parent
 
-    async def measure(folder: Path) -> tuple[dict[str, Any], dict[str, Any], int]:
+    async def one_round(folder: Path, url: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+        env = {
+            **os.environ,
+            "BARNSTORM_FARMS": str(farms),
+            "BARNSTORM_SPEED": "max",
+            "BARNSTORM_DURATION": duration,
+            "BARNSTORM_CONNECT_RATE": "0",
+            "BARNSTORM_START": "2026-01-01",
+            "BARNSTORM_LIVE": "0",
+        }
+        if target == "mqtt":
+            env["BARNSTORM_MQTT"] = url
+        else:
+            env["BARNSTORM_OUTPUT"] = str(folder / "messages.jsonl")
+            env["BARNSTORM_PROCESSES"] = "1"  # the bridge runs one engine process
+        standalone = folder / "standalone.json"
+        await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "simulator", "run", "--quiet", "--report", str(standalone)],
+            env=env,
+            cwd=root,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        bridged = folder / "bridged.json"
+        devices_only = ["-u", "0", "-t", "10m", "--json", "--only-summary", "--host", "http://x"]
+        command = [sys.executable, "-m", "locust", "-f", "locustfiles/mixed.py", "--headless"]
+        locust = await asyncio.to_thread(
+            subprocess.run,
+            [*command, *devices_only],
+            env={**env, "BARNSTORM_REPORT": str(bridged)},
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        stats = json.loads(locust.stdout)
+        counted = sum(e["num_requests"] for e in stats if e["method"] in ("MQTT", "FILE"))
+        return json.loads(standalone.read_text()), json.loads(bridged.read_text()), counted
+
+    async def measure(folder: Path) -> list[tuple[dict[str, Any], dict[str, Any], int]]:
         async with EmbeddedBroker("auto") as broker:
-            env = {
-                **os.environ,
-                "BARNSTORM_FARMS": str(farms),
-                "BARNSTORM_SPEED": "max",
-                "BARNSTORM_DURATION": duration,
-                "BARNSTORM_CONNECT_RATE": "0",
-                "BARNSTORM_START": "2026-01-01",
-                "BARNSTORM_LIVE": "0",
-            }
-            if target == "mqtt":
-                env["BARNSTORM_MQTT"] = broker.url
-            else:
-                env["BARNSTORM_OUTPUT"] = str(folder / "messages.jsonl")
-                env["BARNSTORM_PROCESSES"] = "1"  # the bridge runs one engine process
-            standalone = folder / "standalone.json"
-            await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "simulator", "run", "--quiet", "--report", str(standalone)],
-                env=env,
-                cwd=root,
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
-            bridged = folder / "bridged.json"
-            devices_only = [
-                "-u",
-                "0",
-                "-t",
-                "10m",
-                "--json",
-                "--only-summary",
-                "--host",
-                "http://x",
-            ]
-            command = [sys.executable, "-m", "locust", "-f", "locustfiles/mixed.py", "--headless"]
-            locust = await asyncio.to_thread(
-                subprocess.run,
-                [*command, *devices_only],
-                env={**env, "BARNSTORM_REPORT": str(bridged)},
-                cwd=root,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            stats = json.loads(locust.stdout)
-            counted = sum(e["num_requests"] for e in stats if e["method"] in ("MQTT", "FILE"))
-            return (
-                json.loads(standalone.read_text()),
-                json.loads(bridged.read_text()),
-                counted,
-            )
+            return [await one_round(folder, broker.url) for _ in range(rounds)]
 
     with tempfile.TemporaryDirectory() as folder:
-        alone, bridged, counted = asyncio.run(measure(Path(folder)))
-    alone_rate = alone["totals"]["sent"] / alone["time"]["wall_seconds"]
-    bridged_rate = counted / bridged["time"]["wall_seconds"]
+        runs = asyncio.run(measure(Path(folder)))
+    alone_rates = [a["totals"]["sent"] / a["time"]["wall_seconds"] for a, _, _ in runs]
+    bridged_rates = [n / b["time"]["wall_seconds"] for _, b, n in runs]
+    alone_rate, bridged_rate = statistics.median(alone_rates), statistics.median(bridged_rates)
+    alone, bridged, counted = runs[-1]
     settled = bridged["totals"]["sent"] - bridged["totals"]["in_flight"]
     return {
         "name": f"bridge-{target}",
         "what": f"{alone['totals']['sent']:,} messages of {farms} farms over {duration}, "
-        + ("speed max, MQTT QoS 1 to a private broker" if target == "mqtt" else "to a file"),
+        + ("speed max, MQTT QoS 1 to a private broker" if target == "mqtt" else "to a file")
+        + f"; each side the median of {rounds} alternating rounds",
         "barnstorm_msg_per_s": round(bridged_rate),
         "baseline": "the same fleet standalone (simulate run)",
         "baseline_msg_per_s": round(alone_rate),
@@ -93,6 +91,8 @@ def bench_bridge(farms: int = 60, duration: str = "12h", target: str = "mqtt") -
         "goal": ">= 0.8",
         "results_in_locust": counted,
         "results_settled_by_fleet": settled,
+        "barnstorm_rounds_msg_per_s": [round(r) for r in bridged_rates],
+        "baseline_rounds_msg_per_s": [round(r) for r in alone_rates],
     }
 
 

@@ -43,6 +43,31 @@ _SCHEMA = [
 ]
 
 
+#: how long opening a SQLite file waits for other processes opening it at the same time.
+_SQLITE_WAIT = 10.0
+
+
+def _sqlite_wal(target: str) -> sqlite3.Connection:
+    """A connection to the SQLite file ``target`` in WAL mode. Two processes that open a new
+    file at once race to switch it to WAL, and SQLite answers the one that loses "database
+    is locked" at once (the switch does not wait on the busy timeout): it tries again."""
+    connection = sqlite3.connect(
+        target, check_same_thread=False, isolation_level=None, timeout=_SQLITE_WAIT
+    )
+    deadline = time.monotonic() + _SQLITE_WAIT
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                connection.close()
+                raise
+            time.sleep(0.01)
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
 class Database:
     """SQLite (a file, WAL) or PostgreSQL (a ``postgresql://`` URL) behind one small API.
 
@@ -58,9 +83,7 @@ class Database:
             self._pg = psycopg.connect(target, autocommit=True)
             blob, serial = "BYTEA", "BIGSERIAL PRIMARY KEY"
         else:
-            self._sqlite = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-            self._sqlite.execute("PRAGMA journal_mode=WAL")
-            self._sqlite.execute("PRAGMA synchronous=NORMAL")
+            self._sqlite = _sqlite_wal(target)
             blob, serial = "BLOB", "INTEGER PRIMARY KEY"
         for statement in _SCHEMA:
             self.execute(statement.format(blob=blob, serial=serial))

@@ -66,9 +66,16 @@ class LoopLag:
             self.record(max(loop.time() - due, 0.0))
 
 
-def lag_warning(lag: dict[str, Any] | None, latency_p50_ms: float | None) -> str | None:
-    """One line when the loop's lag could distort the latencies measured, else None."""
-    if not lag or lag["p99"] < WARN_P99_MS:
+#: targets whose delivery is a local write: no latency is measured, none can be distorted.
+UNTIMED_TARGETS = frozenset({"file", "memory"})
+
+
+def lag_warning(
+    lag: dict[str, Any] | None, latency_p50_ms: float | None, target: str | None = None
+) -> str | None:
+    """One line when the loop's lag could distort the latencies measured, else None (also
+    when the ``target`` kind measures none: a file)."""
+    if not lag or lag["p99"] < WARN_P99_MS or target in UNTIMED_TARGETS:
         return None
     small_beside = latency_p50_ms is not None and lag["p99"] < WARN_SHARE * latency_p50_ms
     if small_beside and lag["p99"] < ALWAYS_WARN_P99_MS:

@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from simulator.metrics.loop_lag import UNTIMED_TARGETS
+
 #: a scheduler lag past this is worth a warning: the simulator itself was the bottleneck.
 _LAG_WARNING_MS = 1000.0
 
@@ -98,9 +100,14 @@ def _print_headline(report: dict[str, Any], console: Console) -> None:
     )
     lag = time.get("loop_lag_ms")
     if lag:
+        meaning = (
+            "no latency measured: a local write"
+            if target["kind"] in UNTIMED_TARGETS
+            else "its own delay, inside every latency it measured"
+        )
         console.print(
             f"barnstorm's event-loop lag: p50 {lag['p50']:,.1f} ms, p99 {lag['p99']:,.1f} ms, "
-            f"max {lag['max']:,.1f} ms (its own delay, inside every latency it measured)"
+            f"max {lag['max']:,.1f} ms ({meaning})"
         )
     if time.get("loop_lag_warning"):
         console.print(f"[yellow]warning: {time['loop_lag_warning']}[/]")

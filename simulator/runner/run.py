@@ -538,7 +538,7 @@ class Run:
                 "max_clock_lag_ms": round(clock.max_lag * 1000, 3),
                 "loop_lag_ms": self.loop_lag.summary(),
                 "loop_lag_warning": lag_warning(
-                    self.loop_lag.summary(), totals.latency.summary_ms()["p50"] or None
+                    self.loop_lag.summary(), totals.latency.summary_ms()["p50"] or None, kind
                 ),
             },
             "totals": totals.as_dict(elapsed),

@@ -268,7 +268,9 @@ def _merge_latency(report: dict[str, Any], outcomes: list[dict[str, Any]]) -> No
         o["report"]["time"].get("loop_lag_ms") for o in outcomes
     ]
     report["time"]["loop_lag_warning"] = lag_warning(
-        report["time"]["loop_lag_ms"], report["totals"]["latency_ms"]["p50"] or None
+        report["time"]["loop_lag_ms"],
+        report["totals"]["latency_ms"]["p50"] or None,
+        report["target"]["kind"],
     )
 
 

@@ -44,3 +44,14 @@ def test_the_warning_speaks_when_the_lag_matters() -> None:
     assert lag_warning(medium, 1000.0) is None
     assert lag_warning(large, 5000.0) is not None
     assert lag_warning(medium, None) is not None
+    assert lag_warning(large, None, "mqtt") is not None
+    assert lag_warning(large, None, "http") is not None
+
+
+def test_no_warning_where_no_latency_is_measured() -> None:
+    """History written to a file at speed max runs its loop hundreds of milliseconds late,
+    and that distorts nothing: its messages have no latency, and no warning sends the user
+    after --processes for it."""
+    large = {"p50": 300.0, "p99": 400.0, "max": 500.0}
+    assert lag_warning(large, None, "file") is None
+    assert lag_warning(large, None, "memory") is None

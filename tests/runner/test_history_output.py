@@ -101,3 +101,17 @@ def test_history_over_two_processes_is_complete_and_deterministic(tmp_path: Path
         assert seqs == list(range(len(seqs))), device
     totals = json.loads((tmp_path / "p1.json").read_text())["totals"]
     assert totals["sent"] == totals["acknowledged"] == len(outputs[0].splitlines())
+
+
+def test_writing_history_warns_of_no_loop_lag_it_cannot_distort(tmp_path: Path) -> None:
+    """At speed max a tick of thousands of messages holds the event loop for many
+    milliseconds; writing to a file, that lag is in no latency (there is none), so the
+    report and the summary say so rather than warn the user after --processes."""
+    report = tmp_path / "report.json"
+    result = simulate(*ARGS[:-1], "--output", str(tmp_path / "h.jsonl"), "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    time = json.loads(report.read_text())["time"]
+    assert time["loop_lag_ms"]["p99"] > 5.0  # large enough that a timed target would warn
+    assert time["loop_lag_warning"] is None
+    assert "(no latency measured: a local write)" in result.stdout
+    assert "warning" not in result.stdout

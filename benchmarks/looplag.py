@@ -24,7 +24,7 @@ from .common import SIMULATE, check, ratio, run_measured, sample_payload
 
 LIMIT_MS = 5.0
 SECONDS = 12
-SPEEDS = (15, 30, 60, 120, 240, 480, 960, 1920)
+SPEEDS = (15, 30, 60, 120, 240, 480, 960, 1920, 3840, 7680)
 
 
 def _figures(report: dict[str, Any]) -> tuple[float, float, float]:

@@ -2,7 +2,7 @@
 ratio between them (these machines are noisy: absolute times mean little, ratios travel).
 Every target is started here on 127.0.0.1 (a private Mosquitto, the reference backend).
 
-    python -m benchmarks                 # all of the ones below but history and soak (~15 min)
+    python -m benchmarks                 # all of the ones below but history and soak (~20 min)
     python -m benchmarks publish-qos0    # per CPU-second, vs. a paho loop and Locust's MQTT user
     python -m benchmarks publish-qos1
     python -m benchmarks mqtt5           # MQTT 5: gmqtt vs. an aiomqtt loop (and the 3.1.1 client)

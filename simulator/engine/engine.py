@@ -411,9 +411,10 @@ class Engine:
 
     async def _tick(self, horizon: float, *, pause: bool = False) -> None:
         """Send every message due before ``horizon``, in time order. With ``pause`` (real
-        time) the loop gets a turn after each field of each schedule's readings, so the
-        acknowledgements and timers waiting meanwhile are held up by one field, not by the
-        whole tick (barnstorm's own lag, inside every latency it measures)."""
+        time) the loop gets a turn before each field of each schedule's readings and each
+        handful of messages handed over, so the acknowledgements and timers waiting
+        meanwhile are held up by one step, not by the whole tick (barnstorm's own lag,
+        inside every latency it measures)."""
         fired = [
             (schedule, *taken)
             for schedule in self.schedules

@@ -33,7 +33,7 @@ from simulator.engine.buffers import OfflineBuffers
 from simulator.engine.clock import Clock, VirtualClock
 from simulator.engine.payload import malform
 from simulator.engine.scenarios import Scenario
-from simulator.engine.schedule import Readings, Schedule, TickBatch, finish
+from simulator.engine.schedule import Readings, Schedule, TickBatch
 from simulator.errors import AuthError, ConfigError, ConnectError
 from simulator.fleet.build import Fleet
 from simulator.fleet.imperfections import DeviceFlaws
@@ -69,10 +69,12 @@ _BATCH_PER_CONNECTION = 16
 _BATCH_MAX = 65536
 
 
-async def _paced(steps: Generator[None, None, Readings]) -> Readings:
-    """Run stepwise readings to their end, letting the event loop run before each step."""
+async def _readings(steps: Generator[None, None, Readings], pause: bool) -> Readings:
+    """Run stepwise readings to their end, with ``pause`` letting the event loop run
+    before each step."""
     while True:
-        await asyncio.sleep(0)
+        if pause:
+            await asyncio.sleep(0)
         try:
             next(steps)
         except StopIteration as end:
@@ -468,7 +470,7 @@ class Engine:
         payloads: list[bytes] = []
         for (schedule, idx, due), part in zip(batch.fired, batch.slices(), strict=True):
             steps = schedule.readings(idx, due, self.utc_offsets, self.modulators, self.context)
-            columns, missing = await _paced(steps) if pause else finish(steps)
+            columns, missing = await _readings(steps, pause)
             payloads.extend(
                 schedule.encoder.encode_many(
                     batch.devices[part].tolist(),

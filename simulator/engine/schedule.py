@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Generator, Sequence
-from typing import TypeVar
 
 import numpy as np
 
@@ -22,17 +21,6 @@ from simulator.models.episodes import RunContext
 #: A schedule's readings of one tick: the fields as Python columns, and per message which
 #: fields it leaves out (None: every message has every field).
 Readings = tuple[list[list[object]], list[list[bool] | None] | None]
-T = TypeVar("T")
-
-
-def finish(steps: Generator[None, None, T]) -> T:
-    """Run a stepwise computation (:meth:`Schedule.readings`) to its end, without pausing."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as end:
-            result: T = end.value
-            return result
 
 
 class Schedule:
@@ -147,7 +135,7 @@ class Schedule:
         and which fields each message leaves out (None: none does).
 
         A generator that stops after each field, its result the value of its
-        ``StopIteration`` (:func:`finish` runs it through): a real-time engine lets its
+        ``StopIteration``: a real-time engine lets its
         event loop run between two fields, so what waits meanwhile (acknowledgements,
         timers) is held up by one field's computation, not a whole schedule's."""
         devices = self.devices[idx]

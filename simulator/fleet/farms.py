@@ -92,6 +92,16 @@ class HealthSpec:
     def shape(self, name: str) -> tuple[float, float]:
         return dict(self.shapes)[name]
 
+    @property
+    def first_risk_day(self) -> float:
+        """Days after placement that the risk weeks begin."""
+        return self.risk_weeks[0] * 7.0
+
+    @property
+    def last_risk_day(self) -> float:
+        """Days after placement that the risk weeks end."""
+        return self.risk_weeks[1] * 7.0
+
     @classmethod
     def load(cls, table: Table) -> HealthSpec:
         table.check_keys(

@@ -131,15 +131,6 @@ class Outbreaks:
         low, width = ranges
         return np.asarray(low[templates] + u * width[templates], np.float64)
 
-    def _risk_week(self, templates: IntArray, which: int) -> FloatArray:
-        """Day of the first (0) or last (1) risk week of each template."""
-        key = f"risk_weeks_{which}"
-        values = self._values.get(key)
-        if values is None:
-            values = np.array([s.risk_weeks[which] for s in self.specs], np.float64)
-            self._values[key] = values
-        return np.asarray(values[templates] * 7.0, np.float64)
-
     def multiplier(self, batch: Batch) -> FloatArray:
         """Each message's cough-rate multiplier from the natural episodes of its room.
 
@@ -201,7 +192,8 @@ class Outbreaks:
             base[key, slot], 11
         )
         templates = templates[key]
-        first_week, last_week = self._risk_week(templates, 0), self._risk_week(templates, 1)
+        first_week = self._spec_array(templates, "first_risk_day")
+        last_week = self._spec_array(templates, "last_risk_day")
         late_end = np.maximum(batch_days[key] - 10.0, 4.0)
         onset = np.where(
             u_window < self._spec_array(templates, "in_risk_weeks"),

@@ -22,7 +22,7 @@ def bench_publish(
     farms: int = 100,
     duration: str = "12h",
     locust_seconds: int = 20,
-    rounds: int = 3,
+    rounds: int = 5,
 ) -> dict[str, Any]:
     """Messages per CPU-second: barnstorm (whole process: start-up, fleet, generation,
     encoding, accounting) vs. paho publishing a constant payload vs. Locust's MQTT user.

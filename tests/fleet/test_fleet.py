@@ -94,6 +94,25 @@ def test_layout_follows_the_templates(profiles: Profiles, templates: Templates) 
     assert len(set(devices.client_ids)) == devices.count
 
 
+def test_firmware_versions_follow_each_profiles_shares(
+    profiles: Profiles, templates: Templates
+) -> None:
+    """Each device type's firmware versions come in the shares its profile gives (within
+    four standard errors over a fleet of 300 farms), every version drawn at least once."""
+    fleet = build_fleet(templates, profiles, 300, seed=3)
+    for code, name in enumerate(fleet.devices.type_names):
+        versions, shares = profiles[name].firmware
+        drawn = [
+            fleet.devices.firmware[device]
+            for device in np.flatnonzero(fleet.devices.type == code).tolist()
+        ]
+        seen = Counter(drawn)
+        assert set(seen) == set(versions), name
+        for version, share in zip(versions, shares, strict=True):
+            error = (share * (1 - share) / len(drawn)) ** 0.5
+            assert abs(seen[version] / len(drawn) - share) < 4 * error, (name, version)
+
+
 def test_fleet_state_lives_in_arrays(profiles: Profiles, templates: Templates) -> None:
     """Per-device and per-room state are numpy arrays sized to the fleet, not objects."""
     fleet = build_fleet(templates, profiles, 500)

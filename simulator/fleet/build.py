@@ -254,7 +254,17 @@ def build_fleet(
             site_ids.append(site_id)
             site_farm.append(index)
             sites.append(site_id)
-            _add_site_devices(devices, kinds, rng, template, index, site_index, site_number)
+            _add_devices(
+                devices,
+                kinds,
+                rng,
+                template,
+                per="site",
+                farm=index,
+                site=site_index,
+                room=-1,
+                stem=str(site_number),
+            )
             for room_number in range(1, _draw(rng, template.rooms_per_site) + 1):
                 pens = _draw(rng, template.pens_per_room)
                 low, high = template.pigs_per_pen
@@ -275,16 +285,16 @@ def build_fleet(
                     empty_days,
                     anchor,
                 )
-                _add_room_devices(
+                _add_devices(
                     devices,
                     kinds,
                     rng,
                     template,
-                    index,
-                    site_index,
-                    site_number,
-                    room,
-                    room_number,
+                    per="room",
+                    farm=index,
+                    site=site_index,
+                    room=room,
+                    stem=f"{site_number}-{room_number:02d}",
                 )
         farm_list.append(
             Farm(
@@ -346,37 +356,24 @@ class _Kind:
         return versions[min(index, len(versions) - 1)]
 
 
-def _add_site_devices(
+def _add_devices(
     devices: DeviceTable,
     kinds: Mapping[str, _Kind],
     rng: np.random.Generator,
     template: FarmTemplate,
+    *,
+    per: str,
     farm: int,
     site: int,
-    site_number: int,
-) -> None:
-    for rule in template.devices:
-        if rule.per != "site":
-            continue
-        kind = kinds[rule.device_type]
-        for n in range(1, _draw(rng, rule.count) + 1):
-            device_id = f"{kind.id_prefix}-{farm + 1:05d}-{site_number}-{n}"
-            devices.add(device_id, kind.code, farm, site, -1, str(n), kind.firmware(rng))
-
-
-def _add_room_devices(
-    devices: DeviceTable,
-    kinds: Mapping[str, _Kind],
-    rng: np.random.Generator,
-    template: FarmTemplate,
-    farm: int,
-    site: int,
-    site_number: int,
     room: int,
-    room_number: int,
+    stem: str,
 ) -> None:
+    """The devices ``template`` puts ``per`` site or room: on site ``site``, or in room
+    ``room`` (-1 on a site), with ids from ``stem`` ("2" for site 2, "2-07" for its room
+    7). A rule with layouts takes one of them (its positions), else a count drawn from its
+    range: per site as per room."""
     for rule in template.devices:
-        if rule.per != "room":
+        if rule.per != per:
             continue
         kind = kinds[rule.device_type]
         if rule.layouts:
@@ -384,7 +381,7 @@ def _add_room_devices(
         else:
             positions = [str(n) for n in range(1, _draw(rng, rule.count) + 1)]
         for n, position in enumerate(positions, start=1):
-            device_id = f"{kind.id_prefix}-{farm + 1:05d}-{site_number}-{room_number:02d}-{n}"
+            device_id = f"{kind.id_prefix}-{farm + 1:05d}-{stem}-{n}"
             devices.add(device_id, kind.code, farm, site, room, position, kind.firmware(rng))
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from simulator.fleet.build import build_fleet
-from simulator.fleet.farms import FarmTemplate, load_templates
+from simulator.fleet.farms import DEFAULT_FARMS_DIR, FarmTemplate, load_templates
 from simulator.fleet.listing import fleet_csv, fleet_json
 from simulator.fleet.profiles import DeviceProfile, load_profiles
 from simulator.fleet.topics import DEFAULT_TOPIC_TEMPLATE
@@ -92,6 +93,34 @@ def test_layout_follows_the_templates(profiles: Profiles, templates: Templates) 
     assert len(seen_templates) == len(templates)
     assert len(set(devices.ids)) == devices.count
     assert len(set(devices.client_ids)) == devices.count
+
+
+def test_a_per_site_rule_takes_its_layouts_as_a_per_room_rule_does(
+    profiles: Profiles, tmp_path: Path
+) -> None:
+    """A template's per-site devices with layouts stand at one layout's positions, as room
+    devices do (the loader accepts layouts for both), and are numbered per site."""
+    shipped = (DEFAULT_FARMS_DIR / "eu_finisher.toml").read_text()
+    (tmp_path / "eu.toml").write_text(
+        shipped.replace(
+            "gateway = { per_site = 1 }",
+            'gateway = { per_site = [1, 2], layouts = [["office"], ["office", "feed-room"]] }',
+        )
+    )
+    fleet = build_fleet(load_templates(tmp_path), profiles, 30, seed=4)
+    gateways = fleet.devices.of_type("gateway").tolist()
+    per_site: dict[int, list[str]] = {}
+    for device in gateways:
+        per_site.setdefault(int(fleet.devices.site[device]), []).append(
+            fleet.devices.positions[device]
+        )
+        assert fleet.devices.room[device] == -1
+        assert fleet.devices.ids[device].startswith("gw-")
+    assert {tuple(positions) for positions in per_site.values()} == {
+        ("office",),
+        ("office", "feed-room"),
+    }
+    assert len(per_site) == len(fleet.site_ids)
 
 
 def test_firmware_versions_follow_each_profiles_shares(

@@ -5,11 +5,6 @@ PINGREQ, DISCONNECT).
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
 
 PINGREQ = b"\xc0\x00"
 

@@ -129,12 +129,9 @@ def test_firmware_versions_follow_each_profiles_shares(
     """Each device type's firmware versions come in the shares its profile gives (within
     four standard errors over a fleet of 300 farms), every version drawn at least once."""
     fleet = build_fleet(templates, profiles, 300, seed=3)
-    for code, name in enumerate(fleet.devices.type_names):
+    for name in fleet.devices.type_names:
         versions, shares = profiles[name].firmware
-        drawn = [
-            fleet.devices.firmware[device]
-            for device in np.flatnonzero(fleet.devices.type == code).tolist()
-        ]
+        drawn = [fleet.devices.firmware[device] for device in fleet.devices.of_type(name).tolist()]
         seen = Counter(drawn)
         assert set(seen) == set(versions), name
         for version, share in zip(versions, shares, strict=True):

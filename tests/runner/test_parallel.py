@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from simulator.exitcodes import EXIT_OK
 from simulator.runner.shards import merge_rows
+from tests.conftest import Backends
 from tests.helpers import simulate
 
 
@@ -38,7 +40,8 @@ def test_the_embedded_default_over_two_processes_delivers_every_message(tmp_path
 
 def test_time_series_of_shards_merge_row_by_row() -> None:
     """Counts and rates add up, the error rate is recomputed, latency and loop lag take
-    the worse shard; a shard with fewer rows ends the merged series."""
+    the worse shard; a shard with fewer rows (it ended a snapshot earlier) adds its last
+    running counts to the later rows and nothing else, so the last row counts both."""
     a: list[dict[str, Any]] = [
         {
             "wall_s": 1.0,
@@ -81,7 +84,7 @@ def test_time_series_of_shards_merge_row_by_row() -> None:
         },
     ]
     rows = merge_rows([a, b])
-    assert len(rows) == 1
+    assert len(rows) == 2
     row = rows[0]
     assert (row["sent"], row["delivered"], row["failed"], row["in_flight"]) == (40, 39, 1, 2)
     assert (row["rate_per_s"], row["connected"], row["rss_mb"]) == (39.0, 7, 110.0)
@@ -89,3 +92,43 @@ def test_time_series_of_shards_merge_row_by_row() -> None:
     assert (row["p50_ms"], row["p95_ms"], row["p99_ms"]) == (2.0, 9.0, 12.0)
     assert row["loop_lag_ms"] == {"p50": 0.5, "p99": 4.0, "max": 4.5}
     assert row["wall_s"] == 1.1
+    last = rows[1]
+    assert (last["sent"], last["delivered"], last["failed"], last["in_flight"]) == (50, 50, 0, 2)
+    assert (last["rate_per_s"], last["connected"], last["rss_mb"]) == (0.0, 0, 0.0)
+    assert (last["wall_s"], last["sim"], last["p95_ms"]) == (2.0, 20.0, None)
+
+
+@pytest.mark.slow
+def test_an_http_soak_over_two_processes_is_one_run_the_backend_confirms(
+    backend: Backends, tmp_path: Path
+) -> None:
+    """`simulate soak --http --processes 2` against the reference backend: both shards post
+    to one backend, the report and the HTML page are one run's (two processes, one time
+    series, one loop lag per process), and the backend's own store (read with httpx, not
+    barnstorm's books) holds every message the merged report counts as acknowledged."""
+    url = backend()
+    report, page = tmp_path / "soak.json", tmp_path / "soak.html"
+    result = simulate(
+        *("soak", "--farms", "4", "--clean", "--quiet", "--processes", "2"),
+        *("--speed", "600", "--duration", "20m", "--snapshot-every", "1m"),
+        *("--http", f"{url}/ingest", "--readback", f"{url}/api/readback"),
+        *("--report", str(report), "--html", str(page)),
+        *("--timeseries", str(tmp_path / "soak.jsonl")),
+    )
+    assert result.returncode == EXIT_OK, result.stderr
+    data = json.loads(report.read_text())
+    assert data["time"]["processes"] == 2
+    assert data["fleet"]["devices_in_run"] == data["fleet"]["devices"]
+    totals, accounting = data["totals"], data["accounting"]
+    assert totals["sent"] > 0
+    assert totals["acknowledged"] == totals["sent"] - totals["dropped"]  # nothing failed
+    assert accounting["expected"] == accounting["received"] == totals["acknowledged"]
+    assert accounting["lost"] == accounting["unexpected"] == 0
+    stored = httpx.get(f"{url}/api/readback").json()
+    assert stored["received"] == totals["acknowledged"]
+    assert len(data["time"]["loop_lag_ms_by_process"]) == 2
+    assert data["timeseries"][-1]["sent"] == totals["sent"]
+    assert len(data["timeseries"]) >= 15  # a row a simulated minute, merged over the shards
+    html = page.read_text()
+    assert html.count("<svg") >= 6
+    assert f"{totals['sent']:,}" in html

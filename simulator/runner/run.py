@@ -64,7 +64,7 @@ from simulator.transports.file import FileTransport
 from simulator.transports.http import HttpTransport
 from simulator.transports.memory import MemoryTransport
 from simulator.transports.mqtt.factory import mqtt_transport
-from simulator.transports.mqtt.settings import MqttSettings
+from simulator.transports.mqtt.settings import READ_ROUND, MqttSettings
 from simulator.transports.readback import ReadBackError, read_back, take_mark
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,13 @@ def _tune_process() -> None:
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def mqtt_at_speed(mqtt: MqttSettings, speed: float | None) -> MqttSettings:
+    """The MQTT settings of a run at ``speed`` (None: as fast as possible). Only there does
+    barnstorm read its acknowledgements in rounds while it waits for a broker that is
+    behind (``MqttSettings.read_round``); in real time each is read as it comes."""
+    return replace(mqtt, read_round=READ_ROUND) if speed is None else mqtt
 
 
 class Run:
@@ -467,7 +474,8 @@ class Run:
         assert mqtt is not None
         prefix = mqtt.client_id_prefix
         client_ids = [prefix + device for device in fleet.devices.ids]
-        return mqtt_transport(metrics, mqtt, client_ids, credentials)
+        paced = mqtt_at_speed(mqtt, self.config.timing.speed)
+        return mqtt_transport(metrics, paced, client_ids, credentials)
 
     def _exit_code(self) -> int:
         if self.outcome == "failed":

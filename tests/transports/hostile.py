@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
@@ -88,12 +89,16 @@ class FakeBroker(_Listener):
     split: bool = False
     #: close the connection on a PUBLISH whose payload holds this.
     poison: bytes | None = None
+    #: seconds before each PUBACK (a broker that is behind, trickling acknowledgements);
+    #: when each went out (``time.monotonic()``) is kept by payload in ``acked_at``.
+    ack_gap: float = 0.0
 
     port: int = 0
     connections: int = 0
     open_connections: int = 0
     publishes: list[Publish] = field(default_factory=list)
     pings: int = 0
+    acked_at: dict[bytes, float] = field(default_factory=dict)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -158,7 +163,10 @@ class FakeBroker(_Listener):
                     if silent or not qos:
                         continue
                     answer = PUBACK if qos == 1 else PUBREC
+                    if self.ack_gap:
+                        await asyncio.sleep(self.ack_gap)
                     await self._write(writer, encode(answer, 0, packet_id.to_bytes(2, "big")))
+                    self.acked_at[payload] = time.monotonic()
                 elif kind == PUBREL and not self.silent:
                     await self._write(writer, encode(PUBCOMP, 0, body[:2]))
                 elif kind == PINGREQ:

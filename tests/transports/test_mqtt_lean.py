@@ -4,19 +4,26 @@ clean session, keepalive noticing a dead link, reconnect, and source addresses."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
+import time
 import uuid
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.messages import Message, Outcome
+from simulator.runner.run import mqtt_at_speed
 from simulator.transports.faultproxy import FaultProxy
 from simulator.transports.mqtt.lean import LeanMqttTransport, _Link
 from simulator.transports.mqtt.packets import SHORT, fixed_header, publish_packet, short_headers
-from simulator.transports.mqtt.settings import MqttSettings
+from simulator.transports.mqtt.settings import READ_ROUND, MqttSettings
+from tests.transports.hostile import FakeBroker
 from tests.transports.test_transport_contract import RecordingSink
 
 
@@ -284,3 +291,89 @@ async def test_acknowledgements_read_in_the_last_turn_are_settled_at_close(mosqu
     assert outcomes[1] == outcomes[2] == (Outcome.FAILED, "in_flight_at_stop")
     await asyncio.sleep(0.05)  # the settling scheduled in that turn finds nothing more
     assert len(sink.done) == 3
+
+
+class _TimedSink(RecordingSink):
+    """Records, beside every outcome, the monotonic instant barnstorm settled it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settled_at: dict[bytes, float] = {}
+
+    def messages_done(self, messages: list[Message], outcome: Outcome) -> None:
+        now = time.monotonic()
+        for message in messages:
+            self.settled_at[message.payload] = now
+        super().messages_done(messages, outcome)
+
+
+@contextlib.contextmanager
+def _broker_in_a_thread(**options: Any) -> Iterator[FakeBroker]:
+    """A fake broker on an event loop of its own thread: it keeps answering while the
+    transport's loop is held."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    broker = FakeBroker(**options)
+    asyncio.run_coroutine_threadsafe(broker.start(), loop).result(5)
+    try:
+        yield broker
+    finally:
+        asyncio.run_coroutine_threadsafe(broker.__aexit__(None, None, None), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+async def test_acknowledgements_trickling_in_are_read_in_rounds_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broker that is behind sends one PUBACK every 2 ms per connection. Read as they come
+    (real time), that is a read per PUBACK; with ``read_round`` (speed max) the waiting
+    transport reads them in rounds, a tenth as many reads or fewer, and settles each
+    acknowledgement at most a round (plus scheduling slack) after the broker sent it.
+    Either way every message reaches the broker and is acknowledged once."""
+    reads = [0]
+    original = _Link.buffer_updated
+
+    def counted(link: _Link, nbytes: int) -> None:
+        reads[0] += 1
+        original(link, nbytes)
+
+    monkeypatch.setattr(_Link, "buffer_updated", counted)
+    run = uuid.uuid4().hex[:8]
+
+    async def publish(read_round: float) -> tuple[int, float]:
+        """(reads, the latest settling after its PUBACK went out) of 200 messages."""
+        with _broker_in_a_thread(ack_gap=0.002) as broker:
+            sink = _TimedSink()
+            settings = MqttSettings("127.0.0.1", broker.port, qos=1, read_round=read_round)
+            ids = [f"barnstorm-rounds-{run}-{read_round}-{i}" for i in range(2)]
+            transport = LeanMqttTransport(sink, settings, ids)
+            async with transport:
+                await asyncio.gather(transport.connect(0), transport.connect(1))
+                reads[0] = 0
+                messages = [_message(i, f"bstest/rounds/{run}", i % 2) for i in range(200)]
+                transport.send_many(messages)
+                await transport.drain(10)
+                count = reads[0]
+            assert len(broker.acked_at) == 200  # the broker's own record
+            assert [o for _, o, _ in sink.done] == [Outcome.ACKNOWLEDGED] * 200
+            late = max(sink.settled_at[p] - t for p, t in broker.acked_at.items())
+            return count, late
+
+    eager, eager_late = await publish(0.0)
+    rounds, rounds_late = await publish(0.02)
+    assert eager >= 100, eager  # about one read per PUBACK
+    assert rounds <= eager / 10, (rounds, eager)
+    assert 0 <= eager_late < 0.1
+    assert 0 <= rounds_late < 0.02 + 0.1
+
+
+def test_only_a_run_at_speed_max_reads_acknowledgements_in_rounds() -> None:
+    """The run's MQTT settings ask for read rounds at --speed max (None) only: in real
+    time, however fast, a latency is never held back by a round."""
+    settings = MqttSettings("127.0.0.1", 1883)
+    assert mqtt_at_speed(settings, None).read_round == READ_ROUND > 0
+    for speed in (1.0, 60.0, 7680.0):
+        assert mqtt_at_speed(settings, speed).read_round == 0

@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from simulator.fleet.credentials import Credential
 
 
+#: At speed max, how far apart the rounds are in which barnstorm reads acknowledgements
+#: while it only waits for them (``MqttSettings.read_round``): a tenth or less of how long
+#: one of its ticks holds the event loop there (hundreds of milliseconds).
+READ_ROUND = 0.02
+
+
 @dataclass(frozen=True)
 class MqttSettings:
     """Where and how to connect."""
@@ -56,6 +62,10 @@ class MqttSettings:
     #: what each client id starts with (then the device or gateway id): two runs of one
     #: fleet on one broker need different prefixes, or they take each other's connections.
     client_id_prefix: str = "barnstorm-"
+    #: seconds between the rounds in which barnstorm reads its acknowledgements while it
+    #: has nothing to do but wait for them (at --speed max, with the broker behind); 0
+    #: reads each as it comes. See ``LeanMqttTransport._wait_round``.
+    read_round: float = 0.0
 
     def __post_init__(self) -> None:
         if self.client == "lean" and self.version == "5":

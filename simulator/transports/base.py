@@ -131,7 +131,12 @@ class Transport(ABC):
         """Wait up to ``timeout`` seconds for messages in flight to settle."""
         deadline = asyncio.get_running_loop().time() + timeout
         while self.in_flight and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
+            await self._wait_round(0.02)
+
+    async def _wait_round(self, poll: float) -> None:
+        """One round of waiting for answers to what is in flight: ``poll`` seconds here;
+        barnstorm's own MQTT client may instead read its acknowledgements in rounds."""
+        await asyncio.sleep(poll)
 
     async def close(self) -> None:
         """Release everything; the transport cannot be used afterwards."""

@@ -641,12 +641,6 @@ class LeanMqttTransport(MqttBase):
         while self._state == "open" and (self._count > MAX_IN_FLIGHT or self._backlogged()):
             await self._wait_round(0.005)
 
-    async def drain(self, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._count and loop.time() < deadline:
-            await self._wait_round(0.02)
-
     async def _wait_round(self, poll: float) -> None:
         """One round of waiting for the broker. A broker that is behind sends its PUBACKs
         a few at a time on each connection, so a client that reads each as it comes pays

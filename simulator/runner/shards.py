@@ -313,7 +313,7 @@ def merge_rows(shards: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         ]
         sims = [r["sim"] for r in rows if r["sim"] is not None]
         row: dict[str, Any] = {"wall_s": max(r["wall_s"] for r in rows), "sim": sims[0]}
-        for key in ("sent", "delivered", "failed", "dropped", "in_flight", "connected"):
+        for key in (*_RUNNING, "connected"):
             row[key] = sum(r.get(key) or 0 for r in rows)
         for key in ("rate_per_s", "failed_per_s", "cpu_pct", "rss_mb"):
             row[key] = round(sum(r.get(key) or 0.0 for r in rows), 3)

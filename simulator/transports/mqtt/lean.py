@@ -649,15 +649,22 @@ class LeanMqttTransport(MqttBase):
         run's final drain by two thirds).
         With ``read_round`` (set at speed max only) the loop is held that long, as a tick
         of the engine holds it far longer, and the acknowledgements gathered meanwhile
-        are read in one turn; a latency measured then is later than its PUBACK by up to
+        are read together; a latency measured then is later than its PUBACK by up to
         the round, inside barnstorm's event-loop lag that every report shows. Without it
         (in real time) each PUBACK is read as it comes, and this waits ``poll`` seconds."""
         hold = self.settings.read_round
-        if hold:
-            time.sleep(hold)  # noqa: ASYNC251 - holding the loop is the point (docstring)
-            await asyncio.sleep(0)
-        else:
+        if not hold:
             await asyncio.sleep(poll)
+            return
+        time.sleep(hold)  # noqa: ASYNC251 - holding the loop is the point (docstring)
+        # The next turn of the loop reads the sockets it found ready before the hold (all
+        # they hold by then), the turn after it those the broker wrote to during the hold.
+        # What they read is settled here, before the caller looks at what is in flight:
+        # left to the end of a turn, it would wait behind the next round or tick.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        if self._acked:
+            self._settle()
 
     def _backlogged(self) -> bool:
         buffered = 0

@@ -47,6 +47,11 @@ def rss_mb() -> float:
         return 0.0
 
 
+#: a row's running counts (totals so far, not the interval's): the last row of a run holds
+#: the run's own, and a shard that has ended keeps adding its last ones to a merged series.
+RUNNING_COUNTS = ("sent", "delivered", "failed", "dropped", "in_flight")
+
+
 class Recorder:
     """Takes a row every interval while a run lasts."""
 
@@ -158,8 +163,13 @@ class Recorder:
             self.take()
 
     def close(self) -> None:
-        """The last row (the end of the run), and the file closed."""
-        if not self.rows or time.monotonic() - self._previous["wall"] > 0.05:
+        """The last row (the end of the run), and the file closed. It is left out only when
+        the row before was taken a moment ago and already holds every running count of
+        the end: what the run sent or settled after a snapshot is never left off the
+        series (a run ends as a snapshot falls due, and its last messages follow it)."""
+        end = self._snapshot()
+        moved = any(end[key] != self._previous[key] for key in RUNNING_COUNTS)
+        if not self.rows or moved or end["wall"] - self._previous["wall"] > 0.05:
             self.take()
         if self._file is not None:
             self._file.close()

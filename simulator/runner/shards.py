@@ -35,7 +35,7 @@ from simulator.metrics.sla import (
     evaluate,
     report_measures,
 )
-from simulator.metrics.timeseries import trends
+from simulator.metrics.timeseries import RUNNING_COUNTS, trends
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.delivery import FailedShare
 from simulator.runner.run import Run, judge, put_backend, write_outputs
@@ -294,17 +294,13 @@ def _merge_server_timing(report: dict[str, Any], outcomes: list[dict[str, Any]])
                     report["n_plus_one"].append(suspect)
 
 
-#: a time series row's running counts: a shard that has ended keeps adding its last ones.
-_RUNNING = ("sent", "delivered", "failed", "dropped", "in_flight")
-
-
 def merge_rows(shards: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """The shards' time series, row by row: counts, rates, connections, CPU and memory add
     up; latency and loop lag take the worst shard's (a conservative figure). A shard with
     fewer rows (it ended a snapshot earlier) adds its last running counts to the later
     rows, and nothing else: so the last row counts every shard's messages."""
     merged: list[dict[str, Any]] = []
-    ended = [{key: rows[-1].get(key) for key in _RUNNING} if rows else {} for rows in shards]
+    ended = [{key: rows[-1].get(key) for key in RUNNING_COUNTS} if rows else {} for rows in shards]
     longest = max((len(rows) for rows in shards), default=0)
     for at in range(longest):
         rows: list[dict[str, Any]] = [
@@ -313,7 +309,7 @@ def merge_rows(shards: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         ]
         sims = [r["sim"] for r in rows if r["sim"] is not None]
         row: dict[str, Any] = {"wall_s": max(r["wall_s"] for r in rows), "sim": sims[0]}
-        for key in (*_RUNNING, "connected"):
+        for key in (*RUNNING_COUNTS, "connected"):
             row[key] = sum(r.get(key) or 0 for r in rows)
         for key in ("rate_per_s", "failed_per_s", "cpu_pct", "rss_mb"):
             row[key] = round(sum(r.get(key) or 0.0 for r in rows), 3)

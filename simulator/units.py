@@ -62,7 +62,7 @@ def parse_speed(text: str) -> float | None:
 
 def parse_instant(text: str) -> float:
     """Epoch seconds of an ISO 8601 date or date-time; naive values are UTC."""
-    cleaned = text.strip()
+    cleaned = text.strip().upper()  # RFC 3339 allows "t" and "z"
     try:
         moment = datetime.fromisoformat(cleaned.replace("Z", "+00:00"))
     except ValueError:

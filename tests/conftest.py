@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # Every `simulate` a test starts takes client ids of this test session's own, so parallel
 # test runs on the shared broker never take each other's connections.
 os.environ.setdefault("BARNSTORM_CLIENT_ID_PREFIX", f"bstest-{uuid.uuid4().hex[:8]}-")
+# The reference backends the tests start, and the runs that read them back, share one
+# read-back token (simulate serve and simulate --readback both read the variable).
+READBACK_TOKEN = os.environ.setdefault("BARNSTORM_READBACK_TOKEN", f"bstest-{uuid.uuid4().hex}")
+READBACK_HEADERS = {"authorization": f"Bearer {READBACK_TOKEN}"}
 MOSQUITTO_HOST = "127.0.0.1"
 MOSQUITTO_PORT = 1883
 
@@ -148,7 +152,13 @@ class Backends:
         self.folder = folder
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def __call__(self, *args: str, port: int | None = None, database: Path | None = None) -> str:
+    def __call__(
+        self,
+        *args: str,
+        port: int | None = None,
+        database: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
         port = port or free_port()
         process = subprocess.Popen(
             [
@@ -163,6 +173,7 @@ class Backends:
                 *args,
             ],
             cwd=ROOT,
+            env={**os.environ, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

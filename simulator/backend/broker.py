@@ -62,6 +62,11 @@ class ChildServer:
     def _command(self, workdir: Path) -> list[str]:
         raise NotImplementedError
 
+    def _environment(self) -> dict[str, str] | None:
+        """The child's environment (None: this process's). Secrets go here, never into
+        the command line, which every user of the machine can read."""
+        return None
+
     async def __aenter__(self) -> Self:
         self._workdir = tempfile.TemporaryDirectory(prefix=f"barnstorm-{self.kind}-")
         self.port = free_port()
@@ -70,6 +75,7 @@ class ChildServer:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            env=self._environment(),
             start_new_session=True,  # Ctrl-C reaches barnstorm, which stops the broker last
         )
         try:

@@ -6,10 +6,13 @@ process (``simulate serve``) does.
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 from pathlib import Path
 
 from simulator.backend.broker import ChildServer
+from simulator.redact import register
 
 
 class EmbeddedBackend(ChildServer):
@@ -24,6 +27,12 @@ class EmbeddedBackend(ChildServer):
         self.topic = topic
         self.farms = farms
         self.seed = seed
+        #: the read-back's token, made for this run and known to it and the child only.
+        self.readback_token = secrets.token_urlsafe(24)
+        register(self.readback_token)
+
+    def _environment(self) -> dict[str, str]:
+        return {**os.environ, "BARNSTORM_READBACK_TOKEN": self.readback_token}
 
     @property
     def url(self) -> str:

@@ -4,6 +4,7 @@ PostgreSQL database behind ingest, dashboards and read-back.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -12,20 +13,12 @@ from typing import Any
 
 import orjson
 
+from simulator.backend.schema import Envelope, Refused, envelope_of
 from simulator.backend.timing import record_query
-from simulator.units import parse_instant
+from simulator.errors import ConfigError, ConnectError
+from simulator.redact import redact_url
 
 MAX_MESSAGE = 16 * 1024  # bytes of one message
-
-
-ENVELOPE_TYPES: dict[str, type | tuple[type, ...]] = {
-    "device_id": str,
-    "device_type": str,
-    "farm_id": str,
-    "seq": int,
-    "ts": (str, int),
-    "kind": str,
-}
 
 
 TEMPERATURE_ALARM_C = 32.0
@@ -80,10 +73,17 @@ class Database:
         if self.postgres:
             import psycopg
 
-            self._pg = psycopg.connect(target, autocommit=True)
+            try:
+                self._pg = psycopg.connect(target, autocommit=True, connect_timeout=10)
+            except psycopg.Error as exc:
+                detail = one_line(str(exc)).removeprefix("connection failed: ")
+                raise ConnectError(f"cannot use {redact_url(target)}: {detail}") from None
             blob, serial = "BYTEA", "BIGSERIAL PRIMARY KEY"
         else:
-            self._sqlite = _sqlite_wal(target)
+            try:
+                self._sqlite = _sqlite_wal(target)
+            except sqlite3.Error as exc:
+                raise ConfigError("--database", f"cannot open {target} ({exc})") from None
             blob, serial = "BLOB", "INTEGER PRIMARY KEY"
         for statement in _SCHEMA:
             self.execute(statement.format(blob=blob, serial=serial))
@@ -106,14 +106,22 @@ class Database:
         finally:
             record_query(time.perf_counter() - started)
 
-    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """Run each statement over its rows in one transaction: every row is written, or,
+        when the database fails part-way, none is (and the error rises)."""
         started = time.perf_counter()
         try:
             if self.postgres:
-                with self._pg.cursor() as cursor:
-                    cursor.executemany(self._sql(sql), rows)
+                with self._pg.transaction(), self._pg.cursor() as cursor:
+                    for sql, rows in statements:
+                        if rows:
+                            cursor.executemany(self._sql(sql), rows)
             else:
-                self._sqlite.executemany(sql, rows)
+                with self._sqlite:  # BEGIN ... COMMIT, or ROLLBACK on an error
+                    self._sqlite.execute("BEGIN")
+                    for sql, rows in statements:
+                        if rows:
+                            self._sqlite.executemany(sql, rows)
         finally:
             record_query(time.perf_counter() - started)
 
@@ -135,36 +143,61 @@ class Rows:
         return iter(self.rows)
 
 
-class Invalid(ValueError):
-    """A message the ingest refuses; ``status`` is the HTTP answer."""
-
-    def __init__(self, reason: str, status: int = 422) -> None:
-        super().__init__(reason)
-        self.status = status
+def one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
-def validate(message: object) -> dict[str, Any]:
-    """The envelope checks a real ingest does before storing anything."""
-    if not isinstance(message, dict):
-        raise Invalid("a message must be a JSON object")
-    for key, kind in ENVELOPE_TYPES.items():
-        if key not in message:
-            raise Invalid(f"missing {key}")
-        value = message[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise Invalid(f"{key} has the wrong type")
-    if message["seq"] < 0:
-        raise Invalid("seq is negative")
-    return message
-
-
-def timestamp(value: str | int) -> float:
-    if isinstance(value, int):
-        return float(value)
+def decode(raw: bytes) -> object:
+    """One message's bytes (an MQTT payload) as JSON; :class:`Refused` when it is not."""
+    if len(raw) > MAX_MESSAGE:
+        raise Refused("message too large", 413)
     try:
-        return parse_instant(value)
-    except ValueError:
-        raise Invalid("ts is not an ISO 8601 instant") from None
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Refused("not JSON", 400) from None
+
+
+@dataclass
+class Ingested:
+    """What one ingest call did: messages stored, and refusals by reason."""
+
+    stored: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    #: the HTTP status of the first refusal (0: none).
+    status: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.reasons.values())
+
+    def refuse(self, reason: str, status: int) -> None:
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        self.status = self.status or status
+
+
+def _row(message: Envelope, received: float, payload: bytes) -> tuple[Any, ...]:
+    return (
+        message.device_id,
+        message.seq,
+        message.kind,
+        message.farm_id,
+        message.room_id,
+        message.epoch(),
+        received,
+        payload,
+    )
+
+
+def _alerts(message: Envelope) -> list[tuple[Any, ...]]:
+    """The alerts a message raises: a red health score, a room above the alarm."""
+    where = (message.device_id, message.farm_id, message.room_id)
+    alerts = []
+    if message.rehs_color == "red":
+        detail = f"respiratory health score {message.rehs}"
+        alerts.append((*where, "red_score", detail, message.epoch()))
+    if message.temp_c is not None and message.temp_c > TEMPERATURE_ALARM_C:
+        alerts.append((*where, "temperature", f"{message.temp_c} °C", message.epoch()))
+    return alerts
 
 
 @dataclass
@@ -184,83 +217,40 @@ class Store:
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
-    def ingest(self, raw: Iterable[bytes | dict[str, Any]]) -> tuple[int, int, int]:
-        """Store valid messages; count and skip invalid ones.
-
-        Returns (stored, rejected, the HTTP status of the first rejection or 0).
-        """
-        rows = []
-        alerts = []
-        bad = 0
-        status = 0
+    def ingest(self, items: Iterable[object]) -> Ingested:
+        """Check every message (decoded JSON, or raw bytes from MQTT), then store the valid
+        ones in one transaction: all of them or, if the database fails, none."""
+        result = Ingested()
+        rows: list[tuple[Any, ...]] = []
+        alerts: list[tuple[Any, ...]] = []
         now = time.time()
-        for item in raw:
+        for item in items:
             try:
-                if isinstance(item, bytes | bytearray):
-                    if len(item) > MAX_MESSAGE:
-                        raise Invalid("message too large", 413)
-                    try:
-                        item = orjson.loads(item)
-                    except orjson.JSONDecodeError:
-                        raise Invalid("not JSON", 400) from None
-                message = validate(item)
-                ts = timestamp(message["ts"])
-            except Invalid as exc:
-                self.reject(str(exc))
-                bad += 1
-                status = status or exc.status
+                data = decode(item) if isinstance(item, bytes) else item
+                message = envelope_of(data)
+                payload = orjson.dumps(data)
+                if len(payload) > MAX_MESSAGE:
+                    raise Refused("message too large", 413)
+            except Refused as exc:
+                result.refuse(str(exc), exc.status)
                 continue
-            payload = orjson.dumps(message)
-            if len(payload) > MAX_MESSAGE:
-                self.reject("message too large")
-                bad += 1
-                status = status or 413
-                continue
-            room = message.get("room_id")
-            rows.append(
-                (
-                    message["device_id"],
-                    message["seq"],
-                    message["kind"],
-                    message["farm_id"],
-                    room,
-                    ts,
-                    now,
-                    payload,
-                )
-            )
-            if message.get("rehs_color") == "red":
-                alerts.append(
-                    (
-                        message["device_id"],
-                        message["farm_id"],
-                        room,
-                        "red_score",
-                        f"respiratory health score {message.get('rehs')}",
-                        ts,
-                    )
-                )
-            temp = message.get("temp_c")
-            if isinstance(temp, int | float) and temp > TEMPERATURE_ALARM_C:
-                alerts.append(
-                    (
-                        message["device_id"],
-                        message["farm_id"],
-                        room,
-                        "temperature",
-                        f"{temp} °C",
-                        ts,
-                    )
-                )
+            rows.append(_row(message, now, payload))
+            alerts += _alerts(message)
         if rows:
-            self.db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?)", rows)
-        if alerts:
-            self.db.executemany(
-                "INSERT INTO alerts (device_id, farm_id, room_id, kind, detail, ts) "
-                "VALUES (?,?,?,?,?,?)",
-                alerts,
+            self.db.write(
+                [
+                    ("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?)", rows),
+                    (
+                        "INSERT INTO alerts (device_id, farm_id, room_id, kind, detail, ts) "
+                        "VALUES (?,?,?,?,?,?)",
+                        alerts,
+                    ),
+                ]
             )
-        return len(rows), bad, status
+            result.stored = len(rows)
+        for reason, count in result.reasons.items():
+            self.rejected[reason] = self.rejected.get(reason, 0) + count
+        return result
 
     def mark(self) -> str:
         """A point in this backend's own time from which a run's read-back counts, so that
@@ -278,8 +268,10 @@ class Store:
         if since is not None:
             try:
                 since_time = float(since)
+                if not math.isfinite(since_time):
+                    raise ValueError(since)
             except ValueError:
-                raise Invalid(f"a read-back mark is a time, not {since!r}", 400) from None
+                raise Refused(f"a read-back mark is a time, not {since[:40]!r}", 400) from None
         devices: dict[str, dict[str, Any]] = {}
         current: str | None = None
         seqs: list[int] = []

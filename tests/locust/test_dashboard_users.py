@@ -12,7 +12,7 @@ import pytest
 
 from simulator.errors import ConfigError
 from simulator.locust.dashboard_map import dig, load_map
-from tests.conftest import Backends
+from tests.conftest import READBACK_HEADERS, Backends
 from tests.helpers import ROOT, locust_stats, simulate
 
 
@@ -100,7 +100,9 @@ def test_mixed_run_reports_devices_beside_dashboards(
     unsettled = sum(e["num_failures"] for e in devices)  # in flight when the test stopped
     assert delivered > 20
     deadline = time.monotonic() + 10  # the backend may still be ingesting the last ones
-    while (received := httpx.get(f"{url}/api/readback").json()["received"]) < delivered:
+    while (
+        received := httpx.get(f"{url}/api/readback", headers=READBACK_HEADERS).json()["received"]
+    ) < delivered:
         if time.monotonic() > deadline:
             break
         time.sleep(0.2)

@@ -16,7 +16,7 @@ import pytest
 
 from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.load import load_fleet
-from tests.conftest import Backends
+from tests.conftest import READBACK_HEADERS, Backends
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow  # every test here starts Locust and a backend
@@ -73,7 +73,7 @@ def _locust(*args: str, cwd: Path) -> tuple[int, list[dict[str, Any]], str]:
 
 def _every_device_once(url: str, farms: int) -> None:
     fleet, _ = load_fleet(farms, DEFAULT_SEED, None, None)
-    readback = httpx.get(f"{url}/api/readback").json()
+    readback = httpx.get(f"{url}/api/readback", headers=READBACK_HEADERS).json()
     assert set(readback["devices"]) == set(fleet.devices.ids)
     assert readback["duplicates"] == 0
 

@@ -17,7 +17,7 @@ import pytest
 from simulator.backend.broker import free_port
 from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.load import load_fleet
-from tests.conftest import Backends, Observer
+from tests.conftest import READBACK_HEADERS, Backends, Observer
 from tests.helpers import ROOT, simulate
 
 pytestmark = pytest.mark.slow  # every test here starts a process or a broker
@@ -83,10 +83,10 @@ def test_two_locust_workers_run_every_farm_exactly_once(
     assert max(next(r for r in t if r["shard"] == "total")["rate"] for t in running) > 0
 
     deadline = time.monotonic() + 10
-    readback = httpx.get(f"{url}/api/readback").json()
+    readback = httpx.get(f"{url}/api/readback", headers=READBACK_HEADERS).json()
     while set(readback["devices"]) != set(fleet.devices.ids) and time.monotonic() < deadline:
         time.sleep(0.3)
-        readback = httpx.get(f"{url}/api/readback").json()
+        readback = httpx.get(f"{url}/api/readback", headers=READBACK_HEADERS).json()
     assert set(readback["devices"]) == set(fleet.devices.ids)  # every farm ran
     assert readback["duplicates"] == 0  # ... and only once
     seen = observer.pairs()

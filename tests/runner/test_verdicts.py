@@ -15,7 +15,7 @@ import pytest
 
 from simulator.backend.broker import free_port
 from simulator.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_SLA, EXIT_USAGE
-from tests.conftest import Backends
+from tests.conftest import READBACK_HEADERS, Backends
 from tests.helpers import ROOT, simulate
 
 pytestmark = pytest.mark.slow  # every test here starts a process
@@ -121,7 +121,7 @@ def test_a_second_run_reconciles_against_its_own_messages(
     assert all(set(row["loop_lag_ms"]) == {"p50", "p99", "max"} for row in last["timeseries"])
     assert "barnstorm's event-loop lag: p50" in result.stdout
     # The store holds both runs: the second run's (device, seq) pairs repeat the first's.
-    whole = httpx.get(f"{url}/api/readback").json()
+    whole = httpx.get(f"{url}/api/readback", headers=READBACK_HEADERS).json()
     stored = whole["received"] + whole["duplicates"]
     assert stored == accounts[0]["expected"] + accounts[1]["expected"]
     assert whole["duplicates"] > 0

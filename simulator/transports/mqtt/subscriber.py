@@ -71,7 +71,7 @@ class MqttSubscriber:
         try:
             await self._subscribe()
         except aiomqtt.MqttError as exc:
-            raise ConnectError(f"{self.settings.url}: {exc}") from None
+            raise ConnectError(f"cannot connect to {self.settings.url}: {exc}") from None
         self._task = asyncio.create_task(self._consume(), name="barnstorm-subscriber")
         return self
 

@@ -8,8 +8,12 @@ Errors become one line on stderr and an exit code: bad input (a flag, a file, a 
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import sys
-from collections.abc import Sequence
+import tempfile
+import traceback
+from collections.abc import Mapping, Sequence
 
 import click
 
@@ -17,6 +21,7 @@ from simulator import __version__
 from simulator.cli.options import one_line
 from simulator.errors import BarnstormError, ConfigError
 from simulator.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from simulator.redact import protect, scrub
 
 #: every command: its module and the name of the command there (or of a function that
 #: makes it). A command's module is imported when that command runs or --help lists it,
@@ -70,11 +75,55 @@ def main_group() -> None:
     """
 
 
+#: flags whose value is a secret (their environment variables are listed in SECRET_ENV).
+SECRET_FLAGS = ("--password", "--token", "--readback-token")
+#: environment variables whose value is a secret, whatever the command.
+SECRET_ENV = re.compile(r"^BARNSTORM_.*(PASSWORD|TOKEN|SECRET|API_KEY)")
+
+
+def guard_secrets(args: Sequence[str], environ: Mapping[str, str]) -> None:
+    """Register every secret given on the command line or in the environment (flag values,
+    URL passwords and secret query values) and scrub the standard streams, before anything
+    can print them."""
+    secrets: list[str] = []
+    urls: list[str] = []
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag in SECRET_FLAGS:
+            secrets.append(value if eq else (args[i + 1] if i + 1 < len(args) else ""))
+        if "://" in arg:
+            urls.append(value if eq and "://" in value else arg)
+    for name, value in environ.items():
+        if SECRET_ENV.match(name):
+            secrets.append(value)
+        elif name.startswith("BARNSTORM_") and "://" in value:
+            urls.append(value)
+    protect(secrets, urls)
+
+
+def internal_error(exc: BaseException) -> None:
+    """A defect in barnstorm: one line asking for a report, the traceback kept in a file
+    (scrubbed of secrets) for that report. Exits 1."""
+    trace = scrub("".join(traceback.format_exception(exc)))
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="barnstorm-crash-", suffix=".txt", delete=False, encoding="utf-8"
+    ) as handle:
+        handle.write(trace)
+    click.echo(
+        f"simulate: internal error: {type(exc).__name__}: {one_line(str(exc))[:300]} "
+        f"(a defect in barnstorm: please report it with {handle.name})",
+        err=True,
+    )
+    sys.exit(EXIT_FAILED)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``simulate`` console script."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    guard_secrets(args, os.environ)
     try:
         main_group.main(
-            args=list(argv) if argv is not None else None,
+            args=args,
             prog_name="simulate",
             standalone_mode=False,
         )
@@ -100,3 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(EXIT_INTERRUPTED)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, BrokenPipeError):
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        internal_error(exc)

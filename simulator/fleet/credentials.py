@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simulator.errors import ConfigError
+from simulator.redact import register
 
 
 @dataclass(frozen=True)
@@ -47,41 +48,50 @@ def load_credentials(path: Path, device_ids: Sequence[str]) -> dict[int, Credent
         handle = path.open(newline="", encoding="utf-8")
     except OSError as exc:
         raise ConfigError("--credentials", f"cannot read {path}: {exc.strerror or exc}") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        columns = set(reader.fieldnames or ())
-        if "device_id" not in columns or not (
-            {"username", "password"} <= columns
-            or "token" in columns
-            or {"cert_file", "key_file"} <= columns
-        ):
+    try:
+        with handle:
+            return _read_credentials(path, csv.DictReader(handle), index)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(path), f"not UTF-8 text (byte {exc.start}): expected a CSV file"
+        ) from None
+    except csv.Error as exc:
+        raise ConfigError(str(path), f"not a CSV file ({exc})") from None
+
+
+def _read_credentials(
+    path: Path, reader: csv.DictReader[str], index: dict[str, int]
+) -> dict[int, Credential]:
+    columns = set(reader.fieldnames or ())
+    if "device_id" not in columns or not (
+        {"username", "password"} <= columns
+        or "token" in columns
+        or {"cert_file", "key_file"} <= columns
+    ):
+        raise ConfigError(
+            f"{path}: line 1",
+            "expected the columns device_id and username,password or token or cert_file,key_file",
+        )
+    credentials: dict[int, Credential] = {}
+    for line, row in enumerate(reader, start=2):
+        device_id = (row.get("device_id") or "").strip()
+        if device_id not in index:
             raise ConfigError(
-                f"{path}: line 1",
-                "expected the columns device_id and username,password or token or "
-                "cert_file,key_file",
+                f"{path}: line {line}: device_id",
+                f'"{device_id}" is not a device of this fleet',
             )
-        credentials: dict[int, Credential] = {}
-        for line, row in enumerate(reader, start=2):
-            device_id = (row.get("device_id") or "").strip()
-            if device_id not in index:
-                raise ConfigError(
-                    f"{path}: line {line}: device_id",
-                    f'"{device_id}" is not a device of this fleet',
-                )
-            token = (row.get("token") or "").strip() or None
-            username = (row.get("username") or "").strip() or None
-            files = []
-            for column in ("cert_file", "key_file"):
-                name = (row.get(column) or "").strip()
-                file = (path.parent / name) if name else None
-                if file is not None and not file.is_file():
-                    raise ConfigError(f"{path}: line {line}: {column}", f"{file} is not a file")
-                files.append(file)
-            if token is None and username is None and files[0] is None:
-                raise ConfigError(
-                    f"{path}: line {line}", "needs a username, a token or a cert_file"
-                )
-            credentials[index[device_id]] = Credential(
-                username, row.get("password") or None, token, files[0], files[1]
-            )
+        token = (row.get("token") or "").strip() or None
+        username = (row.get("username") or "").strip() or None
+        files = []
+        for column in ("cert_file", "key_file"):
+            name = (row.get(column) or "").strip()
+            file = (path.parent / name) if name else None
+            if file is not None and not file.is_file():
+                raise ConfigError(f"{path}: line {line}: {column}", f"{file} is not a file")
+            files.append(file)
+        if token is None and username is None and files[0] is None:
+            raise ConfigError(f"{path}: line {line}", "needs a username, a token or a cert_file")
+        password = row.get("password") or None
+        register(password, token)
+        credentials[index[device_id]] = Credential(username, password, token, files[0], files[1])
     return credentials

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import ConfigError
+from simulator.redact import write_private
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -201,11 +202,8 @@ def write_junit(verdicts: list[Verdict], path: Path, seconds: float, suite: str)
             failure.text = verdict.detail
         else:
             ElementTree.SubElement(case, "system-out").text = verdict.detail
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ElementTree.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
-    except OSError as exc:
-        raise ConfigError("--junit", f"cannot write {path} ({exc.strerror})") from None
+    xml = ElementTree.tostring(root, encoding="unicode", xml_declaration=True)
+    write_private(path, xml + "\n", "--junit")
 
 
 def metrics_measures(

@@ -31,6 +31,7 @@ from simulator.errors import ConfigError
 from simulator.metrics.loop_lag import LoopLag
 from simulator.metrics.metrics import Metrics, bucket_percentile
 from simulator.metrics.server_timing import ServerTimings
+from simulator.redact import open_private
 
 if TYPE_CHECKING:
     from simulator.engine.clock import Clock
@@ -139,7 +140,7 @@ class Recorder:
     async def running(self) -> AsyncIterator[None]:
         if self.path is not None:
             try:
-                self._file = self.path.open("wb")
+                self._file = open_private(self.path, "wb")
             except OSError as exc:
                 raise ConfigError(
                     "--timeseries", f"cannot write {self.path} ({exc.strerror})"

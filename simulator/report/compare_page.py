@@ -5,8 +5,8 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from simulator.errors import ConfigError
 from simulator.metrics.regression import METRICS, UNITS, Comparison, change, figure
+from simulator.redact import write_private
 from simulator.report.html import STYLE, _table
 
 
@@ -55,8 +55,4 @@ def render_compare_html(result: Comparison, baseline: str, current: str) -> str:
 
 
 def write_compare_html(result: Comparison, baseline: str, current: str, path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_compare_html(result, baseline, current), encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("--html", f"cannot write {path} ({exc.strerror})") from None
+    write_private(path, render_compare_html(result, baseline, current), "--html")

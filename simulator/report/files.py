@@ -45,13 +45,13 @@ when the run stopped, by its own count), so
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import ConfigError
+from simulator.redact import write_private
 
 SCHEMA_VERSION = 1
 
@@ -59,44 +59,32 @@ SCHEMA_VERSION = 1
 def write_csv(report: dict[str, Any], prefix: Path) -> list[Path]:
     """``PREFIX_by_type.csv`` (a row per device type and the total) and, when the run kept
     a time series, ``PREFIX_timeseries.csv`` (a row per interval): for spreadsheets."""
-    import csv
-
     written = []
     by_type = prefix.with_name(prefix.name + "_by_type.csv")
     columns = ["device_type", "sent", "acknowledged", "unconfirmed", "failed", "dropped"]
     columns += ["in_flight", "bytes", "rate_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
-    try:
-        with by_type.open("w", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file)
-            writer.writerow(columns)
-            items = [*report["by_device_type"].items(), ("total", report["totals"])]
-            for name, counts in items:
-                latency = counts["latency_ms"]
-                quantiles = (latency[q] for q in ("p50", "p95", "p99", "max"))
-                writer.writerow([name, *(counts[c] for c in columns[1:9]), *quantiles])
-        written.append(by_type)
-        rows = report.get("timeseries") or []
-        if rows:
-            series = prefix.with_name(prefix.name + "_timeseries.csv")
-            with series.open("w", newline="", encoding="utf-8") as file:
-                dict_writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-                dict_writer.writeheader()
-                dict_writer.writerows(rows)
-            written.append(series)
-    except OSError as exc:
-        raise ConfigError("--csv", f"cannot write {prefix}_*.csv ({exc.strerror})") from None
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    items = [*report["by_device_type"].items(), ("total", report["totals"])]
+    for name, counts in items:
+        latency = counts["latency_ms"]
+        quantiles = (latency[q] for q in ("p50", "p95", "p99", "max"))
+        writer.writerow([name, *(counts[c] for c in columns[1:9]), *quantiles])
+    write_private(by_type, text.getvalue(), "--csv")
+    written.append(by_type)
+    rows = report.get("timeseries") or []
+    if rows:
+        series = prefix.with_name(prefix.name + "_timeseries.csv")
+        text = io.StringIO(newline="")
+        dict_writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        dict_writer.writeheader()
+        dict_writer.writerows(rows)
+        write_private(series, text.getvalue(), "--csv")
+        written.append(series)
     return written
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:
-    """Write ``report`` atomically (a half-written report is worse than none)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
-        ) as handle:
-            json.dump(report, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(handle.name, path)
-    except OSError as exc:
-        raise ConfigError("--report", f"cannot write {path}: {exc.strerror or exc}") from None
+    """Write ``report`` atomically, private to its owner, with no secret in it."""
+    write_private(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n", "--report")

@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import ConfigError
+from simulator.redact import write_private
 from simulator.report.svg import PALETTE, Series, line_chart, svg_document
 from simulator.units import iso_utc
 
@@ -327,12 +327,8 @@ def write_html(report: dict[str, Any], path: Path) -> None:
 
 
 def _write_page(page: str, path: Path) -> None:
-    """Write a page; a path that cannot be written is a clear error."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("--html", f"cannot write {path} ({exc.strerror})") from None
+    """Write a page, private to its owner, with no secret in it."""
+    write_private(path, page, "--html")
 
 
 def render_mixed_html(data: dict[str, Any]) -> str:

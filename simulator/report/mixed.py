@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from simulator import __version__
-from simulator.errors import ConfigError
 from simulator.metrics.sla import Verdict
+from simulator.redact import write_private
 
 
 def mixed_report(data: dict[str, Any], verdicts: list[Verdict]) -> dict[str, Any]:
@@ -55,8 +55,4 @@ def mixed_report(data: dict[str, Any], verdicts: list[Verdict]) -> dict[str, Any
 
 
 def write_mixed_report(data: dict[str, Any], verdicts: list[Verdict], path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(mixed_report(data, verdicts), indent=1) + "\n")
-    except OSError as exc:
-        raise ConfigError("--report", f"cannot write {path} ({exc.strerror})") from None
+    write_private(path, json.dumps(mixed_report(data, verdicts), indent=1) + "\n", "--report")

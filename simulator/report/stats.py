@@ -145,7 +145,7 @@ def read_jsonl(path: Path, telemetry: Telemetry | None = None) -> Telemetry:
     lines (``{"topic": ..., "payload": {...}}``). A line that is no JSON object is counted
     as unreadable, as is a message without ``device_id``."""
     data = telemetry or Telemetry(path)
-    with _open(path) as handle:
+    with _open(path, binary=True) as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -186,26 +186,41 @@ def read_csv(
     ``device_id`` and ``ts`` must be there after renaming). Numbers are read as numbers,
     empty cells as missing, other cells as text."""
     data = Telemetry(path)
-    with _open(path) as handle:
-        reader = csv.DictReader(handle)
-        header = [columns.get(name, name) for name in reader.fieldnames or ()]
-        for needed in ("device_id", "ts"):
-            if needed not in header:
-                raise ConfigError(
-                    str(path),
-                    f'no "{needed}" column (columns: {", ".join(reader.fieldnames or ())}); '
-                    f"map one with --columns {needed}=COLUMN",
-                )
-        for number, row in enumerate(reader, 2):
-            message: dict[str, Any] = {}
-            for column, cell in row.items():
-                if column is None or cell is None:
-                    continue
-                name = columns.get(column, column)
-                message[name] = _cell(cell) if name not in ("device_id", "ts") else cell
-            message.setdefault("device_type", device_type)
-            message.setdefault("kind", kind)
-            data.add(message, f"{path}: line {number}")
+    try:
+        with _open(path) as handle:
+            return _read_csv_rows(path, csv.DictReader(handle), columns, device_type, kind, data)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not UTF-8 text (byte {exc.start}): expected CSV") from None
+    except csv.Error as exc:
+        raise ConfigError(str(path), f"not CSV ({exc})") from None
+
+
+def _read_csv_rows(
+    path: Path,
+    reader: csv.DictReader[str],
+    columns: dict[str, str],
+    device_type: str | None,
+    kind: str | None,
+    data: Telemetry,
+) -> Telemetry:
+    header = [columns.get(name, name) for name in reader.fieldnames or ()]
+    for needed in ("device_id", "ts"):
+        if needed not in header:
+            raise ConfigError(
+                str(path),
+                f'no "{needed}" column (columns: {", ".join(reader.fieldnames or ())}); '
+                f"map one with --columns {needed}=COLUMN",
+            )
+    for number, row in enumerate(reader, 2):
+        message: dict[str, Any] = {}
+        for column, cell in row.items():
+            if column is None or cell is None:
+                continue
+            name = columns.get(column, column)
+            message[name] = _cell(cell) if name not in ("device_id", "ts") else cell
+        message.setdefault("device_type", device_type)
+        message.setdefault("kind", kind)
+        data.add(message, f"{path}: line {number}")
     return data
 
 
@@ -223,9 +238,9 @@ def _cell(cell: str) -> Any:
         return text
 
 
-def _open(path: Path) -> Any:
+def _open(path: Path, binary: bool = False) -> Any:
     try:
-        return path.open(encoding="utf-8", newline="")
+        return path.open("rb") if binary else path.open(encoding="utf-8", newline="")
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read it ({exc.strerror})") from None
 

@@ -18,10 +18,12 @@ from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.topics import DEFAULT_TOPIC_TEMPLATE
 from simulator.metrics.sla import Sla
 from simulator.models.base import Modulator
+from simulator.redact import MASK, redact_url
 from simulator.trace import current_run_id
 from simulator.transports.base import Transport
 from simulator.transports.http import ClientName
 from simulator.transports.mqtt.settings import MqttSettings
+from simulator.transports.readback import ReadBackTarget
 from simulator.transports.tls import TlsFiles
 
 
@@ -76,8 +78,8 @@ class TargetConfig:
     #: CA bundle, client certificate and verification for https:// targets.
     tls: TlsFiles = field(default_factory=TlsFiles)
     token: str | None = None
-    #: a read-back URL (the reference backend's /api/readback) to reconcile against.
-    readback: str | None = None
+    #: a read-back (the reference backend's /api/readback, and its token) to reconcile against.
+    readback: ReadBackTarget | None = None
     memory: bool = False  # in-memory transport (tests, engine benchmarks)
     embedded_broker: str = "auto"
     per_gateway: bool | None = None  # None: per device, except on the embedded broker
@@ -137,18 +139,40 @@ class RunConfig:
     #: names this run in the trace context of its HTTP requests and in its report.
     run_id: str = field(default_factory=current_run_id)
 
+    def secrets(self) -> list[str | None]:
+        """Every secret this run was given (its outputs mask them)."""
+        target = self.target
+        return [
+            target.token,
+            target.mqtt.password if target.mqtt else None,
+            target.readback.token if target.readback else None,
+        ]
+
+    def secret_urls(self) -> list[str | None]:
+        """The URLs of this run, whose passwords and secret query values are secrets."""
+        target = self.target
+        return [
+            target.http,
+            target.mqtt.url if target.mqtt else None,
+            target.readback.url if target.readback else None,
+        ]
+
     def public(self) -> dict[str, Any]:
-        """The configuration as shown in reports: one flat table, no passwords, plain JSON
+        """The configuration as shown in reports: one flat table, no secrets, plain JSON
         values."""
         data: dict[str, Any] = {"processes": self.processes, "run_id": self.run_id}
         for part in (self.fleet, self.timing, self.target, self.outputs, self.verdicts):
             data.update(asdict(part))
         data.pop("modulators")
         data["scenario"] = self.timing.scenario.source if self.timing.scenario else None
-        data["token"] = "***" if self.target.token else None
+        data["token"] = MASK if self.target.token else None
+        data["http"] = redact_url(self.target.http) if self.target.http else None
+        readback = self.target.readback
+        data["readback"] = readback.shown if readback else None
+        data["readback_token"] = MASK if readback and readback.token else None
         mqtt = self.target.mqtt
         if mqtt is not None:
-            data["mqtt"] = {**asdict(mqtt), "password": "***" if mqtt.password else None}
+            data["mqtt"] = {**asdict(mqtt), "password": MASK if mqtt.password else None}
         for key, value in data.items():
             if isinstance(value, Path):
                 data[key] = str(value)

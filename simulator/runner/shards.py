@@ -36,10 +36,11 @@ from simulator.metrics.sla import (
     report_measures,
 )
 from simulator.metrics.timeseries import RUNNING_COUNTS, trends
+from simulator.redact import write_private
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.delivery import FailedShare
 from simulator.runner.run import Run, judge, put_backend, write_outputs
-from simulator.transports.readback import ReadBackError, read_back, take_mark
+from simulator.transports.readback import ReadBackError, ReadBackTarget, read_back, take_mark
 
 
 def _run_shard(config: RunConfig) -> dict[str, Any]:
@@ -230,9 +231,8 @@ async def _parallel(config: RunConfig, fleet: Fleet) -> RunResult:
         report["timeseries"] = merge_rows([o["report"].get("timeseries") or [] for o in outcomes])
         report["trends"] = trends(report["timeseries"])
         if config.outputs.timeseries is not None:  # the shards' rows, merged, at the end
-            config.outputs.timeseries.write_bytes(
-                b"".join(orjson.dumps(row) + b"\n" for row in report["timeseries"])
-            )
+            rows = b"".join(orjson.dumps(row) + b"\n" for row in report["timeseries"])
+            write_private(config.outputs.timeseries, rows.decode(), "--timeseries")
         if readback is not None and report["outcome"] != "failed":
             await _reconcile(report, fleet, readback, mark, outcomes, config)
     report["config"] = config.public()
@@ -329,7 +329,7 @@ def merge_rows(shards: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 async def _reconcile(
     report: dict[str, Any],
     fleet: Fleet,
-    url: str,
+    target: ReadBackTarget,
     mark: str | None,
     outcomes: list[dict[str, Any]],
     config: RunConfig,
@@ -338,7 +338,7 @@ async def _reconcile(
     totals = report["totals"]
     try:
         stored = await read_back(
-            url,
+            target,
             fleet.devices.ids,
             expected=totals["acknowledged"] + totals["unconfirmed"],
             patience=config.timing.drain_timeout,

@@ -24,7 +24,7 @@ T = TypeVar("T")
 _MISSING = object()
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, dict):
@@ -56,6 +56,8 @@ class Table:
             raise ConfigError(str(file), f"not valid TOML ({exc})") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(str(file), f"cannot be read ({exc})") from None
+        except RecursionError:
+            raise ConfigError(str(file), "not valid TOML (nested too deeply)") from None
         return cls(data, str(file))
 
     def where(self, key: str | None = None) -> str:
@@ -90,13 +92,13 @@ class Table:
     def table(self, key: str, *, required: bool = True) -> Table:
         value = self.raw(key, _MISSING if required else {})
         if not isinstance(value, dict):
-            raise self.error(key, f"expected a table, got {_describe(value)}")
+            raise self.error(key, f"expected a table, got {describe(value)}")
         return Table(value, self.source, ".".join(p for p in (self.path, key) if p))
 
     def string(self, key: str, default: str | None = None) -> str:
         value = self.raw(key, _MISSING if default is None else default)
         if not isinstance(value, str) or not value:
-            raise self.error(key, f"expected a non-empty string, got {_describe(value)}")
+            raise self.error(key, f"expected a non-empty string, got {describe(value)}")
         return value
 
     def number(
@@ -109,14 +111,25 @@ class Table:
     ) -> float:
         value = self.raw(key, _MISSING if default is None else default)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(key, f"expected a number, got {_describe(value)}")
-        return self._bounded(key, float(value), min, max)
+            raise self.error(key, f"expected a number, got {describe(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise self.error(key, "is too large a number") from None
+        return self._bounded(key, number, min, max)
 
-    def integer(self, key: str, default: int | None = None, *, min: int | None = None) -> int:
+    def integer(
+        self,
+        key: str,
+        default: int | None = None,
+        *,
+        min: int | None = None,
+        max: int | None = None,
+    ) -> int:
         value = self.raw(key, _MISSING if default is None else default)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected an integer, got {_describe(value)}")
-        return int(self._bounded(key, value, min, None))
+            raise self.error(key, f"expected an integer, got {describe(value)}")
+        return int(self._bounded(key, value, min, max))
 
     def int_range(
         self,
@@ -138,7 +151,7 @@ class Table:
         ):
             low, high = value
         else:
-            raise self.error(key, f"expected {expected}, got {_describe(value)}")
+            raise self.error(key, f"expected {expected}, got {describe(value)}")
         if low < min:
             raise self.error(key, f"{low} is not >= {min}")
         if high < low:
@@ -158,15 +171,15 @@ class Table:
             except ValueError as exc:
                 raise self.error(key, str(exc)) from None
         else:
-            raise self.error(key, f'expected a duration such as "15m", got {_describe(value)}')
+            raise self.error(key, f'expected a duration such as "15m", got {describe(value)}')
         if positive and seconds <= 0:
-            raise self.error(key, f"{_describe(value)} is not a positive duration")
+            raise self.error(key, f"{describe(value)} is not a positive duration")
         return seconds
 
     def string_list(self, key: str, default: list[str] | None = None) -> list[str]:
         value = self.raw(key, _MISSING if default is None else default)
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self.error(key, f"expected a list of strings, got {_describe(value)}")
+            raise self.error(key, f"expected a list of strings, got {describe(value)}")
         return list(value)
 
     def number_list(self, key: str, default: list[float] | None = None) -> list[float]:
@@ -174,7 +187,7 @@ class Table:
         if not isinstance(value, list) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in value
         ):
-            raise self.error(key, f"expected a list of numbers, got {_describe(value)}")
+            raise self.error(key, f"expected a list of numbers, got {describe(value)}")
         if not all(math.isfinite(v) for v in value):
             raise self.error(key, "expected finite numbers (no nan or inf)")
         return [float(v) for v in value]

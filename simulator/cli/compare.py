@@ -32,9 +32,13 @@ FILE = click.Path(dir_okay=False, path_type=Path)
 def load_report(path: Path, flag: str) -> dict[str, Any]:
     """A report file, or one line naming the flag and what was wrong."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes())
     except OSError as exc:
         raise ConfigError(flag, f"cannot read {path} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(flag, f"{path} is not JSON (not UTF-8 text)") from None
+    except RecursionError:
+        raise ConfigError(flag, f"{path} is not a barnstorm report (nested too deeply)") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(flag, f"{path} is not JSON ({exc.msg}, line {exc.lineno})") from None
     if not isinstance(data, dict):

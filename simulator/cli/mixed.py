@@ -108,6 +108,8 @@ def mixed_command(
         raise ConfigError("--run-time", str(exc)) from None
     if mqtt and http:
         raise ConfigError("--http", "give one target: --mqtt or --http")
+    opt.http_url(host, "--host")
+    opt.http_url(http, "--http")
     opt.speed(speed)
     parse_slas(sla)  # bad input fails here, before Locust starts
     if not mqtt and not http:
@@ -233,4 +235,6 @@ def capacity_command(ctx: click.Context, /, **options: Any) -> None:
     """
     from simulator.runner.capacity import run_capacity
 
+    opt.http_url(options["host"], "--host")
+    opt.http_url(options["http"], "--http")
     sys.exit(run_capacity(options, list(ctx.args)))

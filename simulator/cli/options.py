@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -22,7 +23,8 @@ from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.topics import DEFAULT_TOPIC_TEMPLATE
 from simulator.metrics.prometheus import parse_listen
 from simulator.metrics.sla import parse_sla
-from simulator.tomlfile import Table
+from simulator.redact import redact_url, register, register_url
+from simulator.tomlfile import Table, describe
 from simulator.units import parse_duration, parse_speed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,7 +64,7 @@ def farms_option(
 def seed_option() -> Callable[[F], F]:
     return option(
         "--seed",
-        type=int,
+        type=click.IntRange(min=0),
         default=DEFAULT_SEED,
         show_default=True,
         help="Seed of everything random: same seed, same fleet and same readings.",
@@ -151,23 +153,105 @@ def config_option(func: F) -> F:
     )(func)
 
 
+#: config-file keys whose values are secrets (as the flags of the same names).
+SECRET_KEYS = frozenset({"password", "token", "readback_token"})
+
+
 def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Eager ``--config``: the file's keys become the command's defaults."""
+    """Eager ``--config``: the file's keys become the command's defaults, each checked
+    against its option's type (errors name the file and key)."""
     if not value:
         return value
     table = Table.load(Path(value))
-    known = {p.name for p in ctx.command.params if p.name}
+    options = {p.name: p for p in ctx.command.params if p.name and isinstance(p, click.Option)}
     defaults: dict[str, Any] = {}
     for key in table:
         name = key.replace("-", "_")
-        if name not in known or name == "config":
+        if name not in options or name == "config":
             raise table.error(key, f"not an option of `simulate {ctx.command.name}`")
         if name == "sla":
             defaults[name] = _config_slas(table)
             continue
-        defaults[name] = table.raw(key)
+        setting = _config_value(table, key, options[name])
+        if name in SECRET_KEYS and isinstance(setting, str):
+            register(setting)
+        elif isinstance(setting, str):
+            register_url(setting)
+        defaults[name] = setting
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    ctx.meta[CONFIG_FILE] = table.source
     return value
+
+
+#: where ``ctx.meta`` keeps the --config file's name, for errors about its keys.
+CONFIG_FILE = "barnstorm.config_file"
+
+
+def _config_value(table: Table, key: str, option: click.Option) -> Any:
+    """A config file's value for ``option``, if its type fits: click would turn 1.7 into
+    1 for an integer option and true into 1, silently."""
+    value = table.raw(key)
+    if option.multiple:
+        if not isinstance(value, list):
+            raise table.error(key, f"expected a list, got {describe(value)}")
+        return [_scalar(table, key, option, item) for item in value]
+    return _scalar(table, key, option, value)
+
+
+def _scalar(table: Table, key: str, option: click.Option, value: Any) -> Any:
+    kind = option.type
+    if option.is_flag:
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(kind, click.types.IntParamType):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(kind, click.types.FloatParamType):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        expected = "a number"
+    elif isinstance(kind, click.Choice):
+        ok = isinstance(value, str) and value in kind.choices
+        expected = "one of " + ", ".join(f'"{c}"' for c in kind.choices)
+    elif isinstance(kind, click.Path):
+        ok, expected = isinstance(value, str) and bool(value), "a path"
+    else:  # text: durations, speeds and URLs may be written as numbers too
+        ok = isinstance(value, str | int | float) and not isinstance(value, bool)
+        expected = "a text"
+        value = str(value) if ok else value
+    if not ok:
+        raise table.error(key, f"expected {expected}, got {describe(value)}")
+    return value
+
+
+def without_effect(ignored: dict[str, str]) -> list[str]:
+    """A warning for each option the user set (on the command line or in a --config file)
+    that the run's target does not use: a setting that silently does nothing misleads."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return []
+    given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.DEFAULT_MAP)
+    lines = []
+    for name, target in ignored.items():
+        if ctx.get_parameter_source(name) in given:
+            flag = "--" + name.replace("_", "-")
+            lines.append(f"simulate: warning: {flag} has no effect on {target}")
+    return lines
+
+
+def from_file_or_env(error: ConfigError) -> ConfigError:
+    """``error`` about a flag, told as what set it: a --config file's key or an
+    environment variable, when one of them gave the value rather than the command line."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or not error.where.startswith("--"):
+        return error
+    name = error.where[2:].replace("-", "_")
+    option = next((p for p in ctx.command.params if p.name == name), None)
+    if option is None:
+        return error
+    source = ctx.get_parameter_source(name)
+    if source is click.core.ParameterSource.DEFAULT_MAP and CONFIG_FILE in ctx.meta:
+        return ConfigError(f"{ctx.meta[CONFIG_FILE]}: {name}", error.problem)
+    if source is click.core.ParameterSource.ENVIRONMENT and isinstance(option, click.Option):
+        return ConfigError(f"{option.envvar} ({error.where})", error.problem)
+    return error
 
 
 def _config_slas(table: Table) -> list[str]:
@@ -265,6 +349,22 @@ def shard(text: str | None) -> tuple[int, int]:
     if not 0 <= index < count:
         raise ConfigError("--shard", f'expected 0 <= I < N, got "{text}"')
     return (index, count)
+
+
+def http_url(text: str | None, flag: str) -> str | None:
+    """An ``http://`` or ``https://`` URL with a host (and a valid port, if any)."""
+    if text is None:
+        return None
+    expected = f'expected http://host:port/path or https://..., got "{redact_url(text)}"'
+    try:
+        parts = urlsplit(text)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(flag, expected)
+    return text
 
 
 def one_line(message: str) -> str:

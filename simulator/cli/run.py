@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from simulator.exitcodes import EXIT_FAILURES, EXIT_OK, EXIT_SLA
 from simulator.fleet.topics import check_topic_template
 from simulator.metrics.regression import DEFAULT_RULES, parse_rules
 from simulator.metrics.sla import parse_slas
+from simulator.report.files import write_report
 from simulator.runner.config import (
     FleetConfig,
     OutputConfig,
@@ -33,11 +35,13 @@ from simulator.runner.config import (
     TimingConfig,
     VerdictConfig,
 )
+from simulator.runner.estimate import check_size
 from simulator.runner.main import run_blocking
 from simulator.transports.http import HTTP_CLIENTS
 from simulator.transports.mqtt.settings import MqttSettings
+from simulator.transports.readback import ReadBackTarget
 from simulator.transports.tls import TlsFiles
-from simulator.units import parse_instant
+from simulator.units import format_duration, iso_utc, parse_instant
 
 #: processes of a history run (--output with --speed max) unless told otherwise: the same
 #: on every machine, so the same seed writes the same file everywhere.
@@ -106,6 +110,11 @@ target_options = stacked(
         metavar="URL",
         help="After the run, reconcile against what the target stored (the reference "
         "backend's /api/readback).",
+    ),
+    option(
+        "--readback-token",
+        help="Bearer token of --readback (prefer BARNSTORM_READBACK_TOKEN, which simulate "
+        "serve reads too).",
     ),
 )
 
@@ -291,7 +300,15 @@ def run_command(**options: Any) -> None:
     if baseline is not None:
         load_report(baseline, "--baseline")  # bad input fails now, not after the run
     parse_rules(options["rules"])
-    result = run_blocking(build_run_config(options))
+    try:
+        config = build_run_config(options)
+    except ConfigError as exc:
+        raise opt.from_file_or_env(exc) from None
+    for line in opt.without_effect(_ignored_options(config)):
+        click.echo(line, err=True)
+    for line in check_size(config):
+        click.echo(line, err=True)
+    result = run_blocking(config)
     if result.report["error"]:
         click.echo(f"simulate: error: {opt.one_line(result.report['error'])}", err=True)
     code = result.exit_code
@@ -312,7 +329,7 @@ def against_baseline(
         data["baseline"] = {"file": str(baseline), **result.as_dict()}
         if result.regressed and data.get("exit_code") == EXIT_OK:
             data["exit_code"] = EXIT_SLA
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_report(data, path)
     return EXIT_SLA if result.regressed and code == EXIT_OK else code
 
 
@@ -349,7 +366,7 @@ def build_run_config(options: Options) -> RunConfig:
     timing = _timing(options)
     target = _target(options)
     history = target.output is not None and timing.speed is None
-    processes = options["processes"] or (HISTORY_PROCESSES if history else 1)
+    processes = _processes(options["processes"], options["farms"], history)
     if processes > 1 and options["stream_results"]:
         raise ConfigError(
             "--processes", "not with --stream-results: under Locust, use Locust's --processes"
@@ -369,6 +386,57 @@ def build_run_config(options: Options) -> RunConfig:
         ),
         processes=processes,
     )
+
+
+#: options that only an MQTT target (a broker, or the embedded default's) uses.
+MQTT_ONLY = (
+    "qos",
+    "mqtt_version",
+    "username",
+    "password",
+    "keepalive",
+    "max_inflight",
+    "client_id_prefix",
+    "source_address",
+    "mqtt_client",
+    "reconnect_backoff",
+)
+#: options that only an HTTP ingest target uses.
+HTTP_ONLY = ("http_batch", "http2", "http_client", "http_timeout", "token")
+
+
+def _ignored_options(config: RunConfig) -> dict[str, str]:
+    """The options this run's target does not use, and the target."""
+    target = config.target
+    if target.output is not None:
+        kind = "a history file (--output)"
+    elif target.http is not None:
+        kind = "an HTTP ingest (--http)"
+    elif target.memory:
+        kind = "memory"
+    else:
+        kind = "an MQTT broker"
+    ignored = [] if kind == "an MQTT broker" else list(MQTT_ONLY)
+    if target.http is None:
+        ignored += HTTP_ONLY
+    return {name: kind for name in ignored}
+
+
+def _processes(asked: int | None, farms: int, history: bool) -> int:
+    """Worker processes: as asked, or the default; never more than farms (a process runs
+    whole farms) nor far more than this machine has cores."""
+    if asked is None:
+        return min(HISTORY_PROCESSES if history else 1, farms)
+    most = 4 * (os.cpu_count() or 1)
+    if asked > most:
+        raise ConfigError(
+            "--processes", f"{asked} processes on {os.cpu_count()} cores: give at most {most}"
+        )
+    if asked > farms:
+        raise ConfigError(
+            "--processes", f"{asked} processes for {farms} farm(s): a process runs whole farms"
+        )
+    return asked
 
 
 def _fleet(options: Options) -> FleetConfig:
@@ -396,23 +464,54 @@ def _fleet(options: Options) -> FleetConfig:
     )
 
 
+#: the latest instant a message can carry (ISO 8601 has four digits for the year).
+LATEST = parse_instant("9999-12-31T23:59:59Z")
+#: the longest a run may take in real time: past it, a --speed is surely a slip.
+MAX_WALL = 366 * 86400.0
+#: the fastest ramp barnstorm paces (0 means all at once).
+MAX_CONNECT_RATE = 1_000_000.0
+
+
 def _timing(options: Options) -> TimingConfig:
     duration = opt.positive_duration(options["duration"], "--duration")
     speed = opt.speed(options["speed"])
-    if options["start"] == "now":
-        start = round(time.time(), 3)
-    else:
-        try:
-            start = parse_instant(options["start"])
-        except ValueError as exc:
-            raise ConfigError("--start", str(exc)) from None
+    start = _start(options["start"])
+    if start + duration > LATEST:
+        raise ConfigError(
+            "--duration",
+            f"the run would end after {iso_utc(LATEST)}, the last instant a message can carry",
+        )
+    if speed is not None and duration / speed > MAX_WALL:
+        raise ConfigError(
+            "--speed",
+            f"{format_duration(duration)} at speed {speed:g} would take "
+            f"{format_duration(duration / speed)} of real time (at most a year): raise --speed "
+            "or shorten --duration",
+        )
+    rate = options["connect_rate"]
+    if not rate <= MAX_CONNECT_RATE:
+        raise ConfigError(
+            "--connect-rate", f"expected at most {MAX_CONNECT_RATE:,.0f} per second (0: at once)"
+        )
+    scenario = load_scenario(options["scenario"]) if options["scenario"] else None
+    if scenario is not None:
+        scenario.check_window(start, start + duration)
     return TimingConfig(
-        start=start,
-        duration=duration,
-        speed=speed,
-        connect_rate=options["connect_rate"] or None,
-        scenario=load_scenario(options["scenario"]) if options["scenario"] else None,
+        start=start, duration=duration, speed=speed, connect_rate=rate or None, scenario=scenario
     )
+
+
+def _start(text: str) -> float:
+    """``--start``: now, or an instant from 1970 on."""
+    if text == "now":
+        return round(time.time(), 3)
+    try:
+        start = parse_instant(text)
+    except (ValueError, OverflowError) as exc:
+        raise ConfigError("--start", str(exc)) from None
+    if start < 0:
+        raise ConfigError("--start", f'expected an instant from 1970 on, got "{text}"')
+    return start
 
 
 def _target(options: Options) -> TargetConfig:
@@ -425,7 +524,7 @@ def _target(options: Options) -> TargetConfig:
     return TargetConfig(
         mqtt=_mqtt(options),
         output=opt.writable(options["output"], "--output"),
-        http=options["http"],
+        http=opt.http_url(options["http"], "--http"),
         http_batch=options["http_batch"],
         http2=options["http2"],
         http_client=options["http_client"],
@@ -434,7 +533,11 @@ def _target(options: Options) -> TargetConfig:
             options["ca_file"], options["cert_file"], options["key_file"], options["insecure"]
         ),
         token=options["token"],
-        readback=options["readback"],
+        readback=ReadBackTarget(
+            opt.http_url(options["readback"], "--readback") or "", options["readback_token"]
+        )
+        if options["readback"]
+        else None,
         embedded_broker=options["embedded_broker"],
         per_gateway=None if connection is None else connection == "per-gateway",
     )

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from simulator.cli.options import config_option, farms_option, mqtt_option, option, seed_option
+from simulator.cli.options import (
+    config_option,
+    farms_option,
+    mqtt_option,
+    option,
+    positive_duration,
+    readable,
+    seed_option,
+)
+from simulator.errors import ConfigError
+from simulator.redact import register
 
 
 @click.command("serve")
@@ -49,6 +60,32 @@ from simulator.cli.options import config_option, farms_option, mqtt_option, opti
 @farms_option(help="Fleet whose farm names the dashboards show.")
 @seed_option()
 @option(
+    "--users",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="BARNSTORM_SERVE_USERS",
+    help="Dashboard users: a TOML file of [users.NAME] with password (a hash from "
+    '--hash-password), role (viewer or operator) and farms (a list, or "*"). Without it, '
+    "the demo logins farmer and advisor (password barnstorm) on loopback only.",
+)
+@option(
+    "--token-ttl",
+    default="1h",
+    show_default=True,
+    help="How long a dashboard session token lasts.",
+)
+@option(
+    "--readback-token",
+    envvar="BARNSTORM_READBACK_TOKEN",
+    show_envvar=True,
+    help="Bearer token /api/readback wants (prefer the environment variable; without it "
+    "read-back is off). simulate --readback sends the same variable.",
+)
+@option(
+    "--hash-password",
+    is_flag=True,
+    help="Read a password from standard input, print its hash for a --users file, and exit.",
+)
+@option(
     "--access-log",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Append one JSON line per request (method, path, status, time, trace headers).",
@@ -63,12 +100,23 @@ def serve_command(
     farms: int,
     seed: int,
     device_credentials: Path | None,
+    users: Path | None,
+    token_ttl: str,
+    readback_token: str | None,
+    hash_password: bool,
     access_log: Path | None,
 ) -> None:
     """Run the reference backend: HTTP and MQTT ingest, dashboard API and pages
-    (/dashboard/farms), read-back."""
+    (/dashboard/farms) for each user's farms, read-back."""
+    if hash_password:
+        _print_hash()
+        return
     # Imported here: only this command needs the web stack (starlette, uvicorn).
     from simulator.backend.serve import ServeConfig, serve
+
+    if readback_token is not None and len(readback_token) < 16:
+        raise ConfigError("--readback-token", "expected at least 16 characters")
+    register(readback_token)
 
     serve(
         ServeConfig(
@@ -82,5 +130,21 @@ def serve_command(
             seed=seed,
             device_credentials=device_credentials,
             access_log=access_log,
+            users=readable(users, "--users"),
+            token_ttl=positive_duration(token_ttl, "--token-ttl"),
+            readback_token=readback_token,
         )
     )
+
+
+def _print_hash() -> None:
+    """``--hash-password``: a password from standard input (a prompt on a terminal)."""
+    from simulator.backend.accounts import hash_password
+
+    if sys.stdin.isatty():
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ConfigError("--hash-password", "expected a password on standard input")
+    click.echo(hash_password(password))

@@ -37,7 +37,7 @@ from simulator.models.base import Batch
 from simulator.models.episodes import acute_curve, chronic_curve
 from simulator.tomlfile import Table
 from simulator.transports.faultproxy import FAULTS
-from simulator.units import parse_duration, parse_instant
+from simulator.units import format_duration, iso_utc, parse_duration, parse_instant
 
 BoolArray = npt.NDArray[np.bool_]
 UNITS = ("farm", "site", "room")
@@ -382,6 +382,19 @@ class Scenario:
     def bind(self, fleet: Fleet, run_start: float, seed: int) -> None:
         for event in self.events:
             event.bind(fleet, run_start, seed)
+
+    def check_window(self, run_start: float, run_end: float) -> None:
+        """Refuse an event that falls wholly outside the run: it would silently do nothing."""
+        for event in self.events:
+            start = _instant(event.table, event.at_text, run_start)
+            if start >= run_end or start + event.duration <= run_start:
+                raise event.table.error(
+                    "at",
+                    f"the {event.name} event ({iso_utc(start)} for "
+                    f"{format_duration(event.duration)}) falls outside the run "
+                    f"({iso_utc(run_start)} to {iso_utc(run_end)}): move it, or change "
+                    "--start or --duration",
+                )
 
     @property
     def network_faults(self) -> list[NetworkFault]:

@@ -147,7 +147,8 @@ def _load_message(table: Table, kind: str) -> MessageSpec:
         spec = fields_table.table(name)
         model_name = spec.string("model")
         model = model_class(model_name, spec, "model")
-        decimals = spec.integer("decimals", min=0) if "decimals" in spec else None
+        # Past 12 decimals a float64 reading has no digits left to keep.
+        decimals = spec.integer("decimals", min=0, max=12) if "decimals" in spec else None
         if model.output == "i":
             decimals = 0  # integer fields are written as integers whatever the profile says
         field_spec = FieldSpec(name, model, spec, decimals)

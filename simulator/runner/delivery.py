@@ -57,15 +57,32 @@ class Ramp:
     duration: float  # simulated seconds of the run
     speed: float | None  # None: as fast as possible
     shortest_interval: float  # seconds between two messages of the chattiest kind
+    #: new connections per second the ramp was paced at (None: all at once).
+    connect_rate: float | None = None
+
+    @property
+    def planned(self) -> float:
+        """Real seconds the ramp was planned to take."""
+        return self.connections / self.connect_rate if self.connect_rate else 0.0
 
 
 def nothing_sent(ramp: Ramp) -> str:
     """One line saying why a completed run sent nothing."""
     if ramp.started < ramp.devices:
         real = "" if ramp.speed is None else f" ({_real_time(ramp)} of real time)"
-        return (
+        head = (
             f"nothing was sent: the run ended before its devices were connected "
             f"({ramp.started:,} of {ramp.devices:,} devices had started); "
+        )
+        if ramp.speed is not None and ramp.planned < ramp.duration / ramp.speed:
+            # The ramp had time enough on paper: connecting itself was slow.
+            return head + (
+                f"the ramp of {ramp.connections:,} connections was planned to take "
+                f"{ramp.planned:.2f} s of the run's {_real_time(ramp)}, but connecting took "
+                "longer (a busy machine or a slow target): give a longer --duration or a "
+                "lower --speed"
+            )
+        return head + (
             f"--duration {format_duration(ramp.duration)}{real} is too short for a ramp of "
             f"{ramp.connections:,} connections: give a longer --duration or a higher "
             "--connect-rate"

@@ -53,6 +53,7 @@ from simulator.metrics.sla import (
     write_junit,
 )
 from simulator.metrics.timeseries import Recorder, trends
+from simulator.redact import protect, redact_url
 from simulator.report.files import SCHEMA_VERSION, write_csv, write_report
 from simulator.runner.bridge import ResultStream
 from simulator.runner.config import RunConfig, RunResult
@@ -65,7 +66,7 @@ from simulator.transports.http import HttpTransport
 from simulator.transports.memory import MemoryTransport
 from simulator.transports.mqtt.factory import mqtt_transport
 from simulator.transports.mqtt.settings import READ_ROUND, MqttSettings
-from simulator.transports.readback import ReadBackError, read_back, take_mark
+from simulator.transports.readback import ReadBackError, ReadBackTarget, read_back, take_mark
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class Run:
         self.failed_share: FailedShare | None = None
         #: barnstorm's own event-loop lag while the fleet ran.
         self.loop_lag = LoopLag()
+        protect(config.secrets(), config.secret_urls())
         #: the run's engine and books, once it ran (a parallel run's parent reads them).
         self.engine: Engine | None = None
         self.metrics: Metrics | None = None
@@ -159,14 +161,8 @@ class Run:
                     await transport.connect(engine.connections[0])
                 await self._drive(engine, fleet, metrics, clock, recorder, stream, proxy)
                 await transport.drain(self._drain_seconds())
-            except BarnstormError as exc:
-                self.outcome = "failed"
-                self.error = str(exc)
-                self.bad_input = isinstance(exc, ConfigError)
-            except Exception as exc:  # a defect: the report of what was measured still counts
-                self.outcome = "failed"
-                self.error = f"internal error: {type(exc).__name__}: {exc}"
-                log.error("the run failed", exc_info=exc)
+            except Exception as exc:  # the report of what was measured still counts
+                self._failed(exc)
             finally:
                 await self._settle(transport, metrics, recorder, stream)
             if readback is not None and engine is not None and self.outcome != "failed":
@@ -182,6 +178,18 @@ class Run:
         self._backend_timing(report, metrics, recorder.rows)
         write_outputs(report, config)
         return RunResult(report, report["exit_code"], transport)
+
+    def _failed(self, exc: Exception) -> None:
+        """Note why the run failed: barnstorm's own errors (also when a task group wrapped
+        them) as their one line, anything else as a defect, with its traceback logged."""
+        error = first_error(exc)
+        self.outcome = "failed"
+        if isinstance(error, BarnstormError):
+            self.error = str(error)
+            self.bad_input = isinstance(error, ConfigError)
+        else:
+            self.error = f"internal error: {type(error).__name__}: {error}"
+            log.error("the run failed", exc_info=exc)
 
     def _instruments(self, fleet: Fleet) -> tuple[Clock, Metrics, ResultStream | None, Recorder]:
         """The run's clock, its metrics, the result stream (for the Locust bridge) and the
@@ -231,7 +239,7 @@ class Run:
 
     async def _open_target(
         self, stack: contextlib.AsyncExitStack
-    ) -> tuple[MqttSettings | None, str | None, str | None]:
+    ) -> tuple[MqttSettings | None, str | None, ReadBackTarget | None]:
         """The target's MQTT settings, ingest URL and read-back URL. On the embedded default,
         the whole loop starts here: a broker, and the reference backend ingesting from it,
         serving its dashboards during the run, read back at the end."""
@@ -250,13 +258,15 @@ class Run:
                 )
             )
             self.backend_url = backend.url
-            readback = f"{backend.url}/api/readback"
+            readback = ReadBackTarget(f"{backend.url}/api/readback", backend.readback_token)
             self.console.print(
                 f"dashboards: {backend.url}/api/farms (POST /api/login "
                 '{"username": "farmer", "password": "barnstorm"} for a token)'
             )
         output = config.target.output
-        self.target_url = mqtt.url if mqtt else http if http else str(output) if output else None
+        self.target_url = (
+            mqtt.url if mqtt else redact_url(http) if http else str(output) if output else None
+        )
         return mqtt, http, readback
 
     async def _fault_proxy(
@@ -352,29 +362,32 @@ class Run:
             except Exception as exc:  # as in execute: settle the books, report, exit 1
                 self.outcome = "failed"
                 self.error = self.error or f"closing the {transport.name} transport: {exc}"
-                log.error("closing the transport failed", exc_info=exc)
+                if not isinstance(exc, OSError):  # a full disk is the machine's, not a defect
+                    log.error("closing the transport failed", exc_info=exc)
         metrics.finish(held=transport.in_flight if transport is not None else 0)
         recorder.close()
         if stream is not None:
             stream.flush()  # the last results, in-flight-at-stop failures included
 
-    async def _mark(self, url: str) -> str | None:
+    async def _mark(self, target: ReadBackTarget) -> str | None:
         """Where this run's read-back starts, in the target's time: a second run against
         the same backend reconciles against its own messages only."""
-        mark = await take_mark(url)
+        mark = await take_mark(target)
         if mark is None:
             self.console.print(
-                f"[yellow]read-back: {url} takes no marks; the reconciliation covers "
+                f"[yellow]read-back: {target.shown} takes no marks; the reconciliation covers "
                 "everything the target holds, earlier runs' messages included[/]"
             )
         return mark
 
-    async def _reconcile(self, fleet: Fleet, engine: Engine, metrics: Metrics, url: str) -> None:
+    async def _reconcile(
+        self, fleet: Fleet, engine: Engine, metrics: Metrics, target: ReadBackTarget
+    ) -> None:
         """What the target stored against what was sent, per device and sequence number."""
         totals = metrics.totals()
         try:
             stored = await read_back(
-                url,
+                target,
                 fleet.devices.ids,
                 expected=totals.acknowledged + totals.unconfirmed,
                 patience=self._drain_seconds(),
@@ -415,6 +428,7 @@ class Run:
                     duration=engine.end - engine.start,
                     speed=self.config.timing.speed,
                     shortest_interval=min(s.spec.interval for s in engine.schedules),
+                    connect_rate=self.config.timing.connect_rate,
                 )
             )
         elif totals.acknowledged + totals.unconfirmed == 0:
@@ -561,6 +575,14 @@ class Run:
             "accounting": self.accounting.as_dict() if self.accounting else None,
             "config": config.public(),
         }
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The first error inside (nested) exception groups, or ``exc`` itself: a task group
+    wraps what its body raised, so a refused --prometheus port arrives as a group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def put_backend(

@@ -264,3 +264,110 @@ def test_config_file_keys_are_checked(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("farmz = 2\n")
     _one_line_error(simulate("--config", str(bad)), 2, "bad.toml: farmz", "not an option")
+
+
+def _hostile_files(folder: Path) -> dict[str, Path]:
+    """Files for the sweep below: nested too deeply, not UTF-8, wrongly typed, out of the run."""
+    files = {
+        "deep.toml": "farms = " + "[" * 3000 + "]" * 3000 + "\n",
+        "float.toml": "farms = 1.7\n",
+        "bool.toml": "farms = true\n",
+        "word.toml": 'speed = "fast"\n',
+        "plain.toml": '[users.olga]\npassword = "hunter2"\nfarms = "*"\n',
+        "late.toml": '[[events]]\ntype = "heatwave"\nat = "30d"\nduration = "1d"\n',
+    }
+    paths = {name: folder / name for name in files}
+    for name, text in files.items():
+        paths[name].write_text(text)
+    paths["bad.csv"] = folder / "bad.csv"
+    paths["bad.csv"].write_bytes(b"device_id,username,password\nfarm\xff,u,p\n")
+    paths["binary"] = folder / "binary.json"
+    paths["binary"].write_bytes(bytes(range(256)) * 8)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def taken_port() -> Iterator[int]:
+    """A port something already listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+HOSTILE = [
+    (["--seed", "-5"], 2, ["--seed", "-5"]),
+    (["--config", "{deep}"], 2, ["deep.toml", "nested too deeply"]),
+    (["--config", "{float}", "--output", "{o}"], 2, ["float.toml: farms", "1.7"]),
+    (["--config", "{bool}", "--output", "{o}"], 2, ["bool.toml: farms", "got true"]),
+    (["--config", "{word}", "--output", "{o}"], 2, ["word.toml: speed", '"fast"']),
+    (["--output", "{o}", "--credentials", "{badcsv}"], 2, ["bad.csv", "not UTF-8"]),
+    (["--start", "9999-12-31T23:59:00Z", "--duration", "2d"], 2, ["--duration", "9999-12-31"]),
+    (["--start", "1969-07-20"], 2, ["--start", "from 1970 on"]),
+    (["--speed", "1e-9", "--output", "{o}"], 2, ["--speed", "of real time"]),
+    (["--connect-rate", "1e309", "--output", "{o}"], 2, ["--connect-rate"]),
+    (["--mqtt", "mqtt://127.0.0.1:1", "--client-id-prefix", "x" * 70_000], 2, ["too long"]),
+    (["--mqtt", "mqtt://[::1"], 2, ["--mqtt", "not a URL"]),
+    (["--http", "http://[::1/ingest"], 2, ["--http", "expected http://"]),
+    (["--http", "http://127.0.0.1:1/ingest", "--readback", "nope"], 2, ["--readback"]),
+    (["--mqtt", "{mosquitto}", "--prometheus", ":{taken}"], 2, ["--prometheus", "cannot listen"]),
+    (["--output", "{o}", "--scenario", "{deep}"], 2, ["deep.toml", "nested too deeply"]),
+    (["--output", "{o}", "--scenario", "{late}"], 2, ["late.toml: events[0].at", "outside"]),
+    (["--output", "{o}", "--baseline", "{binary}"], 2, ["--baseline", "not JSON"]),
+    (["--output", "{o}", "--processes", "100000"], 2, ["--processes", "cores"]),
+    (["--output", "{o}", "--processes", "3", "--farms", "2"], 2, ["--processes", "2 farm"]),
+    (["--output", "{o}", "--farms", "10000000"], 2, ["--farms", "of memory"]),
+    (["stats", "{binary}"], 2, ["binary.json", "no message"]),
+    (["compare", "{binary}", "{binary}"], 2, ["BASELINE", "not JSON"]),
+    (["serve", "--database", "/nonexistent/dir/b.db"], 2, ["--database", "cannot open"]),
+    (
+        ["serve", "--database", "postgresql://nobody:pw@127.0.0.1:5432/nodb"],
+        1,
+        ["cannot use postgresql://nobody:***@127.0.0.1:5432/nodb", "nobody"],
+    ),
+    (["serve", "--port", "{taken}"], 2, ["--port", "cannot listen"]),
+    (["serve", "--mqtt", "mqtt://127.0.0.1:1"], 1, ["cannot connect to mqtt://127.0.0.1:1"]),
+    (["serve", "--host", "0.0.0.0"], 2, ["--host", "--users"]),
+    (["serve", "--users", "{plain}"], 2, ["plain.toml: users.olga.password", "hash"]),
+    (["mixed", "--host", "notaurl"], 2, ["--host", "expected http://"]),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "fragments"), HOSTILE)
+def test_hostile_input_is_one_line_and_the_right_exit_code(
+    tmp_path: Path,
+    taken_port: int,
+    mosquitto: str,
+    args: list[str],
+    code: int,
+    fragments: list[str],
+) -> None:
+    """Each input that once gave a traceback, a wrong exit code or a run that silently did
+    something else is refused with one line naming the flag, file or key (exit 2 for bad
+    input, 1 for a target that refuses), before any load is sent."""
+    names = {name.split(".")[0]: str(path) for name, path in _hostile_files(tmp_path).items()}
+    names["badcsv"] = names.pop("bad")
+    names |= {"o": str(tmp_path / "o.jsonl"), "taken": str(taken_port), "mosquitto": mosquitto}
+    filled = [arg.format(**names) if "{" in arg and len(arg) < 200 else arg for arg in args]
+    command = (
+        filled if filled[0] in ("stats", "compare", "serve", "mixed") else [*filled, "--quiet"]
+    )
+    if filled[0] == "serve":
+        command += [] if "--port" in filled else ["--port", str(free_port())]
+        command += [] if "--database" in filled else ["--database", str(tmp_path / "b.db")]
+    line = _one_line_error(simulate(*command, env={"BARNSTORM_FARMS": "1"}), code, *fragments)
+    assert "internal error" not in line
+
+
+def test_settings_without_effect_are_warned_about(tmp_path: Path) -> None:
+    """MQTT options given to a history run (on the command line or in a config file) are
+    warned about by name; the same run without them warns of nothing."""
+    config = tmp_path / "run.toml"
+    config.write_text("keepalive = 30\n")
+    args = ["--farms", "1", "--output", str(tmp_path / "o.jsonl"), "--speed", "max", "--quiet"]
+    warned = simulate(*args, "--qos", "2", "--config", str(config))
+    assert warned.returncode == 0, warned.stderr
+    assert "simulate: warning: --qos has no effect on a history file (--output)" in warned.stderr
+    assert "simulate: warning: --keepalive has no effect" in warned.stderr
+    quiet = simulate(*args)
+    assert "warning" not in quiet.stderr

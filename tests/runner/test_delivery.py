@@ -28,7 +28,13 @@ def test_an_unfinished_ramp_and_an_empty_window_are_told_apart() -> None:
     """Devices that never started: the ramp was too short for the real time the run had;
     every device started but none sent: the window was shorter than any interval."""
     ramp = Ramp(
-        connections=103, devices=1406, started=40, duration=30, speed=60, shortest_interval=60
+        connections=103,
+        devices=1406,
+        started=40,
+        duration=30,
+        speed=60,
+        shortest_interval=60,
+        connect_rate=100,
     )
     line = nothing_sent(ramp)
     assert "ended before its devices were connected (40 of 1,406 devices had started)" in line
@@ -41,6 +47,35 @@ def test_an_unfinished_ramp_and_an_empty_window_are_told_apart() -> None:
         "nothing was sent: nothing fell due in the run's 30s of simulated time; the chattiest "
         "messages of this fleet come every 15m: give a longer --duration"
     )
+
+
+def test_a_ramp_that_had_time_but_connected_slowly_is_not_blamed_on_its_pace() -> None:
+    """A ramp planned to take 54 ms of a 0.5 s run that still did not connect in time is
+    blamed on slow connecting (a busy machine), not on its pace; a ramp planned longer
+    than the run is."""
+    slow = Ramp(
+        connections=27,
+        devices=100,
+        started=10,
+        duration=30,
+        speed=60,
+        shortest_interval=60,
+        connect_rate=500,
+    )
+    line = nothing_sent(slow)
+    assert "planned to take 0.05 s of the run's 0.5 s, but connecting took longer" in line
+    assert "--connect-rate" not in line
+    paced = Ramp(
+        connections=1000,
+        devices=1000,
+        started=10,
+        duration=30,
+        speed=60,
+        shortest_interval=60,
+        connect_rate=500,
+    )
+    assert "is too short for a ramp of 1,000 connections" in nothing_sent(paced)
+    assert "higher --connect-rate" in nothing_sent(paced)
 
 
 def test_max_failed_holds_up_to_its_limit_and_breaks_above_it() -> None:

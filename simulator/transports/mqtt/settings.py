@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from simulator.errors import ConfigError, ConnectError
+from simulator.redact import redact_url
 from simulator.transports.base import ResultSink, Transport
 from simulator.transports.tls import TlsFiles
 
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
 #: 100 ms apart, not 20, took the reads of the final drain (100 farms at QoS 1) from about
 #: 33,000 to 15,000.
 READ_ROUND = 0.1
+
+
+#: bytes of a client-id prefix: with a device id, far inside what brokers accept (MQTT
+#: allows 65,535; Mosquitto and most brokers take a few hundred).
+MAX_CLIENT_ID_PREFIX = 128
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,13 @@ class MqttSettings:
             raise ConfigError("--max-inflight", "needs barnstorm's own client (MQTT 3.1.1)")
         if not self.client_id_prefix or "\x00" in self.client_id_prefix:
             raise ConfigError("--client-id-prefix", "expected a non-empty text without NUL")
+        if len(self.client_id_prefix.encode()) > MAX_CLIENT_ID_PREFIX:
+            raise ConfigError(
+                "--client-id-prefix",
+                f"{len(self.client_id_prefix.encode()):,} bytes is too long (at most "
+                f"{MAX_CLIENT_ID_PREFIX}: a client id is the prefix and the device id, and "
+                "brokers refuse long ones)",
+            )
         if self.password and not self.username and self.version == "3.1.1":
             # MQTT-3.1.2-22: no password without a user name (MQTT 5 allows it).
             raise ConfigError(
@@ -94,22 +107,27 @@ class MqttSettings:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MqttSettings:
         """Parse ``mqtt://[user:pass@]host[:port]`` or ``mqtts://...``."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            hostname = parts.hostname
+        except ValueError as exc:
+            raise ConfigError("--mqtt", f'"{redact_url(url)}" is not a URL ({exc})') from None
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not hostname:
             raise ConfigError(
-                "--mqtt", f'expected mqtt://host:port or mqtts://host:port, got "{url}"'
+                "--mqtt",
+                f'expected mqtt://host:port or mqtts://host:port, got "{redact_url(url)}"',
             )
         tls = parts.scheme in ("mqtts", "ssl")
         try:
             port = parts.port or (8883 if tls else 1883)
         except ValueError:
-            raise ConfigError("--mqtt", f'"{url}" has an invalid port') from None
+            raise ConfigError("--mqtt", f'"{redact_url(url)}" has an invalid port') from None
         # Credentials in the URL count unless given separately.
         if parts.username and options.get("username") is None:
             options["username"] = unquote(parts.username)
         if parts.password and options.get("password") is None:
             options["password"] = unquote(parts.password)
-        return cls(host=parts.hostname, port=port, tls=tls, **options)
+        return cls(host=hostname, port=port, tls=tls, **options)
 
     def ssl_context(
         self, cert_file: Path | None = None, key_file: Path | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,13 +20,36 @@ from tests.helpers import ROOT
 pytestmark = pytest.mark.slow
 
 
+def clean_copy(destination: Path) -> Path:
+    """The checkout's files as git sees them (committed, or new and not ignored), copied
+    without what a build or an editable install left behind (egg-info, build/, caches),
+    which could put back files the package data forgot."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if not source.exists() and not source.is_symlink():
+            continue  # deleted in the work tree, not yet in a commit
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target, follow_symlinks=False)
+    return destination
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bin folder of a new virtualenv with the wheel of this checkout installed."""
+    """The bin folder of a new virtualenv with the wheel built from a clean copy of this
+    checkout installed."""
     root = tmp_path_factory.mktemp("wheel")
+    source = clean_copy(root / "source")
+    assert not list(source.glob("*.egg-info"))
     dist = root / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(source)],
         check=True,
         capture_output=True,
         timeout=300,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import statistics
 import time
@@ -89,8 +90,9 @@ class Recorder:
             "latency_max": totals.latency.max,
         }
 
-    def take(self) -> dict[str, Any]:
-        """One row: what happened since the last one."""
+    def take(self, sim: float | None = None) -> dict[str, Any]:
+        """One row: what happened since the last one, at the simulated instant ``sim`` it
+        fell due (default: now)."""
         now = self._snapshot()
         before, self._previous = self._previous, now
         seconds = max(now["wall"] - before["wall"], 1e-9)
@@ -106,7 +108,7 @@ class Recorder:
 
         row = {
             "wall_s": round(now["wall"] - self.metrics.started, 3),
-            "sim": round(self.clock.now(), 3),
+            "sim": round(self.clock.now() if sim is None else sim, 3),
             "sent": now["sent"],
             "delivered": now["delivered"],
             "failed": now["failed"],
@@ -157,11 +159,15 @@ class Recorder:
             while True:
                 await asyncio.sleep(1.0)
                 self.take()
-        due = self.clock.now()
-        while True:  # on the simulated timeline: a row per interval of simulated time
-            due += self.interval
+        # A row per interval of simulated time, on a grid anchored at the run's start: the
+        # shards of a parallel run take their rows at the same simulated instants, however
+        # late each one started, so their series merge instant by instant.
+        step = math.floor((self.clock.now() - self.clock.start) / self.interval) + 1
+        while True:
+            due = self.clock.start + step * self.interval
             await self.clock.sleep_until(due)
-            self.take()
+            self.take(due)
+            step += 1
 
     def close(self) -> None:
         """The last row (the end of the run), and the file closed. It is left out only when

@@ -295,35 +295,50 @@ def _merge_server_timing(report: dict[str, Any], outcomes: list[dict[str, Any]])
 
 
 def merge_rows(shards: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The shards' time series, row by row: counts, rates, connections, CPU and memory add
-    up; latency and loop lag take the worst shard's (a conservative figure). A shard with
-    fewer rows (it ended a snapshot earlier) adds its last running counts to the later
-    rows, and nothing else: so the last row counts every shard's messages."""
+    """The shards' time series as one, on simulated time: a merged row at every instant
+    some shard took a row (the shards share one grid, anchored at the run's start, so
+    these are mostly the same instants). Counts, rates, connections, CPU and memory add up;
+    latency and loop lag take the worst shard's (a conservative figure). A shard without a
+    row at an instant adds the running counts of its latest row before it (none before its
+    first), and nothing else: so the last row counts every shard's messages, and the
+    simulated time of the rows only ever grows (a shard that started or ended a snapshot
+    off the others' pace no longer makes it step back)."""
+    instants = sorted({row["sim"] for rows in shards for row in rows})
+    latest: list[dict[str, Any] | None] = [None] * len(shards)
+    cursors = [0] * len(shards)
     merged: list[dict[str, Any]] = []
-    ended = [{key: rows[-1].get(key) for key in RUNNING_COUNTS} if rows else {} for rows in shards]
-    longest = max((len(rows) for rows in shards), default=0)
-    for at in range(longest):
-        rows: list[dict[str, Any]] = [
-            shard[at] if at < len(shard) else {**ended[i], "wall_s": 0.0, "sim": None}
-            for i, shard in enumerate(shards)
-        ]
-        sims = [r["sim"] for r in rows if r["sim"] is not None]
-        row: dict[str, Any] = {"wall_s": max(r["wall_s"] for r in rows), "sim": sims[0]}
-        for key in (*RUNNING_COUNTS, "connected"):
-            row[key] = sum(r.get(key) or 0 for r in rows)
-        for key in ("rate_per_s", "failed_per_s", "cpu_pct", "rss_mb"):
-            row[key] = round(sum(r.get(key) or 0.0 for r in rows), 3)
-        settled = row["delivered"] + row["failed"] + row["dropped"]
-        failed = row["failed"] + row["dropped"]
-        row["error_rate"] = round(failed / settled, 6) if settled else 0.0
-        for key in ("p50_ms", "p95_ms", "p99_ms"):
-            values = [r[key] for r in rows if r.get(key) is not None]
-            row[key] = max(values) if values else None
-        lags = [r["loop_lag_ms"] for r in rows if r.get("loop_lag_ms")]
-        if lags:
-            row["loop_lag_ms"] = {k: max(lag[k] for lag in lags) for k in ("p50", "p99", "max")}
-        merged.append(row)
+    for sim in instants:
+        rows: list[dict[str, Any]] = []
+        for i, shard in enumerate(shards):
+            here = None
+            while cursors[i] < len(shard) and shard[cursors[i]]["sim"] <= sim:
+                here = shard[cursors[i]]
+                cursors[i] += 1
+            if here is not None:
+                latest[i] = here
+                rows.append(here)
+            elif (carried := latest[i]) is not None:
+                rows.append({key: carried.get(key) for key in RUNNING_COUNTS} | {"wall_s": 0.0})
+        merged.append(_merged_row(sim, rows))
     return merged
+
+
+def _merged_row(sim: float, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {"wall_s": max(r["wall_s"] for r in rows), "sim": sim}
+    for key in (*RUNNING_COUNTS, "connected"):
+        row[key] = sum(r.get(key) or 0 for r in rows)
+    for key in ("rate_per_s", "failed_per_s", "cpu_pct", "rss_mb"):
+        row[key] = round(sum(r.get(key) or 0.0 for r in rows), 3)
+    settled = row["delivered"] + row["failed"] + row["dropped"]
+    failed = row["failed"] + row["dropped"]
+    row["error_rate"] = round(failed / settled, 6) if settled else 0.0
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        row[key] = max(values) if values else None
+    lags = [r["loop_lag_ms"] for r in rows if r.get("loop_lag_ms")]
+    if lags:
+        row["loop_lag_ms"] = {k: max(lag[k] for lag in lags) for k in ("p50", "p99", "max")}
+    return row
 
 
 async def _reconcile(

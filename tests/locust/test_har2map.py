@@ -143,7 +143,9 @@ def test_the_map_replays_the_recorded_sequence_with_new_ids(
     )
     assert seeded.returncode == 0, seeded.stderr
     env = {**os.environ, "BARNSTORM_FARMS": "3", "BARNSTORM_DASHBOARD_MAP": str(har2map(tmp_path))}
-    users = ["-u", "4", "-r", "4", "-t", "30s", "--host", url]
+    # --stop-timeout: a user stopped in the middle of a view finishes it (the view is one
+    # task), so every trace in the log is a whole view.
+    users = ["-u", "4", "-r", "4", "-t", "30s", "--stop-timeout", "10", "--host", url]
     locustfile = ["locust", "-f", "locustfiles/dashboard.py", "--headless"]
     stats = locust_stats(*locustfile, *users, env=env, timeout=150)
     assert sum(entry["num_failures"] for entry in stats) == 0, stats

@@ -1,6 +1,6 @@
 """barnstorm's own error types.
 
-Library errors (gmqtt, amqtt, OS sockets, TOML parsing) are translated into these at the
+Library errors (aiomqtt, amqtt, httpx, OS sockets, TOML parsing) are translated into these at the
 boundary where they happen, so callers and metrics see one vocabulary::
 
     BarnstormError                 root; its message is one line a user can act on

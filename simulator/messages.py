@@ -58,3 +58,6 @@ class Message:
     #: real monotonic instant it was handed to the transport.
     sent_at: float = 0.0
     flags: int = 0
+    #: MQTT 5 properties of its PUBLISH, encoded without their length (trace context as a
+    #: user property); None for none.
+    properties: bytes | None = None

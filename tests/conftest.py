@@ -58,7 +58,7 @@ def mosquitto() -> str:
 
 @dataclass
 class Observer:
-    """An independent MQTT subscriber (paho, not barnstorm's gmqtt) recording every message."""
+    """An independent MQTT subscriber (paho, not barnstorm's own client) recording every message."""
 
     topic_filter: str
     messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)

@@ -120,7 +120,20 @@ target_options = stacked(
 
 mqtt_options = stacked(
     option("--qos", type=click.IntRange(0, 2), default=1, show_default=True, help="MQTT QoS."),
-    option("--mqtt-version", type=click.Choice(["3.1.1", "5"]), default="3.1.1", show_default=True),
+    option(
+        "--mqtt-version",
+        type=click.Choice(["3.1.1", "5", "auto"]),
+        default="3.1.1",
+        show_default=True,
+        help="MQTT version; auto speaks 5 and falls back to 3.1.1 when the broker refuses "
+        "it (the report says so). A broker that refuses the version asked for is an error.",
+    ),
+    option(
+        "--topic-alias",
+        is_flag=True,
+        help="MQTT 5: send each topic's name once per connection, then its alias (when the "
+        "broker takes aliases).",
+    ),
     option("--username", help="MQTT user name."),
     option("--password", help="MQTT password (prefer BARNSTORM_PASSWORD).", show_default=False),
     option("--ca-file", type=_PATH, help="CA bundle for mqtts:// and https:// targets."),
@@ -134,14 +147,6 @@ mqtt_options = stacked(
         metavar="BASE,CAP",
         help="After a lost connection a device waits a random time in [0, min(CAP, "
         "BASE * 2^n)] before its n-th retry (exponential backoff, full jitter).",
-    ),
-    option(
-        "--mqtt-client",
-        type=click.Choice(["auto", "lean", "gmqtt"]),
-        default="auto",
-        show_default=True,
-        help="MQTT publish path: barnstorm's own lean client (MQTT 3.1.1; what auto picks) or "
-        "gmqtt (what auto picks for MQTT 5).",
     ),
     option(
         "--source-address",
@@ -167,11 +172,11 @@ mqtt_options = stacked(
     ),
     option(
         "--client-id-prefix",
-        default="barnstorm-",
-        show_default=True,
         metavar="TEXT",
-        help="Start of every MQTT client id (then the device or gateway id). Two runs of one "
-        "fleet on one broker need different prefixes, or they take each other's connections.",
+        help="Start of every MQTT client id (then the device or gateway id). Default: "
+        "barnstorm-RUNID-, this run's own, so two runs of one fleet on one broker never take "
+        "each other's connections; give a prefix to keep ids stable across runs (a broker "
+        "ACL or per-device credentials keyed on client ids).",
     ),
     option(
         "--connection",
@@ -398,7 +403,7 @@ MQTT_ONLY = (
     "max_inflight",
     "client_id_prefix",
     "source_address",
-    "mqtt_client",
+    "topic_alias",
     "reconnect_backoff",
 )
 #: options that only an HTTP ingest target uses.
@@ -565,7 +570,7 @@ def _mqtt(options: Options) -> MqttSettings | None:
         keepalive=options["keepalive"],
         max_inflight=options["max_inflight"] or 0,
         client_id_prefix=options["client_id_prefix"],
-        client=options["mqtt_client"],
+        topic_alias=options["topic_alias"],
         source_addresses=tuple(options["source_address"]),
         reconnect_base=base,
         reconnect_cap=cap,

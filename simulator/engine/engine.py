@@ -181,6 +181,10 @@ class Engine:
         for device in self.devices.tolist():
             self._owner_devices.setdefault(int(self.owners[device]), []).append(device)
         self._connected_owners: list[int] = []
+        #: owners the connection ramp has not finished with (not yet tried, or still
+        #: connecting): a scenario's edge leaves them to it, or two connects would go out
+        #: under one client id and the broker would close one of them.
+        self._ramping: set[int] = set()
         self._activated = np.zeros(fleet.devices.count, np.bool_)
         self.buffers = OfflineBuffers(capacity, backfill)
         self._rng = np.random.default_rng([seed, 2])
@@ -270,6 +274,7 @@ class Engine:
 
     async def _connect_all(self) -> None:
         owners = self.connections
+        self._ramping = set(owners)
         if isinstance(self.clock, VirtualClock) or self.connect_rate is None:
             interval = 0.0
         else:
@@ -285,9 +290,13 @@ class Engine:
                     if delay > 0:
                         await clock.pause(delay)
                     next_start = max(next_start + interval, clock.monotonic() - 1.0)
-                group.create_task(
-                    self._connect_one(owner, limiter), name=f"barnstorm-connect-{owner}"
-                )
+                group.create_task(self._ramp_one(owner, limiter), name=f"barnstorm-connect-{owner}")
+
+    async def _ramp_one(self, owner: int, limiter: asyncio.Semaphore) -> None:
+        try:
+            await self._connect_one(owner, limiter)
+        finally:
+            self._ramping.discard(owner)
 
     async def _connect_one(self, owner: int, limiter: asyncio.Semaphore | None = None) -> None:
         try:
@@ -327,8 +336,12 @@ class Engine:
             for owner in down:
                 if self.transport.is_connected(owner):
                     await self.transport.disconnect(owner)
-            connected = self.transport.is_connected
-            back = [o for o in self.connections if o not in down and not connected(o)]
+            connected, ramping = self.transport.is_connected, self._ramping
+            back = [
+                o
+                for o in self.connections
+                if o not in down and o not in ramping and not connected(o)
+            ]
             async with asyncio.TaskGroup() as group:  # together: the thundering herd
                 for owner in back:
                     group.create_task(self._connect_one(owner), name=f"barnstorm-reconnect-{owner}")

@@ -72,7 +72,7 @@ FLEET_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("connection", str, "per-device or per-gateway MQTT connections."),
     ("topic-template", str, "MQTT topic template, e.g. farms/{farm_id}/{device_id}/{kind}."),
     ("connect-rate", str, "New device connections per second during the ramp."),
-    ("client-id-prefix", str, "Start of every MQTT client id (default barnstorm-)."),
+    ("client-id-prefix", str, "Start of every MQTT client id (default: the run's own)."),
     ("scenario", str, "A scenario file of events to play (outbreak, network outage ...)."),
 )
 #: Locust-level verdicts and reports, over the devices and the suite's users together.

@@ -51,7 +51,7 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
             console.print(
                 f"[bold yellow]the broker closed {at_once:,} connections within a second of "
                 "accepting them:[/] is another client using the same client ids? (Two runs "
-                "of one fleet on one broker take each other's: give each --client-id-prefix.)"
+                "of one fleet given the same --client-id-prefix take each other's.)"
             )
     if accounting and not accounting["lost"]:
         console.print(
@@ -92,12 +92,15 @@ def _print_headline(report: dict[str, Any], console: Console) -> None:
     where = f"{target['kind']} {target.get('url') or ''}".strip()
     if target["kind"] == "mqtt":
         embedded = f"embedded {target['embedded_broker']} " if target["embedded_broker"] else ""
-        where = f"{embedded}{target['url']} (QoS {target['qos']}, {target['connection']})"
+        version = f"MQTT {target['mqtt_version']}, " if target.get("mqtt_version") else ""
+        where = f"{embedded}{target['url']} ({version}QoS {target['qos']}, {target['connection']})"
     console.print(
         f"[bold]barnstorm[/] {report['outcome']}: {report['fleet']['farms']} farms, "
         f"{report['fleet']['devices_in_run']:,} devices → {where}"
         f" · speed {speed} · {time['wall_seconds']:.1f}s wall"
     )
+    if target.get("mqtt_version_note"):
+        console.print(f"[yellow]MQTT: {target['mqtt_version_note']}[/]")
     lag = time.get("loop_lag_ms")
     if lag:
         meaning = (

@@ -7,12 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
-import traceback
 from collections.abc import Callable
-from typing import Any
 
 from rich.console import Console
 
@@ -32,18 +29,6 @@ def _summary_console(config: RunConfig) -> Console:
     return console if console.is_terminal else Console(file=stream, width=160)
 
 
-def _quiet_client_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """gmqtt's own tasks can fail inside gmqtt when a connection drops mid-reconnect; the
-    transport counts the lost connection, so those tracebacks go to the debug log instead
-    of flooding the terminal during a network fault. Anything else is reported as usual."""
-    error = context.get("exception")
-    frames = traceback.extract_tb(error.__traceback__) if error is not None else []
-    if any(f"{os.sep}gmqtt{os.sep}" in frame.filename for frame in frames):
-        log.debug("gmqtt internal error after a lost connection: %r", error)
-        return
-    loop.default_exception_handler(context)
-
-
 def run_blocking(
     config: RunConfig, *, summary: bool = True, on_start: Callable[[Run], None] | None = None
 ) -> RunResult:
@@ -59,7 +44,6 @@ def run_blocking(
     async def main() -> RunResult:
         run = Run(config)
         loop = asyncio.get_running_loop()
-        loop.set_exception_handler(_quiet_client_errors)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, run.request_stop)

@@ -65,7 +65,7 @@ from simulator.transports.file import FileTransport
 from simulator.transports.http import HttpTransport
 from simulator.transports.memory import MemoryTransport
 from simulator.transports.mqtt.factory import mqtt_transport
-from simulator.transports.mqtt.settings import READ_ROUND, MqttSettings
+from simulator.transports.mqtt.settings import READ_ROUND, MqttSettings, run_prefix
 from simulator.transports.readback import ReadBackError, ReadBackTarget, read_back, take_mark
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,9 @@ class Run:
         #: barnstorm's own event-loop lag while the fleet ran.
         self.loop_lag = LoopLag()
         protect(config.secrets(), config.secret_urls())
-        #: the run's engine and books, once it ran (a parallel run's parent reads them).
+        #: the run's engine, books and transport, once it ran (a parallel run's parent
+        #: reads them).
+        self.transport: Transport | None = None
         self.engine: Engine | None = None
         self.metrics: Metrics | None = None
 
@@ -152,6 +154,7 @@ class Run:
                     self.readback_mark = await self._mark(readback)
                 mqtt, http, proxy = await self._fault_proxy(stack, mqtt, http)
                 transport = self._transport(metrics, fleet, mqtt, http)
+                self.transport = transport
                 await stack.enter_async_context(transport)
                 engine = self._engine(fleet, profiles, transport, clock, per_gateway)
                 self.engine = engine
@@ -486,7 +489,7 @@ class Run:
         if self.config.target.output is not None:
             return FileTransport(metrics, self.config.target.output)
         assert mqtt is not None
-        prefix = mqtt.client_id_prefix
+        prefix = mqtt.client_id_prefix or run_prefix(self.config.run_id)
         client_ids = [prefix + device for device in fleet.devices.ids]
         paced = mqtt_at_speed(mqtt, self.config.timing.speed)
         return mqtt_transport(metrics, paced, client_ids, credentials)
@@ -543,6 +546,7 @@ class Run:
                 if kind == "mqtt"
                 else None,
                 "connection": "per-gateway" if per_gateway else "per-device",
+                **(self.transport.facts() if self.transport is not None else {}),
             },
             "fleet": {
                 "farms": len(fleet.farms),

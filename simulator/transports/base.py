@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from simulator.errors import ClosedError
 from simulator.messages import Message, Outcome
@@ -122,6 +122,11 @@ class Transport(ABC):
     def in_flight(self) -> int:
         """Messages handed over whose outcome is not known yet."""
         return 0
+
+    def facts(self) -> dict[str, Any]:
+        """What the run's report says of how this transport talked to its target (the
+        protocol version an MQTT broker took, for one); nothing by default."""
+        return {}
 
     async def ready(self) -> None:  # noqa: B027 - optional hook
         """Return when the target can take more (the engine waits on it at speed max only,

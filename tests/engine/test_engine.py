@@ -8,6 +8,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from simulator.arrays import FloatArray, Values
 from simulator.engine.clock import ScaledClock, VirtualClock
 from simulator.engine.engine import Engine
+from simulator.engine.scenarios import load_scenario
 from simulator.errors import ConfigError
 from simulator.fleet.load import load_fleet
 from simulator.messages import Message, Outcome
@@ -185,6 +187,52 @@ async def test_latency_counts_the_delay_of_a_late_send_not_only_the_wait_for_its
     # percentiles follow the lateness (the histogram's buckets are a few percent wide).
     assert latency.percentile(0.9) >= 0.9 * np.percentile(lateness, 90)
     assert latency.percentile(0.5) >= 0.9 * np.percentile(lateness, 50)
+
+
+class SlowConnects(MemoryTransport):
+    """Each connect takes 50 ms (a broker's handshake); records the connects that overlap
+    one already under way for the same owner (two CONNECTs under one client id)."""
+
+    async def open(self) -> None:
+        self.connecting: set[int] = set()
+        self.overlaps: list[int] = []
+        self.connects = 0
+
+    async def connect(self, connection: int) -> None:
+        if connection in self.connecting:
+            self.overlaps.append(connection)
+        self.connecting.add(connection)
+        self.connects += 1
+        try:
+            await asyncio.sleep(0.05)
+            await super().connect(connection)
+        finally:
+            self.connecting.discard(connection)
+
+
+async def test_a_scenario_edge_leaves_the_ramp_its_devices(tmp_path: Path) -> None:
+    """A storm's edges fall while the connection ramp still runs: the edge brings back
+    only devices the ramp is done with, so no device is connected twice at once (the
+    broker would close one of the two, and a clean run would show takeovers)."""
+    storm = tmp_path / "storm.toml"
+    storm.write_text(
+        '[[events]]\ntype = "reconnect_storm"\nat = "1s"\nduration = "1s"\n'
+        'where = { share = 0.5, unit = "site" }\n'
+    )
+    clock = ScaledClock(START, speed=1.0)
+    engine, transport, _ = _engine(
+        SlowConnects,
+        farms=4,
+        clock=clock,
+        duration=4.0,
+        connect_rate=40.0,
+        scenario=load_scenario(storm),
+    )
+    owners = len(engine.connections)
+    assert owners / 40.0 > 2.0  # the ramp outlasts both edges
+    await _run(engine, transport)
+    assert transport.overlaps == []  # type: ignore[attr-defined]
+    assert transport.connects >= owners  # type: ignore[attr-defined]
 
 
 class RecordedConnects(MemoryTransport):

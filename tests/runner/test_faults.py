@@ -240,40 +240,19 @@ def test_broker_restart_and_a_network_cut_at_qos1_keep_the_books(
     assert gaps <= unsettled
 
 
-def test_a_publish_replayed_after_a_reconnect_carries_the_dup_flag() -> None:
-    """The in-flight store hands gmqtt its packets for replay with the DUP flag set on
-    PUBLISH (same packet otherwise: same topic, packet id and payload, so the same seq),
-    and leaves a QoS 2 PUBREL alone."""
-    from simulator.transports.mqtt.gmqtt_client import _AckStore
-
-    topic, payload = b"t/cm-1/summary", b'{"seq":7}'
-    body = len(topic).to_bytes(2, "big") + topic + (42).to_bytes(2, "big") + payload
-    publish = bytes([0x32, len(body)]) + body  # PUBLISH, QoS 1, DUP clear
-    pubrel = bytes([0x62, 2, 0, 43])
-
-    class Sink:
-        def message_done(self, message: object, outcome: object, error: str | None = None) -> None:
-            """Nothing is settled here: only the replay is looked at."""
-
-    store = _AckStore(Sink())  # type: ignore[arg-type]
-    store.push_message(42, publish)
-    store.push_message(43, pubrel)
-    replay = dict(store.get_all())
-    assert replay[42][0] == 0x3A  # DUP set
-    assert replay[42][1:] == publish[1:]
-    assert replay[43] == pubrel
-
-
 @pytest.mark.slow
 def test_two_runs_of_one_fleet_on_one_broker_are_told_why_they_fight(
     private_broker: PrivateBroker,
 ) -> None:
-    """Two runs of the same fleet on one broker with the same client ids take over each
-    other's connections: the broker closes connections it has just accepted, and a run's
-    summary says so and names --client-id-prefix. With a prefix each, no connection is
-    lost in either run."""
+    """Two runs of the same fleet on one broker given the same --client-id-prefix take over
+    each other's connections: the broker closes connections it has just accepted, and a
+    run's summary says so and names --client-id-prefix. With a prefix each, and with none
+    at all (each run then takes ids of its own), no connection is lost in either run."""
 
-    def pair(first: str, second: str) -> list[subprocess.CompletedProcess[str]]:
+    def pair(first: str | None, second: str | None) -> list[subprocess.CompletedProcess[str]]:
+        environment = {
+            k: v for k, v in os.environ.items() if k not in ("BARNSTORM_CLIENT_ID_PREFIX",)
+        }
         runs = [
             subprocess.Popen(
                 [
@@ -283,7 +262,11 @@ def test_two_runs_of_one_fleet_on_one_broker_are_told_why_they_fight(
                     *("--reconnect-backoff", "0.1s,0.3s", "--allow-loss", "--max-failed", "100%"),
                 ],
                 cwd=ROOT,
-                env={**os.environ, "BARNSTORM_CLIENT_ID_PREFIX": prefix, "COLUMNS": "200"},
+                env={
+                    **environment,
+                    **({"BARNSTORM_CLIENT_ID_PREFIX": prefix} if prefix else {}),
+                    "COLUMNS": "200",
+                },
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -297,8 +280,8 @@ def test_two_runs_of_one_fleet_on_one_broker_are_told_why_they_fight(
     assert "within a second of accepting them" in summaries, summaries
     assert "--client-id-prefix" in summaries
 
-    apart = pair("first-", "second-")
-    for run in apart:
-        assert run.returncode == 0, run.stdout + run.stderr
-        assert "0 lost" in run.stdout, run.stdout
-        assert "within a second" not in run.stdout
+    for apart in (pair("first-", "second-"), pair(None, None)):
+        for run in apart:
+            assert run.returncode == 0, run.stdout + run.stderr
+            assert "0 lost" in run.stdout, run.stdout
+            assert "within a second" not in run.stdout

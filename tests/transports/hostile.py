@@ -1,10 +1,13 @@
 """A hostile-broker kit for the MQTT client's tests: a scripted fake broker and a proxy that
 cuts a connection at a chosen packet, both plain asyncio, both on 127.0.0.1.
 
-The fake broker speaks just enough MQTT 3.1.1 to be a broker to a publisher (CONNACK,
-PUBACK, PUBREC, PUBCOMP, PINGRESP) and can misbehave on cue: answer CONNECT with any
-return code, go silent while keeping the socket open, stop reading, split every answer
-into single bytes, or close the connection on a poisoned message.
+The fake broker speaks just enough MQTT 3.1.1 and 5 to be a broker to a publisher
+(CONNACK, PUBACK, PUBREC, PUBCOMP, PINGRESP) and can misbehave on cue: answer CONNECT with
+any return code, go silent while keeping the socket open, stop reading, split every answer
+into single bytes, or close the connection on a poisoned message. Over MQTT 5 it states
+limits in its CONNACK (Receive Maximum, Maximum Packet Size, Topic Alias Maximum, Maximum
+QoS), refuses chosen messages with a reason code, sends a DISCONNECT with a reason, or
+refuses MQTT 5 itself as a 3.1.1 broker does.
 """
 
 from __future__ import annotations
@@ -56,6 +59,40 @@ class Publish:
     dup: bool
     packet_id: int
     payload: bytes
+    #: MQTT 5: the topic alias and user properties it carried.
+    alias: int = 0
+    user: list[tuple[str, str]] = field(default_factory=list)
+    size: int = 0  # bytes of the whole packet
+
+
+def _properties(data: bytes, at: int) -> tuple[int, list[tuple[str, str]], int]:
+    """(topic alias, user properties, position after) of a PUBLISH's MQTT 5 properties."""
+    length, shift, end = 0, 0, at
+    while True:
+        byte = data[end]
+        end += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    stop = end + length
+    alias, user = 0, []
+    while end < stop:
+        identifier = data[end]
+        end += 1
+        if identifier == 0x23:
+            alias = int.from_bytes(data[end : end + 2], "big")
+            end += 2
+        elif identifier == 0x26:
+            pair = []
+            for _ in range(2):
+                size = int.from_bytes(data[end : end + 2], "big")
+                pair.append(data[end + 2 : end + 2 + size].decode())
+                end += 2 + size
+            user.append((pair[0], pair[1]))
+        else:
+            raise ValueError(f"the fake broker does not know property 0x{identifier:02x}")
+    return alias, user, stop
 
 
 class _Listener:
@@ -92,6 +129,17 @@ class FakeBroker(_Listener):
     #: seconds before each PUBACK (a broker that is behind, trickling acknowledgements);
     #: when each went out (``time.monotonic()``) is kept by payload in ``acked_at``.
     ack_gap: float = 0.0
+    #: MQTT 5: what a level-5 CONNECT gets: "accept", "v3" (a 3.1.1 broker's CONNACK,
+    #: code 1) or "close" (the connection closed, no CONNACK).
+    v5: str = "accept"
+    #: MQTT 5 CONNACK properties: (identifier, value, width) triples.
+    limits: list[tuple[int, int, int]] = field(default_factory=list)
+    #: MQTT 5: refuse a PUBLISH whose payload holds a key with the reason code its value.
+    refuse: dict[bytes, int] = field(default_factory=dict)
+    #: MQTT 5: after this many publishes, send DISCONNECT with this reason and close.
+    disconnect_after: tuple[int, int] | None = None
+    #: protocol levels of the CONNECTs received, in order.
+    levels: list[int] = field(default_factory=list)
 
     port: int = 0
     connections: int = 0
@@ -138,7 +186,14 @@ class FakeBroker(_Listener):
             packet = await read_packet(reader)
             if packet is None or packet[0] != CONNECT:
                 return
-            await self._write(writer, encode(CONNACK, 0, bytes([0, self.connack_code])))
+            level = packet[2][6]
+            self.levels.append(level)
+            if level >= 5 and self.v5 == "close":
+                return
+            if level >= 5 and self.v5 == "v3":
+                await self._write(writer, encode(CONNACK, 0, bytes([0, 1])))
+                return
+            await self._write(writer, encode(CONNACK, 0, self._connack(level)))
             if self.connack_code:
                 return
             if self.stop_reading:
@@ -148,25 +203,21 @@ class FakeBroker(_Listener):
                 if kind == DISCONNECT:
                     return
                 if kind == PUBLISH:
-                    qos = (flags >> 1) & 3
-                    topic_length = int.from_bytes(body[:2], "big")
-                    topic = body[2 : 2 + topic_length].decode()
-                    at = 2 + topic_length
-                    packet_id = int.from_bytes(body[at : at + 2], "big") if qos else 0
-                    payload = body[at + 2 :] if qos else body[at:]
-                    if self.poison is not None and self.poison in payload:
+                    publish = self._publish(number, level, flags, body)
+                    if self.poison is not None and self.poison in publish.payload:
                         return
                     silent = self.silent
-                    self.publishes.append(
-                        Publish(number, topic, qos, bool(flags & 8), packet_id, payload)
-                    )
-                    if silent or not qos:
+                    self.publishes.append(publish)
+                    if self.disconnect_after and len(self.publishes) >= self.disconnect_after[0]:
+                        reason = bytes([self.disconnect_after[1], 0])
+                        await self._write(writer, encode(DISCONNECT, 0, reason))
+                        return
+                    if silent or not publish.qos:
                         continue
-                    answer = PUBACK if qos == 1 else PUBREC
                     if self.ack_gap:
                         await asyncio.sleep(self.ack_gap)
-                    await self._write(writer, encode(answer, 0, packet_id.to_bytes(2, "big")))
-                    self.acked_at[payload] = time.monotonic()
+                    await self._write(writer, self._answer(publish, level))
+                    self.acked_at[publish.payload] = time.monotonic()
                 elif kind == PUBREL and not self.silent:
                     await self._write(writer, encode(PUBCOMP, 0, body[:2]))
                 elif kind == PINGREQ:
@@ -179,6 +230,37 @@ class FakeBroker(_Listener):
             self.open_connections -= 1
             writer.close()
             self._tasks.discard(task)
+
+    def _connack(self, level: int) -> bytes:
+        if level < 5:
+            return bytes([0, self.connack_code])
+        props = b"".join(
+            bytes([identifier]) + value.to_bytes(width, "big")
+            for identifier, value, width in self.limits
+        )
+        return bytes([0, self.connack_code, len(props)]) + props
+
+    def _publish(self, number: int, level: int, flags: int, body: bytes) -> Publish:
+        qos = (flags >> 1) & 3
+        topic_length = int.from_bytes(body[:2], "big")
+        topic = body[2 : 2 + topic_length].decode()
+        at = 2 + topic_length
+        packet_id = int.from_bytes(body[at : at + 2], "big") if qos else 0
+        at += 2 if qos else 0
+        alias, user = 0, list[tuple[str, str]]()
+        if level >= 5:
+            alias, user, at = _properties(body, at)
+        size = len(encode(PUBLISH, flags, body))
+        return Publish(number, topic, qos, bool(flags & 8), packet_id, body[at:], alias, user, size)
+
+    def _answer(self, publish: Publish, level: int) -> bytes:
+        """The PUBACK or PUBREC of a publish; over MQTT 5 with a refusal's reason code."""
+        kind = PUBACK if publish.qos == 1 else PUBREC
+        packet_id = publish.packet_id.to_bytes(2, "big")
+        codes = [code for key, code in self.refuse.items() if key in publish.payload]
+        if level >= 5 and codes:
+            return encode(kind, 0, packet_id + bytes([codes[0], 0]))
+        return encode(kind, 0, packet_id)
 
 
 @dataclass

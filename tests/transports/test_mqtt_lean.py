@@ -20,7 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulator.messages import Message, Outcome
 from simulator.runner.run import mqtt_at_speed
 from simulator.transports.faultproxy import FaultProxy
-from simulator.transports.mqtt.lean import LeanMqttTransport, _Link
+from simulator.transports.mqtt.lean import LeanMqttTransport
+from simulator.transports.mqtt.link import Link
 from simulator.transports.mqtt.packets import SHORT, fixed_header, publish_packet, short_headers
 from simulator.transports.mqtt.settings import READ_ROUND, MqttSettings
 from tests.transports.hostile import FakeBroker
@@ -96,11 +97,11 @@ def test_replay_publishes_again_as_new_messages_of_the_clean_session() -> None:
         def write(self, data: bytes) -> None:
             self.data += data
 
-    link = _Link(0, "c", None)
+    link = Link(0, "c", None)
     wire = Wire()
     link.transport = wire  # type: ignore[assignment]
     link.in_flight = {7: _message(1, "t/a"), 8: _message(2, "t/a")}  # 8 had its PUBREC
-    link.replay(qos=2)
+    link.replay(qos=2, aliases=False)
     first = publish_packet(b"t/a", _message(1, "t/a").payload, 2, 1, False)
     second = publish_packet(b"t/a", _message(2, "t/a").payload, 2, 2, False)
     assert first[0] == 0x34  # PUBLISH, QoS 2, DUP clear
@@ -114,11 +115,11 @@ def test_links_sharing_one_read_buffer_each_keep_their_own_unfinished_packet() -
     reads of one link completes, though another link's read filled the buffer in between,
     and each link settles exactly its own packet ids."""
     shared = memoryview(bytearray(64))
-    one, two = _Link(0, "a", None, shared), _Link(1, "b", None, shared)
+    one, two = Link(0, "a", None, shared), Link(1, "b", None, shared)
     one.in_flight = {1: _message(1, "t/a"), 2: _message(2, "t/a")}
     two.in_flight = {1: _message(1, "t/b", 1), 3: _message(3, "t/b", 1)}
 
-    def read(link: _Link, data: bytes) -> None:
+    def read(link: Link, data: bytes) -> None:
         buffer = link.get_buffer(-1)
         buffer[: len(data)] = data
         link.buffer_updated(len(data))
@@ -335,13 +336,13 @@ async def test_acknowledgements_trickling_in_are_read_in_rounds_only_when_asked(
     not behind a second round.
     Either way every message reaches the broker and is acknowledged once."""
     reads = [0]
-    original = _Link.buffer_updated
+    original = Link.buffer_updated
 
-    def counted(link: _Link, nbytes: int) -> None:
+    def counted(link: Link, nbytes: int) -> None:
         reads[0] += 1
         original(link, nbytes)
 
-    monkeypatch.setattr(_Link, "buffer_updated", counted)
+    monkeypatch.setattr(Link, "buffer_updated", counted)
     run = uuid.uuid4().hex[:8]
 
     async def publish(read_round: float) -> tuple[int, float]:

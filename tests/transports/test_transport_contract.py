@@ -14,7 +14,6 @@ from simulator.messages import Message, Outcome
 from simulator.transports.base import Transport
 from simulator.transports.file import FileTransport
 from simulator.transports.memory import MemoryTransport
-from simulator.transports.mqtt.gmqtt_client import MqttTransport
 from simulator.transports.mqtt.lean import LeanMqttTransport
 from simulator.transports.mqtt.settings import MqttBase, MqttSettings
 from tests.conftest import observing
@@ -27,6 +26,8 @@ class RecordingSink:
         self.sent: list[Message] = []
         self.done: list[tuple[Message, Outcome, str | None]] = []
         self.events: list[str] = []
+        #: every connection event with its reason.
+        self.reasons: list[tuple[str, str | None]] = []
         self.retried: list[tuple[Message, str]] = []
         self.timings: list[tuple[int, str, int]] = []
 
@@ -48,6 +49,7 @@ class RecordingSink:
 
     def connection_event(self, event: str, error: str | None = None) -> None:
         self.events.append(event)
+        self.reasons.append((event, error))
 
     def server_timing(self, type_code: int, header: str, size: int) -> None:
         self.timings.append((type_code, header, size))
@@ -77,8 +79,8 @@ def _mqtt(sink: RecordingSink, tmp: Path, broker: str) -> Transport:
     return LeanMqttTransport(sink, MqttSettings.from_url(broker, qos=1), CLIENT_IDS)
 
 
-def _gmqtt(sink: RecordingSink, tmp: Path, broker: str) -> Transport:
-    return MqttTransport(sink, MqttSettings.from_url(broker, qos=1), CLIENT_IDS)
+def _mqtt5(sink: RecordingSink, tmp: Path, broker: str) -> Transport:
+    return LeanMqttTransport(sink, MqttSettings.from_url(broker, qos=1, version="5"), CLIENT_IDS)
 
 
 def _message(i: int, connection: int = 0) -> Message:
@@ -87,7 +89,7 @@ def _message(i: int, connection: int = 0) -> Message:
 
 
 @pytest.fixture(
-    params=[_memory, _file, _mqtt, _gmqtt], ids=["memory", "file", "mqtt-lean", "mqtt-gmqtt"]
+    params=[_memory, _file, _mqtt, _mqtt5], ids=["memory", "file", "mqtt-3.1.1", "mqtt-5"]
 )
 def factory(request: pytest.FixtureRequest, mosquitto: str) -> Factory:
     return request.param  # type: ignore[no-any-return]

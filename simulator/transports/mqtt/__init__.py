@@ -1,3 +1,4 @@
-"""MQTT: the settings and the base shared by both clients, the packets, barnstorm's own
-publish client (MQTT 3.1.1), the gmqtt client (MQTT 5) and the subscriber.
+"""MQTT: the settings and transport base, the packets (3.1.1, and MQTT 5's properties and
+reason codes), barnstorm's own publish client (a transport of links), and the subscribers
+(the reference backend's ingest, and the independent observer of ``--verify``).
 """

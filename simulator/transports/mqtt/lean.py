@@ -1,8 +1,8 @@
-"""barnstorm's own publish-only MQTT 3.1.1 client: the default MQTT path.
+"""barnstorm's own publish-only MQTT client, for MQTT 3.1.1 and 5.
 
 A device only ever connects, publishes, answers keepalive and reconnects, so this module
-speaks exactly that part of MQTT 3.1.1 over an :class:`asyncio.Protocol`, with no client
-library in between. Compared with gmqtt (kept for MQTT 5, see ``gmqtt_client.py``) it:
+speaks exactly that part of MQTT over an :class:`asyncio.Protocol` per connection
+(:class:`~.link.Link`), with no client library in between. Compared with gmqtt it:
 
 - writes a tick's packets for one connection in a single ``write`` (one syscall),
 - settles a PUBACK with one dict lookup, no per-message coroutine or callback chain,
@@ -17,6 +17,16 @@ Guarantees (the same contract tests as every transport): QoS 0 messages are
 dropped as ``send_buffer_full``. QoS 1 and 2 messages stay in flight until PUBACK (QoS 1)
 or PUBCOMP (QoS 2), at most ``max_inflight`` per connection; the rest wait on the device
 (up to ``OUTBOX`` messages, then ``outbox_full``).
+
+Over MQTT 5 the broker's CONNACK sets the terms: its Receive Maximum caps the window
+(with ``--max-inflight``, the smaller wins), a message larger than its Maximum Packet Size
+fails here as ``packet_too_large`` and never goes out, a QoS above its Maximum QoS is a
+clear error at the first connection, its Server Keep Alive replaces ours, and with
+``--topic-alias`` a topic's name goes once per connection. A PUBACK, PUBREC or PUBCOMP
+whose reason code is 0x80 or above fails its message with the reason's name
+(``not_authorized``, ``quota_exceeded``); a DISCONNECT from the broker names why the
+connection was lost. A broker that refuses MQTT 5 is one clear line, unless
+``--mqtt-version auto`` asked to fall back to 3.1.1 (then the report says so).
 
 The session model is the clean session: every CONNECT asks for one, so the broker keeps
 nothing of a connection once it is gone, and a packet id of the old connection means
@@ -36,13 +46,13 @@ import asyncio
 import collections
 import contextlib
 import random
-import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from simulator.errors import AuthError, ConnectError
 from simulator.messages import CUT_BY_DEVICE, Message, Outcome
 from simulator.transports.base import ResultSink
+from simulator.transports.mqtt.link import READ_BUFFER, Link
 from simulator.transports.mqtt.packets import (
     DISCONNECT,
     ID_BYTES,
@@ -51,8 +61,6 @@ from simulator.transports.mqtt.packets import (
     SHORT,
     connect_packet,
     fixed_header,
-    publish_packet,
-    pubrel_packet,
     short_headers,
 )
 from simulator.transports.mqtt.settings import (
@@ -61,12 +69,18 @@ from simulator.transports.mqtt.settings import (
     backoff_delay,
     translated_errors,
 )
+from simulator.transports.mqtt.v5 import (
+    AUTH_REFUSALS,
+    Connack,
+    MalformedPacket,
+    parse_connack,
+    reason_name,
+)
 
 if TYPE_CHECKING:
     from simulator.fleet.credentials import Credential
     from simulator.transports.mqtt.settings import MqttSettings
 
-_PUBACK, _PUBREC, _PUBCOMP, _CONNACK, _PINGRESP = 4, 5, 7, 2, 13
 #: QoS 2 messages in flight per connection by default; the rest wait their turn on the
 #: device. Mosquitto (2.0) answers PUBREC to a QoS 2 PUBLISH beyond its in-flight quota
 #: (``max_inflight_messages``, 20 by default) and then drops it, so a client that does not
@@ -84,7 +98,7 @@ STABLE_AFTER = 10.0
 #: a connection the broker closes this soon (seconds) after accepting it counts as
 #: ``closed_at_once``: another client taking the same client id, most often.
 AT_ONCE = 1.0
-_AUTH_CODES = {4, 5}  # CONNACK: bad user name or password, not authorised
+_AUTH_CODES = {4, 5}  # 3.1.1 CONNACK: bad user name or password, not authorised
 _CONNACK_REASONS = {
     1: "unacceptable protocol version",
     2: "client identifier rejected",
@@ -92,244 +106,19 @@ _CONNACK_REASONS = {
     4: "bad user name or password",
     5: "not authorised",
 }
+#: CONNACK codes that mean "not this protocol version": 3.1.1's 1, MQTT 5's 0x84.
+_VERSION_REFUSED = {1, 0x84}
 #: At speed max, stop generating while this many messages wait for their acknowledgement
 #: (all connections together), or while barnstorm holds this many unsent bytes, or half a
 #: ``LINK_BUFFER`` for one connection. In real time, more than this many unsent bytes in
 #: all drops messages as ``send_buffer_full``.
 MAX_IN_FLIGHT = 200_000
-#: bytes one read of a link's socket takes at most (more wait for the next read).
-READ_BUFFER = 64 * 1024
 MAX_BUFFERED = 64 * 1024 * 1024
 
 
-class _Link(asyncio.BufferedProtocol):
-    """One device connection: its socket, its packets in flight, its reconnect state.
-
-    It reads into a buffer it shares with every link of its transport (a read is parsed
-    at once, and what a packet left incomplete is kept per link): asyncio reads a plain
-    protocol's socket with ``recv(256 KiB)``, which allocates and frees that much at every
-    read of the few PUBACKs a read brings (about 3% of the CPU of a run at QoS 1)."""
-
-    __slots__ = (
-        "attempt",
-        "client_id",
-        "closing",
-        "connack",
-        "credential",
-        "heard",
-        "in_flight",
-        "next_id",
-        "owner",
-        "paused",
-        "pending",
-        "pinged",
-        "reconnecting",
-        "rx",
-        "suspect",
-        "topics",
-        "transport",
-        "up",
-        "up_since",
-        "view",
-        "waiting",
-        "wire",
-    )
-
-    def __init__(
-        self,
-        owner: int,
-        client_id: str,
-        credential: Credential | None,
-        view: memoryview | None = None,
-    ) -> None:
-        self.owner = owner
-        self.view = view if view is not None else memoryview(bytearray(READ_BUFFER))
-        self.client_id = client_id
-        self.credential = credential
-        self.transport: asyncio.Transport | None = None
-        self.wire: LeanMqttTransport | None = None
-        self.in_flight: dict[int, Message] = {}
-        self.next_id = 0
-        self.rx = b""
-        self.heard = False  # something came from the broker since the last housekeeping round
-        self.pinged = False
-        self.connack: asyncio.Future[tuple[int, bool]] | None = None
-        self.up = False
-        self.closing = False
-        self.paused = False
-        self.attempt = 0
-        self.up_since = 0.0
-        #: the message first in line at the last loss.
-        self.suspect: Message | None = None
-        self.reconnecting: asyncio.Task[None] | None = None
-        self.pending: list[bytes] = []  # packets built this tick, written together
-        self.topics: dict[str, bytes] = {}
-        self.waiting: collections.deque[Message] | None = None  # beyond the window
-
-    # asyncio.Protocol ----------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.rx = b""
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # Nagle would hold back small packets (and the broker's PUBACKs: DESIGN.md).
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.view[:nbytes].tobytes())
-
-    def data_received(self, data: bytes) -> None:
-        self.pinged = False
-        self.heard = True
-        buffer = self.rx + data if self.rx else data
-        end = len(buffer)
-        at = 0
-        acked: list[Message] = []
-        in_flight = self.in_flight
-        while end - at >= 2:
-            first = buffer[at]
-            if first == 0x40 and end - at >= 4:  # PUBACK: the packet that comes by thousands
-                message = in_flight.pop((buffer[at + 2] << 8) | buffer[at + 3], None)
-                if message is not None:
-                    acked.append(message)
-                at += 4
-                continue
-            kind = first >> 4
-            size = buffer[at + 1]
-            head = 2
-            if size & 0x80:  # long remaining length: never for the packets a broker sends us
-                size, shift = size & 0x7F, 7
-                while True:
-                    if at + head >= end:
-                        end = at  # incomplete: keep the rest for the next read
-                        break
-                    byte = buffer[at + head]
-                    size |= (byte & 0x7F) << shift
-                    head += 1
-                    shift += 7
-                    if not byte & 0x80:
-                        break
-            if end - at < head + size:
-                break
-            start = at + head
-            if kind == _PUBCOMP:
-                packet_id = int.from_bytes(buffer[start : start + 2], "big")
-                message = in_flight.pop(packet_id, None)
-                if message is not None:
-                    acked.append(message)
-            elif kind == _PUBREC:
-                self._released(int.from_bytes(buffer[start : start + 2], "big"))
-            elif kind == _CONNACK and self.connack is not None and not self.connack.done():
-                self.connack.set_result((buffer[start + 1], bool(buffer[start] & 1)))
-            at = start + size
-        self.rx = buffer[at:] if at < len(buffer) else b""
-        if self.waiting:
-            self.admit()  # into the room the PUBCOMPs made
-        self.flush()  # PUBRELs and admitted messages, in one write
-        if acked and self.wire is not None:
-            self.wire.settled(acked)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if self.connack is not None and not self.connack.done():
-            self.connack.set_exception(ClosedBeforeConnack(exc))
-        if self.up and self.wire is not None:
-            self.up = False
-            self.wire.lost(self)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-        if self.wire is not None:
-            self.wire.paused.add(self)
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self.wire is not None:
-            self.wire.paused.discard(self)
-
-    # Publishing ----------------------------------------------------------------------
-
-    def _released(self, packet_id: int) -> None:
-        """PUBREC: answer PUBREL (the message stays in flight until its PUBCOMP)."""
-        if packet_id in self.in_flight and self.transport is not None:
-            self.pending.append(pubrel_packet(packet_id))
-
-    def take_id(self) -> int:
-        """A packet identifier not in flight on this connection (0 when all are)."""
-        if len(self.in_flight) >= MAX_PACKET_ID:
-            return 0
-        packet_id = self.next_id
-        while True:
-            packet_id = packet_id + 1 if packet_id < MAX_PACKET_ID else 1
-            if packet_id not in self.in_flight:
-                self.next_id = packet_id
-                return packet_id
-
-    def flush(self) -> None:
-        if self.pending:
-            if self.transport is not None:
-                self.transport.write(b"".join(self.pending))
-            self.pending = []
-
-    def topic(self, name: str) -> bytes:
-        """The topic as it goes on the wire (length first), remembered for this link."""
-        data = name.encode()
-        encoded = len(data).to_bytes(2, "big") + data
-        if len(self.topics) < 16:  # a device has a few topics; a gateway may have many
-            self.topics[name] = encoded
-        return encoded
-
-    def admit(self) -> None:
-        """Send waiting messages while the window has room."""
-        waiting, wire = self.waiting, self.wire
-        if wire is None or self.transport is None:
-            return
-        qos, window = wire.settings.qos, wire.window
-        while waiting and len(self.in_flight) < window:
-            message = waiting.popleft()
-            packet_id = self.take_id()
-            self.in_flight[packet_id] = message
-            topic = message.topic.encode()
-            self.pending.append(publish_packet(topic, message.payload, qos, packet_id, False))
-        self.flush()
-
-    def replay(self, qos: int) -> None:
-        """After a reconnect, publish what was in flight again as new messages of the new
-        (clean) session: a new packet id, DUP 0, the same payload. The old session's packet
-        ids, and any PUBREL for them, mean nothing to the broker now; a QoS 2 message whose
-        PUBREC came but not its PUBCOMP may reach subscribers twice, never zero times."""
-        old = list(self.in_flight.values())
-        self.in_flight, self.next_id = {}, 0
-        for message in old:
-            packet_id = self.take_id()
-            self.in_flight[packet_id] = message
-            topic = message.topic.encode()
-            self.pending.append(publish_packet(topic, message.payload, qos, packet_id, False))
-        if self.waiting:
-            self.admit()
-        self.flush()
-
-    def strike(self) -> Message | None:
-        """At a loss: the message first in line, if this is its second loss in a row (the
-        broker closes the connection over it), taken out of flight; else None."""
-        head = next(iter(self.in_flight.items()), None)
-        if head is None or head[1] is not self.suspect:
-            self.suspect = head[1] if head is not None else None
-            return None
-        del self.in_flight[head[0]]
-        self.suspect = None
-        return head[1]
-
-
 class LeanMqttTransport(MqttBase):
-    """Publishes over MQTT 3.1.1 with barnstorm's own client, one connection per device or
-    per site gateway (see the module docstring)."""
+    """Publishes over MQTT 3.1.1 or 5 with barnstorm's own client, one connection per
+    device or per site gateway (see the module docstring)."""
 
     def __init__(
         self,
@@ -339,9 +128,9 @@ class LeanMqttTransport(MqttBase):
         credentials: dict[int, Credential] | None = None,
     ) -> None:
         super().__init__(sink, settings, client_ids, credentials)
-        self._links: dict[int, _Link] = {}
+        self._links: dict[int, Link] = {}
         #: links whose socket asked barnstorm to stop writing (their buffer is filling).
-        self.paused: set[_Link] = set()
+        self.paused: set[Link] = set()
         #: QoS 1/2 messages in flight per connection (the rest wait on the device).
         default = QOS2_WINDOW if settings.qos == 2 else MAX_PACKET_ID
         self.window = min(settings.max_inflight or default, MAX_PACKET_ID)
@@ -351,6 +140,24 @@ class LeanMqttTransport(MqttBase):
         self._housekeeping: asyncio.Task[None] | None = None
         self._rng = random.Random()
         self._sources = settings.source_addresses
+        #: the protocol level connections use: 5 for MQTT 5 (and "auto", until a broker
+        #: refuses it), else 4.
+        self.level = 4 if settings.version == "3.1.1" else 5
+        #: why the protocol fell back to 3.1.1 under ``auto`` (None: it did not).
+        self.fell_back: str | None = None
+        #: seconds of keepalive: ours, or the broker's Server Keep Alive if it asked.
+        self.keepalive = float(settings.keepalive)
+
+    @property
+    def protocol(self) -> str:
+        """The MQTT version the connections speak, as reports show it."""
+        return "5" if self.level >= 5 else "3.1.1"
+
+    def facts(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"mqtt_version": self.protocol}
+        if self.fell_back is not None:
+            facts["mqtt_version_note"] = f"fell back from MQTT 5: the broker {self.fell_back}"
+        return facts
 
     async def open(self) -> None:
         await super().open()
@@ -368,7 +175,7 @@ class LeanMqttTransport(MqttBase):
             return
         if link is None:
             credential = self.credentials.get(connection)
-            link = _Link(connection, self.client_ids[connection], credential, self._view)
+            link = Link(connection, self.client_ids[connection], credential, self._view)
         if link.reconnecting is not None:
             # The link's own reconnect would later take down the connection made here.
             link.reconnecting.cancel()
@@ -384,8 +191,21 @@ class LeanMqttTransport(MqttBase):
         self._ever.add(connection)
         self.sink.connection_event("up" if first else "reconnected")
 
-    async def _open_link(self, link: _Link) -> None:
-        """Open the socket, send CONNECT and wait for CONNACK."""
+    async def _open_link(self, link: Link) -> None:
+        """Open the socket, send CONNECT and wait for CONNACK. Under ``--mqtt-version
+        auto``, a broker that refuses MQTT 5 gets one more try at 3.1.1, and every later
+        connection speaks 3.1.1 too."""
+        try:
+            limits = await self._handshake(link, self.level)
+        except _VersionRefused as refused:
+            if self.settings.version != "auto" or self.level < 5:
+                raise ConnectError(str(refused)) from None
+            self.level, self.fell_back = 4, refused.answer
+            limits = await self._handshake(link, 4)
+        self._accept(link, limits)
+
+    async def _handshake(self, link: Link, level: int) -> Connack:
+        """One CONNECT at ``level`` and the CONNACK's terms; refusals raised as errors."""
         settings = self.settings
         credential = link.credential
         tls = self._tls_for(credential)
@@ -401,41 +221,93 @@ class LeanMqttTransport(MqttBase):
             link.transport.abort()
             await asyncio.sleep(0)
         local = (self._sources[link.owner % len(self._sources)], 0) if self._sources else None
-        with translated_errors(settings):
-            async with asyncio.timeout(settings.connect_timeout):
-                transport, _ = await loop.create_connection(
-                    lambda: link,
-                    settings.host,
-                    settings.port,
-                    ssl=tls or None,
-                    local_addr=local,
-                )
-                link.connack = loop.create_future()
-                transport.write(
-                    connect_packet(link.client_id, settings.keepalive, username, password)
-                )
-                try:
-                    code, _ = await link.connack
-                except BaseException:
-                    transport.abort()
-                    raise
-                finally:
-                    link.connack = None
-        if code:
+        link.level = level
+        try:
+            with translated_errors(settings):
+                async with asyncio.timeout(settings.connect_timeout):
+                    transport, _ = await loop.create_connection(
+                        lambda: link,
+                        settings.host,
+                        settings.port,
+                        ssl=tls or None,
+                        local_addr=local,
+                    )
+                    link.connack = loop.create_future()
+                    transport.write(
+                        connect_packet(
+                            link.client_id,
+                            settings.keepalive,
+                            username,
+                            password,
+                            level=level,
+                        )
+                    )
+                    try:
+                        body = await link.connack
+                    except BaseException:
+                        transport.abort()
+                        raise
+                    finally:
+                        link.connack = None
+        except ConnectError as exc:
+            if level >= 5 and isinstance(exc.__context__, ClosedBeforeConnack):
+                raise _VersionRefused(
+                    settings.url,
+                    "closed the connection without a CONNACK (what a broker that does not "
+                    "speak MQTT 5 does)",
+                ) from None
+            raise
+        try:
+            limits = parse_connack(body, level)
+        except MalformedPacket as exc:
+            transport.abort()
+            raise ConnectError(
+                f"{settings.url} answered CONNECT with a bad CONNACK ({exc})"
+            ) from None
+        if limits.code:
             transport.close()
-            reason = _CONNACK_REASONS.get(code, f"code {code}")
-            if code in _AUTH_CODES:
-                raise AuthError(f"{settings.url} refused the login ({reason})")
-            raise ConnectError(f"{settings.url} refused the connection ({reason})")
+            self._refused_connection(limits, level)
+        if limits.maximum_qos < settings.qos:
+            transport.close()
+            raise ConnectError(
+                f"{settings.url} takes QoS {limits.maximum_qos} at most (Maximum QoS in its "
+                f"CONNACK): run with --qos {limits.maximum_qos}"
+            )
+        return limits
+
+    def _refused_connection(self, limits: Connack, level: int) -> None:
+        """Raise the error a CONNACK's refusal means."""
+        url, code = self.settings.url, limits.code
+        if level >= 5 and code in _VERSION_REFUSED:
+            answer = "unacceptable protocol version" if code == 1 else reason_name(code)
+            raise _VersionRefused(url, f"answered CONNACK {answer}")
+        if level >= 5:
+            said = f": {limits.reason_string}" if limits.reason_string else ""
+            reason = reason_name(code) + said
+            if code in AUTH_REFUSALS:
+                raise AuthError(f"{url} refused the login ({reason})")
+            raise ConnectError(f"{url} refused the connection ({reason})")
+        reason = _CONNACK_REASONS.get(code, f"code {code}")
+        if code in _AUTH_CODES:
+            raise AuthError(f"{url} refused the login ({reason})")
+        raise ConnectError(f"{url} refused the connection ({reason})")
+
+    def _accept(self, link: Link, limits: Connack) -> None:
+        """The link is up on the broker's terms."""
+        link.accepted(limits, self.window, self.level)
+        if limits.server_keep_alive is not None and limits.server_keep_alive < self.keepalive:
+            self.keepalive = max(float(limits.server_keep_alive), 1.0)
+        if limits.assigned_client_id:
+            link.client_id = limits.assigned_client_id
         link.wire = self
         link.up = True
-        link.up_since = loop.time()
+        link.up_since = asyncio.get_running_loop().time()
         link.pinged = False
         link.heard = True
         if link.in_flight or link.waiting:
-            link.replay(settings.qos)
+            link.replay(self.settings.qos, self.settings.topic_alias)
 
-    def lost(self, link: _Link) -> None:
+    def lost(self, link: Link) -> None:
         """A link went down on its own: count it and reconnect in the background."""
         self.paused.discard(link)
         link.paused = False
@@ -444,7 +316,9 @@ class LeanMqttTransport(MqttBase):
         up_for = asyncio.get_running_loop().time() - link.up_since
         if up_for >= STABLE_AFTER:
             link.attempt = 0  # a connection that stayed up: backoff starts again
-        self.sink.connection_event("lost", "closed_at_once" if up_for < AT_ONCE else None)
+        # The broker's own reason (an MQTT 5 DISCONNECT) comes first; else a guess.
+        reason = link.farewell or ("closed_at_once" if up_for < AT_ONCE else None)
+        self.sink.connection_event("lost", reason)
         rejected = link.strike()
         if rejected is not None:
             self._count -= 1
@@ -454,7 +328,7 @@ class LeanMqttTransport(MqttBase):
                 self._reconnect(link), name=f"barnstorm-mqtt-reconnect-{link.owner}"
             )
 
-    async def _reconnect(self, link: _Link) -> None:
+    async def _reconnect(self, link: Link) -> None:
         base, cap = self.settings.reconnect_base, self.settings.reconnect_cap
         while not link.closing and self._state == "open":
             await asyncio.sleep(backoff_delay(link.attempt, base, cap, self._rng))
@@ -477,7 +351,7 @@ class LeanMqttTransport(MqttBase):
         if was_up:
             self.sink.connection_event("lost")
 
-    def _close_link(self, link: _Link, error: str) -> None:
+    def _close_link(self, link: Link, error: str) -> None:
         """Close a link for good (until ``connect``): what is in flight failed."""
         link.closing = True
         link.up = False
@@ -493,7 +367,7 @@ class LeanMqttTransport(MqttBase):
             link.transport.close()
         self._fail(link, error)
 
-    def _fail(self, link: _Link, error: str) -> None:
+    def _fail(self, link: Link, error: str) -> None:
         failed = [*link.in_flight.values(), *(link.waiting or ())]
         link.in_flight, link.waiting = {}, None
         self._count -= len(failed)
@@ -510,6 +384,13 @@ class LeanMqttTransport(MqttBase):
         return sum(1 for link in self._links.values() if link.up)
 
     # Messages ------------------------------------------------------------------------
+
+    def refused(self, refused: list[tuple[Message, str]]) -> None:
+        """Messages the broker refused (MQTT 5 reason codes): failed, with the reason."""
+        self._count -= len(refused)
+        done = self.sink.message_done
+        for message, reason in refused:
+            done(message, Outcome.FAILED, reason)
 
     def settled(self, messages: list[Message]) -> None:
         """Acknowledged ``messages``: settled with every other acknowledgement read in this
@@ -538,21 +419,26 @@ class LeanMqttTransport(MqttBase):
         sink = self.sink
         sink.messages_sent(messages)
         full = self._full() if self.paused else None
+        too_large: list[Message] = []
         if self.settings.qos:
-            dropped = self._publish_acknowledged(messages, full)
+            dropped = self._publish_acknowledged(messages, full, too_large)
         else:
-            dropped = self._publish_fire_and_forget(messages, full)
+            dropped = self._publish_fire_and_forget(messages, full, too_large)
         for message, error in dropped:
             sink.message_done(message, Outcome.DROPPED, error)
+        for message in too_large:  # never written: the broker said it would refuse them
+            sink.message_done(message, Outcome.FAILED, "packet_too_large")
 
     def _publish_fire_and_forget(
-        self, messages: list[Message], full: set[_Link] | None
+        self, messages: list[Message], full: set[Link] | None, too_large: list[Message]
     ) -> list[tuple[Message, str]]:
-        """QoS 0: every message written is settled as unconfirmed; returns those dropped."""
+        """QoS 0: every message written is settled as unconfirmed; returns those dropped
+        (and adds to ``too_large`` those past the broker's Maximum Packet Size)."""
         headers = short_headers(0x30)
         links = self._links
-        touched: list[_Link] = []
+        touched: list[Link] = []
         dropped: list[tuple[Message, str]] = []
+        v5, aliases = self.level >= 5, self.settings.topic_alias
         for message in messages:
             link = links.get(message.connection)
             if link is None or not link.up:
@@ -561,35 +447,47 @@ class LeanMqttTransport(MqttBase):
             if full and link in full:
                 dropped.append((message, "send_buffer_full"))
                 continue
-            topic = link.topics.get(message.topic) or link.topic(message.topic)
             payload = message.payload
+            if v5:
+                topic, props = link.v5_publish(message, aliases)
+                size = len(topic) + len(props) + len(payload)
+                limit = link.limits.maximum_packet_size
+                if limit and packet_length(size) > limit:
+                    too_large.append(message)
+                    continue
+                parts: tuple[bytes, ...] = (topic, props, payload)
+            else:
+                topic = link.topics.get(message.topic) or link.topic(message.topic)
+                size = len(topic) + len(payload)
+                parts = (topic, payload)
             pending = link.pending
             if not pending:
                 touched.append(link)
-            size = len(topic) + len(payload)
-            pending += (headers[size] if size < SHORT else fixed_header(0x30, size), topic, payload)
+            pending.append(headers[size] if size < SHORT else fixed_header(0x30, size))
+            pending += parts
         for link in touched:
             link.flush()
-        if dropped:
-            gone = {id(message) for message, _ in dropped}
+        if dropped or too_large:
+            gone = {id(message) for message, _ in dropped} | {id(m) for m in too_large}
             messages = [message for message in messages if id(message) not in gone]
         if messages:
             self.sink.messages_done(messages, Outcome.UNCONFIRMED)
         return dropped
 
     def _publish_acknowledged(
-        self, messages: list[Message], full: set[_Link] | None
+        self, messages: list[Message], full: set[Link] | None, too_large: list[Message]
     ) -> list[tuple[Message, str]]:
         """QoS 1/2: each message written takes a packet id of its connection's window (the
-        rest wait on the device); returns those dropped."""
+        rest wait on the device); returns those dropped (and adds to ``too_large`` those
+        past the broker's Maximum Packet Size)."""
         qos = self.settings.qos
         first = 0x30 | (qos << 1)
         headers = short_headers(first)
         links = self._links
-        touched: list[_Link] = []
+        touched: list[Link] = []
         dropped: list[tuple[Message, str]] = []
         ids = ID_BYTES
-        window = self.window
+        v5, aliases = self.level >= 5, self.settings.topic_alias
         count = 0
         for message in messages:
             link = links.get(message.connection)
@@ -599,7 +497,7 @@ class LeanMqttTransport(MqttBase):
             if full and link in full:
                 dropped.append((message, "send_buffer_full"))
                 continue
-            if link.waiting or len(link.in_flight) >= window:
+            if link.waiting or len(link.in_flight) >= link.window:
                 if link.waiting is None:
                     link.waiting = collections.deque()
                 if len(link.waiting) >= OUTBOX:
@@ -608,8 +506,17 @@ class LeanMqttTransport(MqttBase):
                 link.waiting.append(message)
                 count += 1
                 continue
-            topic = link.topics.get(message.topic) or link.topic(message.topic)
             payload = message.payload
+            if v5:
+                topic, props = link.v5_publish(message, aliases)
+                size = len(topic) + 2 + len(props) + len(payload)
+                limit = link.limits.maximum_packet_size
+                if limit and packet_length(size) > limit:
+                    too_large.append(message)
+                    continue
+            else:
+                topic = link.topics.get(message.topic) or link.topic(message.topic)
+                size = len(topic) + 2 + len(payload)
             pending = link.pending
             if not pending:
                 touched.append(link)
@@ -623,9 +530,11 @@ class LeanMqttTransport(MqttBase):
             link.next_id = packet_id
             in_flight[packet_id] = message
             count += 1
-            size = len(topic) + 2 + len(payload)
             head = headers[size] if size < SHORT else fixed_header(first, size)
-            pending += (head, topic, ids[packet_id], payload)
+            if v5:
+                pending += (head, topic, ids[packet_id], props, payload)
+            else:
+                pending += (head, topic, ids[packet_id], payload)
         self._count += count
         for link in touched:
             link.flush()
@@ -676,7 +585,7 @@ class LeanMqttTransport(MqttBase):
                     return True
         return False
 
-    def _full(self) -> set[_Link]:
+    def _full(self) -> set[Link]:
         """Links that may not take more now: their unsent bytes are at ``LINK_BUFFER``, or
         every paused link once barnstorm holds ``MAX_BUFFERED`` unsent bytes in all."""
         sizes = {
@@ -705,9 +614,8 @@ class LeanMqttTransport(MqttBase):
         last round, however busy it is writing, and abort one whose broker did not answer
         that ping within a round (the link then reconnects). A broker that keeps the socket
         open but answers nothing is so noticed within one and a half keepalives."""
-        period = max(self.settings.keepalive / 2, 0.5)
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(max(self.keepalive / 2, 0.5))
             for link in list(self._links.values()):
                 if not link.up or link.transport is None:
                     continue
@@ -720,7 +628,23 @@ class LeanMqttTransport(MqttBase):
                 link.heard = False
 
 
-async def _closed(links: list[_Link], timeout: float = 5.0) -> None:
+def packet_length(size: int) -> int:
+    """Bytes of a packet whose remaining length is ``size`` (its fixed header counted)."""
+    return 1 + size + (1 if size < 0x80 else 2 if size < 0x4000 else 3 if size < 0x200000 else 4)
+
+
+class _VersionRefused(ConnectError):
+    """A broker refused the protocol version (under ``auto``, a reason to fall back)."""
+
+    def __init__(self, url: str, answer: str) -> None:
+        self.answer = answer
+        super().__init__(
+            f"{url} refused MQTT 5: it {answer}; run with --mqtt-version 3.1.1, or auto to "
+            "fall back to it"
+        )
+
+
+async def _closed(links: list[Link], timeout: float = 5.0) -> None:
     """Wait (bounded) until the closed links' sockets are really gone."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

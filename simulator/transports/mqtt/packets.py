@@ -1,5 +1,6 @@
-"""MQTT 3.1.1 packets as barnstorm's publish client writes them (CONNECT, PUBLISH, PUBREL,
-PINGREQ, DISCONNECT).
+"""MQTT packets as barnstorm's publish client writes them (CONNECT, PUBLISH, PUBREL,
+PINGREQ, DISCONNECT), for MQTT 3.1.1 (protocol level 4) and 5 (level 5): one framing, and
+in MQTT 5 a property set after each variable header (:mod:`.v5`).
 """
 
 from __future__ import annotations
@@ -36,19 +37,34 @@ def utf8_string(value: str | bytes) -> bytes:
     return len(data).to_bytes(2, "big") + data
 
 
+#: MQTT protocol levels by the version names barnstorm's options use.
+LEVELS = {"3.1.1": 4, "5": 5}
+
+
 def connect_packet(
-    client_id: str, keepalive: int, username: str | None = None, password: str | None = None
+    client_id: str,
+    keepalive: int,
+    username: str | None = None,
+    password: str | None = None,
+    *,
+    level: int = 4,
+    properties: bytes = b"\x00",
 ) -> bytes:
-    """An MQTT 3.1.1 CONNECT with a clean session."""
+    """A CONNECT with a clean session (3.1.1) or a clean start and a session that ends with
+    the connection (MQTT 5, whose ``properties`` follow the keepalive). MQTT 5 sends a
+    password without a user name too; 3.1.1 never does (MQTT-3.1.2-22)."""
     flags = 0x02
     payload = utf8_string(client_id)
     if username is not None:
         flags |= 0x80
         payload += utf8_string(username)
-        if password is not None:
-            flags |= 0x40
-            payload += utf8_string(password)
-    body = b"\x00\x04MQTT\x04" + bytes((flags,)) + keepalive.to_bytes(2, "big") + payload
+    if password is not None and (username is not None or level >= 5):
+        flags |= 0x40
+        payload += utf8_string(password)
+    variable = b"\x00\x04MQTT" + bytes((level, flags)) + keepalive.to_bytes(2, "big")
+    if level >= 5:
+        variable += properties
+    body = variable + payload
     return b"\x10" + remaining_length(len(body)) + body
 
 
@@ -76,12 +92,26 @@ def pubrel_packet(packet_id: int) -> bytes:
     return b"\x62\x02" + ID_BYTES[packet_id]
 
 
-def publish_packet(topic: bytes, payload: bytes, qos: int, packet_id: int, dup: bool) -> bytes:
-    """A PUBLISH packet (retain off)."""
-    size = 2 + len(topic) + (2 if qos else 0) + len(payload)
-    head = fixed_header(0x30 | (qos << 1) | (0x08 if dup else 0), size)
+#: an MQTT 5 PUBLISH's empty property set.
+NO_PROPERTIES = b"\x00"
+
+
+def publish_packet(
+    topic: bytes,
+    payload: bytes,
+    qos: int,
+    packet_id: int,
+    dup: bool,
+    properties: bytes | None = None,
+) -> bytes:
+    """A PUBLISH packet (retain off); ``properties`` (MQTT 5 only, even empty) follow the
+    packet id. ``topic`` is the bare name (empty with a topic alias)."""
+    parts = [len(topic).to_bytes(2, "big"), topic]
     if qos:
-        return b"".join(
-            (head, len(topic).to_bytes(2, "big"), topic, packet_id.to_bytes(2, "big"), payload)
-        )
-    return b"".join((head, len(topic).to_bytes(2, "big"), topic, payload))
+        parts.append(packet_id.to_bytes(2, "big"))
+    if properties is not None:
+        parts.append(properties)
+    parts.append(payload)
+    size = sum(len(part) for part in parts)
+    head = fixed_header(0x30 | (qos << 1) | (0x08 if dup else 0), size)
+    return b"".join((head, *parts))

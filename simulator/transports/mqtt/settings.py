@@ -37,6 +37,8 @@ READ_ROUND = 0.1
 #: bytes of a client-id prefix: with a device id, far inside what brokers accept (MQTT
 #: allows 65,535; Mosquitto and most brokers take a few hundred).
 MAX_CLIENT_ID_PREFIX = 128
+#: the MQTT versions a run can speak: 3.1.1, 5, or 5 falling back to 3.1.1 when refused.
+VERSIONS = ("3.1.1", "5", "auto")
 
 
 @dataclass(frozen=True)
@@ -64,37 +66,40 @@ class MqttSettings:
     #: local addresses the connections leave from, in turn (one address runs out of
     #: ephemeral ports near 28,000 connections to one broker port).
     source_addresses: tuple[str, ...] = ()
-    #: "auto" (barnstorm's own client for MQTT 3.1.1, gmqtt for MQTT 5), "lean" or "gmqtt".
-    client: str = "auto"
+    #: MQTT 5 only: send each topic's name once per connection, then its alias (when the
+    #: broker takes aliases: its Topic Alias Maximum).
+    topic_alias: bool = False
     #: QoS 1/2 messages in flight per connection (0: 20 at QoS 2, as Mosquitto's default
     #: quota; the protocol's 65,535 at QoS 1); the rest wait on the device.
     max_inflight: int = 0
-    #: what each client id starts with (then the device or gateway id): two runs of one
-    #: fleet on one broker need different prefixes, or they take each other's connections.
-    client_id_prefix: str = "barnstorm-"
+    #: what each client id starts with (then the device or gateway id); None: one of this
+    #: run's own (``run_prefix``), so two runs of one fleet on one broker never take each
+    #: other's connections. A fixed prefix keeps ids stable across runs, on purpose.
+    client_id_prefix: str | None = None
     #: seconds between the rounds in which barnstorm reads its acknowledgements while it
     #: has nothing to do but wait for them (at --speed max, with the broker behind); 0
     #: reads each as it comes. See ``LeanMqttTransport._wait_round``.
     read_round: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.client == "lean" and self.version == "5":
-            raise ConfigError("--mqtt-client", "lean speaks MQTT 3.1.1 only; use gmqtt for MQTT 5")
-        if self.source_addresses and (self.client == "gmqtt" or self.version == "5"):
-            raise ConfigError("--source-address", "needs barnstorm's own client (MQTT 3.1.1)")
-        if self.max_inflight and (self.client == "gmqtt" or self.version == "5"):
-            raise ConfigError("--max-inflight", "needs barnstorm's own client (MQTT 3.1.1)")
-        if not self.client_id_prefix or "\x00" in self.client_id_prefix:
+        if self.version not in VERSIONS:
+            raise ConfigError(
+                "--mqtt-version", f'expected one of {", ".join(VERSIONS)}, got "{self.version}"'
+            )
+        if self.topic_alias and self.version == "3.1.1":
+            raise ConfigError("--topic-alias", "topic aliases are MQTT 5's: give --mqtt-version 5")
+        prefix = self.client_id_prefix
+        if prefix is not None and (not prefix or "\x00" in prefix):
             raise ConfigError("--client-id-prefix", "expected a non-empty text without NUL")
-        if len(self.client_id_prefix.encode()) > MAX_CLIENT_ID_PREFIX:
+        if prefix is not None and len(prefix.encode()) > MAX_CLIENT_ID_PREFIX:
             raise ConfigError(
                 "--client-id-prefix",
-                f"{len(self.client_id_prefix.encode()):,} bytes is too long (at most "
-                f"{MAX_CLIENT_ID_PREFIX}: a client id is the prefix and the device id, and "
-                "brokers refuse long ones)",
+                f"{len(prefix.encode()):,} bytes is too long (at most {MAX_CLIENT_ID_PREFIX}: "
+                "a client id is the prefix and the device id, and brokers refuse long ones)",
             )
-        if self.password and not self.username and self.version == "3.1.1":
-            # MQTT-3.1.2-22: no password without a user name (MQTT 5 allows it).
+        if self.password and not self.username and self.version != "5":
+            # MQTT-3.1.2-22: no password without a user name (MQTT 5 allows it; auto may
+            # fall back to 3.1.1).
             raise ConfigError(
                 "--password", "MQTT 3.1.1 sends a password only with a user name: give --username"
             )
@@ -137,6 +142,11 @@ class MqttSettings:
             return False
         files = TlsFiles(self.ca_file, self.cert_file, self.key_file, self.insecure)
         return files.context(cert_file, key_file)
+
+
+def run_prefix(run_id: str) -> str:
+    """The client-id prefix of a run given none: its own, so that runs apart stay apart."""
+    return f"barnstorm-{run_id[:8]}-"
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:

@@ -1,6 +1,6 @@
 """The reference backend's MQTT ingest: a subscriber on aiomqtt (paho underneath).
 
-It is deliberately not one of barnstorm's publishing clients (the lean client, gmqtt): what
+It is deliberately not barnstorm's own publishing client: what
 the backend stores, and so what a run's read-back counts as delivered, is judged by an MQTT
 client barnstorm did not write. A lost connection is retried with a capped backoff (the
 messages the broker sent meanwhile to nobody are missing from the store, and a read-back

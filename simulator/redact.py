@@ -51,9 +51,11 @@ def register(*secrets: str | None) -> None:
     if not added:
         return
     _registered.update(added)
-    # Longest first, so a secret that contains another is masked whole.
+    # Longest first, so a secret that contains another is masked whole; only where it is
+    # not part of a longer word (a password "storm" leaves "barnstorm" alone).
     ordered = sorted(_registered, key=len, reverse=True)
-    _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+    alternatives = "|".join(re.escape(s) for s in ordered)
+    _pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])")
 
 
 def register_url(url: str | None) -> None:

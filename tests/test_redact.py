@@ -21,13 +21,17 @@ def test_registered_secrets_and_url_passwords_are_masked_anywhere_in_a_text() ->
     JSON report), the longest first; any URL's password is masked registered or not; a
     secret too short to mask inside text stays (it would mask ordinary letters)."""
     secret = f"tok-{uuid.uuid4().hex}"
-    redact.register(secret, secret[:6], "ab")
+    word = f"w{uuid.uuid4().hex[:6]}"
+    redact.register(secret, secret[:6], "ab", word)
     text = f'error: 401 for {secret} and "{secret[:6]}"; see https://u:pw@h/x and ab'
     masked = redact.scrub(text)
     assert secret not in masked
     assert secret[:6] not in masked
     assert "https://u:***@h/x" in masked
     assert masked.endswith("and ab")
+    # A secret inside a longer word is that word, not the secret (barnstorm, password
+    # "storm"); standing alone or between punctuation it is masked.
+    assert redact.scrub(f"barn{word}, {word}; :{word}@") == f"barn{word}, ***; :***@"
 
 
 def test_a_url_is_redacted_at_its_source() -> None:

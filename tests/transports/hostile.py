@@ -259,7 +259,10 @@ class FakeBroker(_Listener):
         packet_id = publish.packet_id.to_bytes(2, "big")
         codes = [code for key, code in self.refuse.items() if key in publish.payload]
         if level >= 5 and codes:
-            return encode(kind, 0, packet_id + bytes([codes[0], 0]))
+            # A success's reason code alone (no properties), a refusal's with them: both
+            # forms MQTT 5 allows, so both of the client's readings are exercised.
+            tail = bytes([codes[0]]) if codes[0] < 0x80 else bytes([codes[0], 0])
+            return encode(kind, 0, packet_id + tail)
         return encode(kind, 0, packet_id)
 
 

@@ -163,6 +163,14 @@ class Link(asyncio.BufferedProtocol):
                     acked.append(message)
                 at += 4
                 continue
+            # Over MQTT 5, a success with a reason code and no properties: 0x10 "no
+            # matching subscribers" comes by thousands from a broker nobody listens to.
+            if first == 0x40 and buffer[at + 1] == 3 and end - at >= 5 and buffer[at + 4] < 0x80:
+                message = in_flight.pop((buffer[at + 2] << 8) | buffer[at + 3], None)
+                if message is not None:
+                    acked.append(message)
+                at += 5
+                continue
             kind = first >> 4
             size = buffer[at + 1]
             head = 2

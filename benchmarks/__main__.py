@@ -5,7 +5,8 @@ Every target is started here on 127.0.0.1 (a private Mosquitto, the reference ba
     python -m benchmarks                 # all of the ones below but history and soak (~20 min)
     python -m benchmarks publish-qos0    # per CPU-second, vs. a paho loop and Locust's MQTT user
     python -m benchmarks publish-qos1
-    python -m benchmarks mqtt5           # MQTT 5: gmqtt vs. an aiomqtt loop (and the 3.1.1 client)
+    python -m benchmarks mqtt5           # MQTT 5 vs. 3.1.1, barnstorm's client (gmqtt beside)
+    python -m benchmarks verify          # what --verify's observer costs a run
     python -m benchmarks connections     # 50,000 devices publishing every 10 s: memory, CPU
     python -m benchmarks fleet           # build 500 and 5,000 farms: time and memory
     python -m benchmarks engine          # generate and encode messages as fast as possible
@@ -40,12 +41,14 @@ from .looplag import bench_loop_lag
 from .mqtt5 import bench_mqtt5
 from .publish import bench_publish
 from .scaling import bench_scaling
+from .verify import bench_verify
 
 Result = dict[str, Any]
 BENCHMARKS: dict[str, Callable[[], Result | list[Result]]] = {
     "publish-qos0": lambda: bench_publish(qos=0),
     "publish-qos1": lambda: bench_publish(qos=1),
     "mqtt5": bench_mqtt5,
+    "verify": bench_verify,
     "connections": bench_connections,
     "fleet": bench_fleet_sizes,
     "engine": bench_engine,

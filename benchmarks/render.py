@@ -33,6 +33,7 @@ UNITS = (
     ("_memory_mb", "MB"),
     ("_rss_kb_per_connection", "KB resident per connection"),
     ("_cpu_ms_per_message", "ms of CPU per message"),
+    ("_cpu_ms_per_1000_msg", "ms of CPU per 1,000 messages"),
     ("_connect_rate_per_s", "connections/s"),
     ("_rss_mb", "MB resident"),
     ("_connected", "connected"),

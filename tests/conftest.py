@@ -106,11 +106,15 @@ def topic_root() -> str:
 
 
 @contextmanager
-def observing(topic_filter: str, port: int = MOSQUITTO_PORT) -> Iterator[Observer]:
-    """A paho subscriber on ``topic_filter`` at QoS 2 on the broker at 127.0.0.1:``port``,
-    subscribed before the block runs."""
+def observing(
+    topic_filter: str, port: int = MOSQUITTO_PORT, login: tuple[str, str] | None = None
+) -> Iterator[Observer]:
+    """A paho subscriber on ``topic_filter`` at QoS 2 on the broker at 127.0.0.1:``port``
+    (with ``login``, as that user), subscribed before the block runs."""
     watcher = Observer(topic_filter)
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"observer-{uuid.uuid4().hex}")
+    if login is not None:
+        client.username_pw_set(*login)
     client.max_queued_messages_set(0)
     client.on_message = watcher.on_message
     subscribed = threading.Event()

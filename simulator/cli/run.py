@@ -112,6 +112,22 @@ target_options = stacked(
         "backend's /api/readback).",
     ),
     option(
+        "--verify",
+        is_flag=True,
+        help="Check delivery on the broker: an independent subscriber (its own process and "
+        "connections) receives what the run publishes, and the run reconciles per device "
+        "and seq: acknowledged but never delivered (exit 4), delivered twice, out of order.",
+    ),
+    option(
+        "--verify-connections",
+        type=click.IntRange(1, 64),
+        default=1,
+        show_default=True,
+        help="Connections of the --verify subscriber, a process each (more than one: a "
+        "shared subscription the broker spreads over them; one keeps up with about ten "
+        "thousand messages a second).",
+    ),
+    option(
         "--readback-token",
         help="Bearer token of --readback (prefer BARNSTORM_READBACK_TOKEN, which simulate "
         "serve reads too).",
@@ -544,8 +560,20 @@ def _target(options: Options) -> TargetConfig:
         if options["readback"]
         else None,
         embedded_broker=options["embedded_broker"],
+        verify=_verify(options),
         per_gateway=None if connection is None else connection == "per-gateway",
     )
+
+
+def _verify(options: Options) -> int:
+    """``--verify``: the observer's connections (0: off). It judges a broker's delivery, so
+    it needs one: an MQTT target or the embedded default."""
+    if not options["verify"]:
+        return 0
+    if options["output"] or options["http"]:
+        target = "--output" if options["output"] else "--http"
+        raise ConfigError("--verify", f"checks delivery on an MQTT broker, not {target}")
+    return int(options["verify_connections"])
 
 
 def _mqtt(options: Options) -> MqttSettings | None:

@@ -23,6 +23,9 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     accounting = report.get("accounting")
     if accounting and accounting["lost"]:
         _print_loss(accounting, console)
+    verify = report.get("verify")
+    if verify and verify["acknowledged_not_delivered"]:
+        _print_loss(verify, console, "the broker acknowledged but its subscribers never got")
     _print_headline(report, console)
     console.print(_type_table(report))
     for name, figures in (report.get("backend") or {}).items():
@@ -58,6 +61,8 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
             f"[green]delivery: all {accounting['expected']:,} messages the target accepted "
             f"were received[/] ({accounting['duplicated']:,} duplicates)"
         )
+    if verify:
+        _print_verified(verify, console)
     _print_notes(report["totals"], console)
     failed = report.get("max_failed")
     if failed and not failed["held"]:
@@ -75,11 +80,37 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     print_verdicts(report.get("sla") or [], console)
 
 
-def _print_loss(accounting: dict[str, Any], console: Console) -> None:
+def _print_verified(verify: dict[str, Any], console: Console) -> None:
+    """What --verify's subscriber saw, beside the books."""
+    observer = verify["observer"]
+    oddities = [
+        f"{verify[key]:,} {what}"
+        for key, what in (
+            ("delivered_twice", "delivered twice"),
+            ("out_of_order", "out of order"),
+            ("unexpected", "of other devices"),
+            ("malformed", "unreadable"),
+        )
+        if verify[key]
+    ]
+    if verify["lost"] and not verify["acknowledged_not_delivered"]:
+        oddities.insert(0, f"{verify['lost']:,} written at QoS 0 and never delivered")
+    colour = "yellow" if oddities else "green"
     console.print(
-        f"[bold red]LOST {accounting['lost']:,} of {accounting['expected']:,} messages[/] "
-        "that the target accepted but never delivered:"
+        f"[{colour}]verify: a subscriber on the broker (QoS {observer['qos']}, "
+        f"{observer['connections']} connection(s)) received {verify['received']:,} of the "
+        f"{verify['expected']:,} messages sent[/]"
+        + (f": {', '.join(oddities)}" if oddities else "")
     )
+
+
+def _print_loss(
+    accounting: dict[str, Any],
+    console: Console,
+    what: str = "that the target accepted but never delivered",
+) -> None:
+    lost = accounting.get("acknowledged_not_delivered", accounting["lost"])
+    console.print(f"[bold red]LOST {lost:,} of {accounting['expected']:,} messages[/] {what}:")
     for lost in accounting["lost_ranges"]:
         console.print(f"  {lost['device_id']} seq {lost['first_seq']}–{lost['last_seq']}")
 

@@ -81,6 +81,9 @@ class TargetConfig:
     #: a read-back (the reference backend's /api/readback, and its token) to reconcile against.
     readback: ReadBackTarget | None = None
     memory: bool = False  # in-memory transport (tests, engine benchmarks)
+    #: --verify: connections of the independent subscriber that checks delivery on the
+    #: broker (0: no observer).
+    verify: int = 0
     embedded_broker: str = "auto"
     per_gateway: bool | None = None  # None: per device, except on the embedded broker
 

@@ -58,6 +58,7 @@ from simulator.report.files import SCHEMA_VERSION, write_csv, write_report
 from simulator.runner.bridge import ResultStream
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.delivery import FailedShare, Ramp, nothing_accepted, nothing_sent
+from simulator.runner.verify import observer_for, verification
 from simulator.trace import TraceContext
 from simulator.transports.base import Transport
 from simulator.transports.faultproxy import FaultProxy, play_faults
@@ -65,6 +66,7 @@ from simulator.transports.file import FileTransport
 from simulator.transports.http import HttpTransport
 from simulator.transports.memory import MemoryTransport
 from simulator.transports.mqtt.factory import mqtt_transport
+from simulator.transports.mqtt.observer import Observer
 from simulator.transports.mqtt.settings import READ_ROUND, MqttSettings, run_prefix
 from simulator.transports.readback import ReadBackError, ReadBackTarget, read_back, take_mark
 
@@ -108,6 +110,8 @@ class Run:
         self.target_url: str | None = None
         self.backend_url: str | None = None
         self.bad_input = False
+        #: what --verify's observer found (the report's ``verify``), once it answered.
+        self.verification: dict[str, Any] | None = None
         #: the read-back mark taken at the start (None: the target has none).
         self.readback_mark: str | None = None
         #: the --max-failed verdict, once the run got messages through.
@@ -145,6 +149,7 @@ class Run:
         per_gateway = self._per_gateway()
         engine: Engine | None = None
         transport: Transport | None = None
+        observer: Observer | None = None
         readback = config.target.readback
         wall_start = time.monotonic()
         async with contextlib.AsyncExitStack() as stack:
@@ -152,6 +157,16 @@ class Run:
                 mqtt, http, readback = await self._open_target(stack)
                 if readback is not None:
                     self.readback_mark = await self._mark(readback)
+                if mqtt is not None and config.target.verify:
+                    # On the broker itself, subscribed before any device connects.
+                    observer = await stack.enter_async_context(
+                        observer_for(
+                            mqtt,
+                            config.fleet.topic_template,
+                            config.target.verify,
+                            config.run_id,
+                        )
+                    )
                 mqtt, http, proxy = await self._fault_proxy(stack, mqtt, http)
                 transport = self._transport(metrics, fleet, mqtt, http)
                 self.transport = transport
@@ -170,6 +185,8 @@ class Run:
                 await self._settle(transport, metrics, recorder, stream)
             if readback is not None and engine is not None and self.outcome != "failed":
                 await self._reconcile(fleet, engine, metrics, readback)
+            if observer is not None and engine is not None and self.outcome != "failed":
+                await self._verify(observer, fleet, engine, metrics)
         if engine is not None:
             self._judge_delivery(engine, metrics)
         report = self._report(
@@ -207,6 +224,7 @@ class Run:
             fleet.devices.type_names,
             track_undelivered=config.target.embedded
             or config.target.readback is not None
+            or config.target.verify > 0
             or config.reconciled_by_parent,
         )
         self.metrics = metrics
@@ -406,6 +424,30 @@ class Run:
         )
         self.accounting.late = stored.late
 
+    async def _verify(
+        self, observer: Observer, fleet: Fleet, engine: Engine, metrics: Metrics
+    ) -> None:
+        """What the independent subscriber received against what was sent."""
+        totals = metrics.totals()
+        try:
+            observed = await observer.settle(
+                totals.acknowledged + totals.unconfirmed, self._drain_seconds()
+            )
+        except (BarnstormError, TimeoutError) as exc:
+            self.outcome = "failed"
+            self.error = str(exc) or "--verify: the observer did not answer"
+            return
+        self.verification = verification(
+            observed,
+            fleet.devices.ids,
+            engine.next_seq,
+            engine.devices.tolist(),
+            metrics.undelivered or set(),
+            qos=observer.run_qos,
+            duplicates_out=totals.duplicates_out,
+            observer=observer,
+        )
+
     def _judge_delivery(self, engine: Engine, metrics: Metrics) -> None:
         """A completed run that got nothing through fails, saying why; one that did gets
         the --max-failed verdict."""
@@ -497,11 +539,10 @@ class Run:
     def _exit_code(self) -> int:
         if self.outcome == "failed":
             return EXIT_USAGE if self.bad_input else EXIT_FAILED
-        if (
-            self.accounting is not None
-            and self.accounting.lost
-            and not self.config.verdicts.allow_loss
-        ):
+        lost = (self.accounting is not None and self.accounting.lost) or (
+            self.verification is not None and self.verification["acknowledged_not_delivered"]
+        )
+        if lost and not self.config.verdicts.allow_loss:
             return EXIT_LOSS
         if self.outcome == "interrupted":
             return EXIT_INTERRUPTED
@@ -577,6 +618,7 @@ class Run:
             },
             "connections": metrics.connections.as_dict(),
             "accounting": self.accounting.as_dict() if self.accounting else None,
+            "verify": self.verification,
             "config": config.public(),
         }
 

@@ -22,9 +22,11 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 from rich.console import Console
 
+from simulator.errors import BarnstormError
 from simulator.exitcodes import EXIT_FAILED, EXIT_LOSS, EXIT_OK
 from simulator.fleet.build import Fleet
 from simulator.fleet.load import load_fleet
@@ -40,6 +42,8 @@ from simulator.redact import write_private
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.delivery import FailedShare
 from simulator.runner.run import Run, judge, put_backend, write_outputs
+from simulator.runner.verify import observer_for, verification
+from simulator.transports.mqtt.observer import Observer
 from simulator.transports.readback import ReadBackError, ReadBackTarget, read_back, take_mark
 
 
@@ -181,13 +185,23 @@ async def _parallel(config: RunConfig, fleet: Fleet) -> RunResult:
     async with contextlib.AsyncExitStack() as stack:
         mqtt, http, readback = await parent._open_target(stack)
         mark = await take_mark(readback) if readback is not None else None
+        observer = None
+        if mqtt is not None and config.target.verify:
+            observer = await stack.enter_async_context(
+                observer_for(mqtt, config.fleet.topic_template, config.target.verify, config.run_id)
+            )
         per_gateway = parent._per_gateway()
         shards = [
             replace(
                 config,
                 fleet=replace(config.fleet, shard=(i, count)),
                 target=replace(
-                    config.target, mqtt=mqtt, http=http, readback=None, per_gateway=per_gateway
+                    config.target,
+                    mqtt=mqtt,
+                    http=http,
+                    readback=None,
+                    verify=0,
+                    per_gateway=per_gateway,
                 ),
                 outputs=replace(
                     config.outputs,
@@ -200,7 +214,7 @@ async def _parallel(config: RunConfig, fleet: Fleet) -> RunResult:
                 ),
                 verdicts=replace(config.verdicts, slas=(), junit=None),
                 processes=1,
-                reconciled_by_parent=readback is not None,
+                reconciled_by_parent=readback is not None or observer is not None,
             )
             for i in range(count)
         ]
@@ -235,6 +249,8 @@ async def _parallel(config: RunConfig, fleet: Fleet) -> RunResult:
             write_private(config.outputs.timeseries, rows.decode(), "--timeseries")
         if readback is not None and report["outcome"] != "failed":
             await _reconcile(report, fleet, readback, mark, outcomes, config)
+        if observer is not None and report["outcome"] != "failed":
+            await _verify(report, fleet, observer, outcomes, config)
     report["config"] = config.public()
     report["target"]["url"] = parent.target_url
     report["target"]["embedded_broker"] = parent.broker_kind
@@ -363,6 +379,18 @@ async def _reconcile(
         report["outcome"], report["error"] = "failed", str(exc)
         report["exit_code"] = max(report["exit_code"], EXIT_FAILED)
         return
+    next_seq, devices, undelivered = _sent_by_shards(fleet, outcomes)
+    accounting = stored.tracker.reconcile(next_seq, devices, undelivered)
+    accounting.late = stored.late
+    report["accounting"] = accounting.as_dict()
+    if accounting.lost and not config.verdicts.allow_loss and report["exit_code"] == EXIT_OK:
+        report["exit_code"] = EXIT_LOSS
+
+
+def _sent_by_shards(
+    fleet: Fleet, outcomes: list[dict[str, Any]]
+) -> tuple[npt.NDArray[np.int64], list[int], set[tuple[int, int]]]:
+    """Every shard's devices, the seq each would send next, and what they did not deliver."""
     next_seq = np.zeros(fleet.devices.count, np.int64)
     devices: list[int] = []
     undelivered: set[tuple[int, int]] = set()
@@ -370,10 +398,39 @@ async def _reconcile(
         next_seq[outcome["devices"]] = outcome["next_seq"]
         devices += outcome["devices"]
         undelivered.update((int(d), int(s)) for d, s in outcome["undelivered"])
-    accounting = stored.tracker.reconcile(next_seq, devices, undelivered)
-    accounting.late = stored.late
-    report["accounting"] = accounting.as_dict()
-    if accounting.lost and not config.verdicts.allow_loss and report["exit_code"] == EXIT_OK:
+    return next_seq, devices, undelivered
+
+
+async def _verify(
+    report: dict[str, Any],
+    fleet: Fleet,
+    observer: Observer,
+    outcomes: list[dict[str, Any]],
+    config: RunConfig,
+) -> None:
+    """--verify once, for every shard's devices, against the observer on the broker."""
+    totals = report["totals"]
+    try:
+        observed = await observer.settle(
+            totals["acknowledged"] + totals["unconfirmed"], config.timing.drain_timeout
+        )
+    except (BarnstormError, TimeoutError) as exc:
+        report["outcome"], report["error"] = "failed", str(exc) or "--verify: no answer"
+        report["exit_code"] = max(report["exit_code"], EXIT_FAILED)
+        return
+    next_seq, devices, undelivered = _sent_by_shards(fleet, outcomes)
+    report["verify"] = verification(
+        observed,
+        fleet.devices.ids,
+        next_seq,
+        devices,
+        undelivered,
+        qos=observer.run_qos,
+        duplicates_out=totals["duplicates_out"],
+        observer=observer,
+    )
+    lost = report["verify"]["acknowledged_not_delivered"]
+    if lost and not config.verdicts.allow_loss and report["exit_code"] == EXIT_OK:
         report["exit_code"] = EXIT_LOSS
 
 

@@ -138,21 +138,31 @@ async def read_back(
                 break
             last = received
             await asyncio.sleep(1.0)
-    return Stored(_tracker(data, device_ids), _count(data.get("received")) - (at_end or 0))
+    return Stored(tracker_of(data, device_ids), _count(data.get("received")) - (at_end or 0))
 
 
 def _count(value: object) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
-def _tracker(data: dict[str, Any], device_ids: Sequence[str]) -> DeliveryTracker:
-    tracker = DeliveryTracker(device_ids)
+def tracker_of(
+    data: dict[str, Any], device_ids: Sequence[str], tracker: DeliveryTracker | None = None
+) -> DeliveryTracker:
+    """A read-back answer (or one of the ``--verify`` observer's, in the same format) as a
+    tracker to reconcile against what was sent; with ``tracker``, added to it (a message
+    both answers hold counts as a duplicate)."""
+    tracker = tracker if tracker is not None else DeliveryTracker(device_ids)
     for device_id, entry in data.get("devices", {}).items():
         index = tracker.index.get(device_id)
         if index is None:
             tracker.unexpected += int(entry.get("received", 0))
             continue
         for low, high in entry.get("seqs", []):
+            if int(low) == int(tracker.contiguous[index]) and index not in tracker.beyond:
+                # The run from where the device stands: booked at once, not seq by seq.
+                tracker.contiguous[index] = int(high) + 1
+                tracker.received += int(high) - int(low) + 1
+                continue
             for seq in range(int(low), int(high) + 1):
                 tracker.record(index, seq)
         tracker.duplicated += int(entry.get("duplicates", 0))

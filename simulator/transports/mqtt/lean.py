@@ -57,6 +57,7 @@ from simulator.transports.mqtt.packets import (
     DISCONNECT,
     ID_BYTES,
     MAX_PACKET_ID,
+    NO_PROPERTIES,
     PINGREQ,
     SHORT,
     connect_packet,
@@ -508,7 +509,11 @@ class LeanMqttTransport(MqttBase):
                 continue
             payload = message.payload
             if v5:
-                topic, props = link.v5_publish(message, aliases)
+                if aliases or message.properties:
+                    topic, props = link.v5_publish(message, aliases)
+                else:
+                    topic = link.topics.get(message.topic) or link.topic(message.topic)
+                    props = NO_PROPERTIES
                 size = len(topic) + 2 + len(props) + len(payload)
                 limit = link.limits.maximum_packet_size
                 if limit and packet_length(size) > limit:

@@ -30,7 +30,8 @@ EXIT_TIMEOUT = 3.0
 
 
 class MqttSubscriber:
-    """Subscribes to a topic filter at QoS 1 and hands every message to ``on_message``."""
+    """Subscribes to a topic filter (at QoS 1 unless told) and hands every message to
+    ``on_message``."""
 
     def __init__(
         self,
@@ -38,10 +39,12 @@ class MqttSubscriber:
         topic_filter: str,
         on_message: Callable[[str, bytes], None],
         client_id: str,
+        qos: int = 1,
     ) -> None:
         self.settings = settings
         self.topic_filter = topic_filter
         self.on_message = on_message
+        self.qos = qos
         context = settings.ssl_context()
         self.client = aiomqtt.Client(
             settings.host,
@@ -62,7 +65,7 @@ class MqttSubscriber:
     async def _subscribe(self) -> None:
         await self.client.__aenter__()
         try:
-            await self.client.subscribe(self.topic_filter, qos=1)
+            await self.client.subscribe(self.topic_filter, qos=self.qos)
         except BaseException:
             await self.client.__aexit__(None, None, None)
             raise

@@ -48,10 +48,8 @@ def _one_line_error(result: Completed, code: int, *fragments: str) -> str:
         (["--max-failed", "5"], ["--max-failed", '"5"', 'such as "1%"']),
         (["--mqtt", "mqtt://127.0.0.1:1", "--keepalive", "70000"], ["--keepalive", "65535"]),
         (["--mqtt", "mqtt://127.0.0.1:1", "--password", "x"], ["--password", "--username"]),
-        (
-            ["--mqtt", "mqtt://127.0.0.1:1", "--mqtt-version", "5", "--max-inflight", "5"],
-            ["--max-inflight", "MQTT 3.1.1"],
-        ),
+        (["--mqtt", "mqtt://127.0.0.1:1", "--topic-alias"], ["--topic-alias", "MQTT 5"]),
+        (["--output", "x.jsonl", "--verify"], ["--verify", "--output"]),
         (["--mqtt", "mqtt://127.0.0.1:1", "--client-id-prefix", ""], ["--client-id-prefix"]),
         (["--topic-template", "t/\udcff/{device_id}"], ["--topic-template", "UTF-8"]),
         (["--topic-template", "t//{device_id}"], ["--topic-template", "empty level"]),

@@ -1,4 +1,4 @@
-"""``simulate compare BASELINE CURRENT``: regressions of a run against an earlier one, and
+"""``simulate compare BASELINE... CURRENT``: regressions of a run against earlier ones, and
 the same judgement at the end of a run (``--baseline FILE`` on run, mixed and soak)."""
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from simulator.errors import ConfigError
 from simulator.exitcodes import EXIT_OK, EXIT_SLA
 from simulator.metrics.regression import (
     DEFAULT_RULES,
-    UNITS,
     Comparison,
-    change,
+    Mismatch,
+    check_match,
     compare,
+    describe,
     figure,
     parse_rules,
     scopes,
@@ -46,55 +46,96 @@ def load_report(path: Path, flag: str) -> dict[str, Any]:
     return data
 
 
+def baseline_files(paths: tuple[Path, ...], last: int | None, flag: str) -> list[Path]:
+    """Baseline reports: files as given, and the ``*.json`` reports in folders given, oldest
+    first (by modification time); with ``last``, only the newest ``last`` of them."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(path.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ConfigError(flag, f"{path} does not exist")
+    if not found:
+        raise ConfigError(flag, f"no report in {', '.join(map(str, paths))}")
+    return found[-last:] if last else found
+
+
 def judge_against(
-    baseline_path: Path,
+    baseline_paths: Path | list[Path],
     current: dict[str, Any],
     rules: tuple[str, ...] = (),
     flag: str = "--baseline",
+    allow_mismatch: bool = False,
 ) -> Comparison:
-    """Compare a run's report with the baseline file's, by ``rules`` (or the defaults)."""
-    baseline = scopes(load_report(baseline_path, flag), f"{flag} {baseline_path}")
-    return compare(baseline, scopes(current, "this run"), parse_rules(rules or DEFAULT_RULES))
-
-
-#: the figures the terminal table shows (all of them are in --json and --html).
-SHOWN = ("p95", "p99", "error_rate", "backend", "queries")
+    """Compare a run's report with the baselines', by ``rules`` (or the defaults). Reports
+    that cannot be judged against each other are an error, unless ``allow_mismatch``."""
+    paths = [baseline_paths] if isinstance(baseline_paths, Path) else baseline_paths
+    loaded = [(f"{flag} {path}", load_report(path, flag)) for path in paths]
+    mismatch = check_match(loaded, ("this run", current))
+    if mismatch and not allow_mismatch:
+        raise Mismatch(flag, f"{mismatch} (--allow-mismatch judges what they share)")
+    return compare(
+        [scopes(report, name) for name, report in loaded],
+        scopes(current, "this run"),
+        parse_rules(rules or DEFAULT_RULES),
+        mismatch,
+    )
 
 
 def print_comparison(result: Comparison, console: Console | None = None) -> None:
-    """A row per scope, ``baseline → this run`` per figure, then the verdicts (broken
-    first)."""
+    """The verdict first (broken rules, the likely cause first, each with its evidence),
+    then what improved, what could not be judged and why, and a line per endpoint: all of
+    it in lines that wrap, readable in an 80-column CI log."""
     console = console or Console(stderr=True)
-    table = Table(box=None, title="baseline → this run")
-    table.add_column("scope")
-    for metric in SHOWN:
-        unit = UNITS[metric]
-        table.add_column(f"{metric}{(' ' + unit) if unit and unit != '%' else ''}", justify="right")
+    count = len(result.baselines)
+    judged = len({v.scope for v in result.verdicts})
+    console.print(
+        f"compared with {count} baseline{'s' if count > 1 else ''}: {judged} endpoints, "
+        f"{len(result.verdicts)} rules judged"
+    )
+    if result.mismatch:
+        console.print(f"[yellow]mismatch, judged anyway: {escape(result.mismatch)}[/]")
+    broken = result.broken
+    if broken:
+        console.print(
+            f"[bold red]REGRESSION: {len(broken)} rule(s) broken[/], the likely cause first:"
+        )
+        for number, verdict in enumerate(broken, 1):
+            console.print(f"[red]{number:>2}. {escape(verdict.scope)}[/]")
+            console.print(f"    {escape(describe(verdict))}")
+            console.print(f"    [dim]{escape(verdict.evidence)}[/]")
+    for verdict in result.improved:
+        console.print(f"[green]improved: {escape(verdict.scope)}: {escape(describe(verdict))}[/]")
+    for unjudged in result.unjudged:
+        console.print(
+            f"[dim]not judged: {escape(unjudged.scope)} {unjudged.metric} "
+            f"({escape(unjudged.reason)})[/]"
+        )
+    for name in result.only_now:
+        console.print(f"[dim]only in this run: {escape(name)}[/]")
+    for name in result.only_before:
+        console.print(f"[dim]only in the baselines: {escape(name)}[/]")
     for name in sorted(set(result.baseline) | set(result.current)):
         before, now = result.baseline.get(name) or {}, result.current.get(name) or {}
-        cells = []
-        for metric in SHOWN:
-            b, c = before.get(metric), now.get(metric)
-            cells.append(
-                "–"
-                if b is None and c is None
-                else f"{figure(metric, b)} → {figure(metric, c)} ({change(metric, b, c)})"
-            )
-        table.add_row(escape(name), *cells)
-    console.print(table)
-    for judgement in sorted(result.judgements, key=lambda j: j.held):
-        colour = "green" if judgement.held else "red"
-        console.print(f"[{colour}]{escape(judgement.detail())}[/]")
-    for name, why in sorted(result.skipped.items()):
-        console.print(f"[dim]not judged: {escape(name)} ({escape(why)})[/]")
-    if result.regressed:
-        broken = sum(1 for j in result.judgements if not j.held)
-        console.print(f"[red]REGRESSION: {broken} rule(s) broken against the baseline[/]")
+        parts = [
+            f"{metric} {figure(metric, before.get(metric))} → "
+            f"{figure(metric, now.get(metric), with_unit=True)}"
+            for metric in SHOWN
+            if before.get(metric) is not None or now.get(metric) is not None
+        ]
+        console.print(f"{escape(name)}: [dim]{escape(' · '.join(parts))}[/]")
+    if not broken:
+        console.print("[green]no regression against the baseline[/]")
+
+
+#: the figures each endpoint's line shows (all of them are in --json and --html).
+SHOWN = ("p95", "error_rate", "queries", "backend")
 
 
 @click.command("compare")
-@click.argument("baseline", type=FILE)
-@click.argument("current", type=FILE)
+@click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--rule",
     "rules",
@@ -104,25 +145,48 @@ def print_comparison(result: Comparison, console: Console | None = None) -> None
     + ", ".join(DEFAULT_RULES)
     + ").",
 )
-@click.option("--html", type=FILE, help="Write both runs side by side to FILE.")
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    help="Judge against the newest N of the baseline reports given (files and folders).",
+)
+@click.option(
+    "--allow-mismatch",
+    is_flag=True,
+    help="Judge reports of different kinds, or with few endpoints in common, on what they "
+    "share (an error otherwise).",
+)
+@click.option("--html", type=FILE, help="Write the runs side by side to FILE.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare_command(
-    baseline: Path, current: Path, rules: tuple[str, ...], html: Path | None, as_json: bool
+    reports: tuple[Path, ...],
+    rules: tuple[str, ...],
+    last: int | None,
+    allow_mismatch: bool,
+    html: Path | None,
+    as_json: bool,
 ) -> None:
-    """Compare two reports (simulate run --report or simulate mixed --report): per
-    endpoint and device type p50/p95/p99, error rate, rate, backend time and queries, each
-    with its change, and the regression rules judged; exit 3 when one breaks."""
-    parsed = parse_rules(rules or DEFAULT_RULES)
-    first = load_report(baseline, "BASELINE")
-    second = load_report(current, "CURRENT")
-    result = compare(
-        scopes(first, f"BASELINE {baseline}"), scopes(second, f"CURRENT {current}"), parsed
-    )
+    """Judge the last report given (CURRENT) against the ones before it (BASELINE...:
+    reports, or folders of them; --last N keeps the newest N): per endpoint and device type
+    percentiles with confidence bounds, failure rates and status mix with exact tests,
+    queries and bytes per request as they are, against the spread of the baselines. Broken
+    rules come ranked, the likely cause first; exit 3 when one breaks, 2 when the reports
+    cannot be judged against each other."""
+    if len(reports) < 2:
+        raise ConfigError("REPORTS", "expected at least a baseline and a current report")
+    current_path = reports[-1]
+    if current_path.is_dir():
+        raise ConfigError("CURRENT", f"{current_path} is a folder: give the run's report")
+    parse_rules(rules or DEFAULT_RULES)
+    paths = baseline_files(reports[:-1], last, "BASELINE")
+    current = load_report(current_path, "CURRENT")
+    result = judge_against(paths, current, rules, "BASELINE", allow_mismatch)
     if html is not None:
         # Imported only for a page (run and mixed import this module for their verdicts).
         from simulator.report.compare_page import write_compare_html
 
-        write_compare_html(result, str(baseline), str(current), html)
+        names = ", ".join(str(p) for p in paths)
+        write_compare_html(result, names, str(current_path), html)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=1))
     else:

@@ -19,7 +19,7 @@ from simulator.cli import options as opt
 from simulator.cli.compare import judge_against, load_report, print_comparison
 from simulator.cli.options import config_option, option, sla_options
 from simulator.errors import ConfigError
-from simulator.exitcodes import EXIT_OK, EXIT_SLA
+from simulator.exitcodes import EXIT_FAILURES, EXIT_OK, EXIT_SLA
 from simulator.metrics.regression import parse_rules
 from simulator.metrics.sla import parse_slas
 from simulator.resources import shipped
@@ -74,6 +74,15 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
     "(--rule); exit 3 when one breaks.",
 )
 @option("--rule", "rules", multiple=True, metavar="RULE", help="A regression rule (repeatable).")
+@option(
+    "--max-failed",
+    default="1%",
+    show_default=True,
+    metavar="PERCENT",
+    help="Share of the dashboard requests, and of the device messages, that may fail "
+    f"before the run exits {EXIT_FAILURES}: one reset among hundreds of requests is no "
+    "failed run (Locust alone exits 1 on any failure); 100% never fails the run for it.",
+)
 @click.pass_context
 def mixed_command(
     ctx: click.Context,
@@ -94,6 +103,7 @@ def mixed_command(
     report: Path | None,
     baseline: Path | None,
     rules: tuple[str, ...],
+    max_failed: str,
 ) -> None:
     """Devices and dashboard users in one Locust run (locustfiles/mixed.py).
 
@@ -111,6 +121,7 @@ def mixed_command(
     opt.http_url(host, "--host")
     opt.http_url(http, "--http")
     opt.speed(speed)
+    opt.share(max_failed, "--max-failed")
     parse_slas(sla)  # bad input fails here, before Locust starts
     if not mqtt and not http:
         click.echo(
@@ -130,6 +141,7 @@ def mixed_command(
     command += ctx.args
     env = _fleet_environment(farms=farms, seed=seed, speed=speed, mqtt=mqtt, http=http)
     env.update(_verdict_environment(sla, junit, html))
+    env["BARNSTORM_MAX_FAILED"] = max_failed
     parse_rules(rules)
     if baseline is not None:
         load_report(baseline, "--baseline")  # bad input fails now, not after the run

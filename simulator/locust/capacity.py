@@ -23,7 +23,8 @@ from typing import Any
 from locust import LoadTestShape, events
 from locust.env import Environment
 
-from simulator.locust.fleet import AUTO_FLEET, SERVER_TIMINGS, start_child
+from simulator.locust.fleet import AUTO_FLEET, start_child
+from simulator.locust.run_report import SERVER_TIMINGS
 from simulator.locust.stats import Snapshot, scopes_of, snapshot, window_measures
 from simulator.locust.users import DashboardUser
 from simulator.metrics.server_timing import ServerTimings, growth_across_steps

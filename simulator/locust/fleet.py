@@ -31,12 +31,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import gevent
@@ -47,102 +45,14 @@ from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from simulator.errors import ConfigError
-from simulator.exitcodes import EXIT_FAILED, EXIT_SLA, EXIT_USAGE
-from simulator.locust.stats import DEVICE_METHODS, Snapshot, snapshot, window_measures
-from simulator.metrics.server_timing import ServerTimings
-from simulator.metrics.sla import Verdict, evaluate, parse_slas, write_junit
-from simulator.report.html import write_mixed_html
-from simulator.report.mixed import write_mixed_report
+from simulator.exitcodes import EXIT_FAILED, EXIT_USAGE
+from simulator.locust.run_report import SAMPLER, SERVER_TIMINGS, judge_failures, judge_slas
+from simulator.locust.settings import fleet_environment, sla_texts
+from simulator.metrics.sla import parse_slas
 
 REPORT_KEY = "barnstorm_fleet"
 TAB = "barnstorm-fleet"
 RATE_WINDOW = 5.0  # seconds over which the message rate is measured
-
-#: the fleet's settings as Locust options ``--barnstorm-NAME``, each also read from
-#: ``BARNSTORM_NAME`` (the variable of ``simulate run`` it is handed to the fleet as).
-FLEET_OPTIONS: tuple[tuple[str, type, str], ...] = (
-    ("farms", int, "Farms in the device fleet (default 500)."),
-    ("mqtt", str, "The devices' MQTT broker, mqtt://host:1883 (default: an embedded one)."),
-    ("http", str, "An HTTP ingest URL for the devices, instead of MQTT."),
-    ("speed", str, "Simulated seconds per real second (default 1)."),
-    ("duration", str, "How long the fleet runs (default: until the test stops)."),
-    ("qos", int, "MQTT QoS (default 1)."),
-    ("seed", int, "The fleet's seed: the same seed, the same farms and devices."),
-    ("device-types", str, "Only these device types (comma-separated)."),
-    ("connection", str, "per-device or per-gateway MQTT connections."),
-    ("topic-template", str, "MQTT topic template, e.g. farms/{farm_id}/{device_id}/{kind}."),
-    ("connect-rate", str, "New device connections per second during the ramp."),
-    ("client-id-prefix", str, "Start of every MQTT client id (default: the run's own)."),
-    ("scenario", str, "A scenario file of events to play (outbreak, network outage ...)."),
-)
-#: Locust-level verdicts and reports, over the devices and the suite's users together.
-VERDICT_OPTIONS: tuple[tuple[str, str, str], ...] = (
-    ("junit", "BARNSTORM_LOCUST_JUNIT", "Write the SLA verdicts as JUnit XML to this file."),
-    ("html", "BARNSTORM_LOCUST_HTML", "Write barnstorm's HTML page of the run to this file."),
-    ("report", "BARNSTORM_LOCUST_REPORT", "Write barnstorm's JSON report of the run to this file."),
-)
-
-
-@events.init_command_line_parser.add_listener
-def add_fleet_options(parser: Any) -> None:
-    """The fleet's settings in ``locust --help``, the web UI and ``locust.conf``."""
-    for name, kind, text in FLEET_OPTIONS:
-        variable = "BARNSTORM_" + name.replace("-", "_").upper()
-        parser.add_argument(f"--barnstorm-{name}", type=kind, env_var=variable, help=text)
-    parser.add_argument(
-        "--barnstorm-clean",
-        action="store_true",
-        env_var="BARNSTORM_CLEAN",
-        help="No fleet imperfections (jitter, duplicates, spikes ...).",
-    )
-    parser.add_argument(
-        "--barnstorm-sla",
-        action="append",
-        help='An SLA over devices and users together, e.g. "ingest.p95<250ms" (repeatable).',
-        include_in_web_ui=False,
-    )
-    for name, variable, text in VERDICT_OPTIONS:
-        parser.add_argument(
-            f"--barnstorm-{name}", env_var=variable, help=text, include_in_web_ui=False
-        )
-
-
-def _option(environment: Environment, name: str) -> Any:
-    options = environment.parsed_options
-    return getattr(options, "barnstorm_" + name.replace("-", "_"), None) if options else None
-
-
-def fleet_environment(environment: Environment) -> dict[str, str]:
-    """The environment of a fleet child: this process's, with the ``--barnstorm-*`` options
-    as the ``BARNSTORM_*`` variables ``simulate run`` reads."""
-    env = os.environ.copy()
-    for name, _, _ in (*FLEET_OPTIONS, ("clean", bool, "")):
-        value = _option(environment, name)
-        if value is None or value is False or value == "":
-            continue
-        env["BARNSTORM_" + name.replace("-", "_").upper()] = "1" if value is True else str(value)
-    # The SLAs and reports are Locust's, over both kinds of load, not the fleet's alone.
-    for name in ("BARNSTORM_SLA", "BARNSTORM_JUNIT", "BARNSTORM_HTML"):
-        env.pop(name, None)
-    return env
-
-
-def verdict_setting(environment: Environment, name: str) -> str | None:
-    """``--barnstorm-junit``, ``--barnstorm-html`` or ``--barnstorm-report`` (or their
-    variables)."""
-    value = _option(environment, name)
-    if value:
-        return str(value)
-    variable = next(v for n, v, _ in VERDICT_OPTIONS if n == name)
-    return os.environ.get(variable) or None
-
-
-def sla_texts(environment: Environment) -> list[str]:
-    """``--barnstorm-sla`` (repeatable), or ``BARNSTORM_LOCUST_SLAS`` (a JSON list)."""
-    given = _option(environment, "sla")
-    if given:
-        return [str(text) for text in given]
-    return [str(text) for text in json.loads(os.environ.get("BARNSTORM_LOCUST_SLAS") or "[]")]
 
 
 @dataclass
@@ -332,209 +242,29 @@ def quit_fleet(environment: Environment, **_: Any) -> None:
         )
     if not isinstance(environment.runner, WorkerRunner):
         verdicts = judge_slas(environment)
+        judge_failures(environment)
         if SAMPLER.rows or SAMPLER.wanted(environment):
-            SAMPLER.write(environment, verdicts)
-
-
-class Sampler:
-    """Ingest beside dashboards over time, for the mixed run's HTML report
-    (``--barnstorm-html``, as ``simulate mixed --html`` sets it): a row per interval."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-        self.started = time.monotonic()
-        self._last: tuple[float, Snapshot] | None = None
-        self._greenlet: Any = None
-
-    @staticmethod
-    def wanted(environment: Environment) -> bool:
-        return bool(verdict_setting(environment, "html") or verdict_setting(environment, "report"))
-
-    def start(self, environment: Environment) -> None:
-        if not self.wanted(environment) or self._greenlet is not None:
-            return
-        every = float(os.environ.get("BARNSTORM_SAMPLE_SECONDS") or 2.0)
-        self.started = time.monotonic()
-        self._last = (self.started, snapshot(environment.stats))
-        self._greenlet = gevent.spawn(self._loop, environment, every)
-
-    def _loop(self, environment: Environment, every: float) -> None:
-        while True:
-            gevent.sleep(every)
-            self.sample(environment)
-
-    def sample(self, environment: Environment) -> None:
-        if self._last is None:
-            return
-        now, current = time.monotonic(), snapshot(environment.stats)
-        before_time, before = self._last
-        self._last = (now, current)
-        measures = window_measures(before, current, max(now - before_time, 1e-9))
-        row: dict[str, Any] = {
-            "wall_s": round(now - self.started, 3),
-            "users": environment.runner.user_count if environment.runner else 0,
-            "connected": sum(
-                r["connected"] for r in fleet_rows(environment) if r["shard"] != "total"
-            ),
-        }
-        for scope in ("ingest", "dashboard"):
-            measure = measures.get(scope)
-            count = measure.count if measure else 0
-            failures = measure.failures if measure else 0
-            row[f"{scope}_rate"] = (
-                round((count - failures) / (now - before_time), 3) if measure else 0.0
-            )
-            row[f"{scope}_p95"] = measure.quantile(0.95) if measure and count else None
-            row[f"{scope}_error_rate"] = failures / count if count else 0.0
-        self.rows.append(row)
-
-    def write(self, environment: Environment, verdicts: list[Verdict]) -> None:
-        path = verdict_setting(environment, "html")
-        report = verdict_setting(environment, "report")
-        if self._greenlet is not None:
-            self._greenlet.kill()
-            self.sample(environment)
-        if not path and not report:
-            return
-        stats = environment.stats
-        last = stats.total.last_request_timestamp or stats.total.start_time
-        seconds = max(last - stats.total.start_time, 1e-9)
-        backend = SERVER_TIMINGS.summary()
-        requests: list[dict[str, Any]] = []
-        for (method, name), counts in sorted(snapshot(stats).items(), key=lambda kv: kv[0][1]):
-            measure = window_measures({}, {(method, name): counts}, seconds)[name]
-            requests.append(
-                {
-                    "name": name,
-                    "kind": "device" if method in DEVICE_METHODS else "dashboard",
-                    "requests": measure.count,
-                    "failures": measure.failures,
-                    "error_rate": measure.failures / measure.count if measure.count else 0.0,
-                    "rate_per_s": (measure.count - measure.failures) / seconds,
-                    "p50_ms": measure.quantile(0.5),
-                    "p95_ms": measure.quantile(0.95),
-                    "p99_ms": measure.quantile(0.99),
-                    "max_ms": measure.max_ms,
-                    "backend": backend.get(name),
-                }
-            )
-        config = {
-            key: "***"
-            if any(word in key for word in ("PASSWORD", "TOKEN", "SECRET"))
-            else re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", value)  # a password in a URL
-            for key, value in sorted(fleet_environment(environment).items())
-            if key.startswith("BARNSTORM_")
-        }
-        data = {
-            "rows": self.rows,
-            "fleet_loop_lag_ms": [
+            loop_lags = [
                 {
                     "shard": s.shard,
                     "p50": s.loop_lag_p50,
                     "p99": s.loop_lag_p99,
                     "max": s.loop_lag_max,
                 }
-                for s in _fleet_statuses(environment)
-            ],
-            "requests": requests,
-            "sla": [verdict.as_dict() for verdict in verdicts],
-            "seconds": seconds,
-            "host": environment.host,
-            "run_id": os.environ.get("BARNSTORM_RUN_ID"),
-            "config": config,
-        }
-        for request in requests:
-            suspicion = (request["backend"] or {}).get("n_plus_one")
-            if suspicion:
-                print(
-                    f"barnstorm: N+1 suspected in {request['name']}: {suspicion}", file=sys.stderr
-                )
-        if path:
-            write_mixed_html(data, Path(path))
-        if report:
-            write_mixed_report(data, verdicts, Path(report))
-
-
-SAMPLER = Sampler()
-
-
-@events.test_start.add_listener
-def start_sampler(environment: Environment, **_: Any) -> None:
-    if not isinstance(environment.runner, WorkerRunner):
-        SAMPLER.start(environment)
-
-
-def judge_slas(environment: Environment) -> list[Verdict]:
-    """SLA verdicts over the whole run (``--barnstorm-sla``, or ``BARNSTORM_LOCUST_SLAS``
-    as ``simulate mixed --sla`` sets it): printed, written as JUnit XML
-    (``--barnstorm-junit``), and Locust exits with EXIT_SLA when one breaks. A capacity
-    search judges its steps instead."""
-    texts = sla_texts(environment)
-    if not texts or environment.shape_class is not None:
-        return []
-    stats = environment.stats
-    last = stats.total.last_request_timestamp or stats.total.start_time
-    seconds = max(last - stats.total.start_time, 1e-9)
-    measures = window_measures({}, snapshot(stats), seconds)
-    verdicts = evaluate(parse_slas(texts), measures)
-    for verdict in verdicts:
-        print(f"SLA {'held  ' if verdict.held else 'BROKEN'} {verdict.detail}", file=sys.stderr)
-    junit = verdict_setting(environment, "junit")
-    if junit:
-        write_junit(verdicts, Path(junit), seconds, "barnstorm SLAs (mixed)")
-    if any(not verdict.held for verdict in verdicts) and not environment.process_exit_code:
-        environment.process_exit_code = EXIT_SLA
-    return verdicts
+                for s in statuses
+            ]
+            SAMPLER.write(environment, verdicts, loop_lags)
 
 
 @events.report_to_master.add_listener
 def report_fleet(client_id: str, data: dict[str, Any], **_: Any) -> None:
     data[REPORT_KEY] = [asdict(child.status) for child in CHILDREN]
-    data[TIMING_KEY] = SERVER_TIMINGS.take()
 
 
 @events.worker_report.add_listener
 def collect_fleet(client_id: str, data: dict[str, Any], **_: Any) -> None:
     if REPORT_KEY in data:
         WORKERS[client_id] = [FleetStatus(**status) for status in data[REPORT_KEY]]
-    if TIMING_KEY in data:
-        SERVER_TIMINGS.merge(data[TIMING_KEY])
-
-
-#: what the backend said about its time (Server-Timing), per request name; on the master,
-#: the workers' merged.
-SERVER_TIMINGS = ServerTimings()
-TIMING_KEY = "barnstorm_server_timing"
-
-
-@events.request.add_listener
-def read_server_timing(
-    request_type: str,
-    name: str,
-    response_time: float,
-    response_length: int,
-    exception: BaseException | None = None,
-    context: Any = None,
-    response: Any = None,
-    **_: Any,
-) -> None:
-    """Keep the Server-Timing header of every response that has one (dashboard requests;
-    the devices' results come without a response). Every argument Locust passes is named:
-    this runs for every device result, and gathering unnamed ones into ``_`` would cost a
-    dictionary each."""
-    if response is None:
-        return
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return
-    header = headers.get("Server-Timing")
-    if header:
-        SERVER_TIMINGS.observe(name, header, response_length or 0, time.time())
-
-
-@events.test_start.add_listener
-def reset_server_timing(environment: Environment, **_: Any) -> None:
-    SERVER_TIMINGS.by_name.clear()
 
 
 def _fleet_statuses(environment: Environment) -> list[FleetStatus]:
@@ -542,6 +272,13 @@ def _fleet_statuses(environment: Environment) -> list[FleetStatus]:
     if isinstance(environment.runner, MasterRunner):
         return [status for key in sorted(WORKERS) for status in WORKERS[key]]
     return [child.status for child in CHILDREN]
+
+
+def connected_devices(environment: Environment) -> int:
+    return sum(status.connected for status in _fleet_statuses(environment))
+
+
+SAMPLER.connected = connected_devices
 
 
 def fleet_rows(environment: Environment) -> list[dict[str, Any]]:

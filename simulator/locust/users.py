@@ -18,14 +18,21 @@ from __future__ import annotations
 import os
 import random
 import time
+from http.client import RemoteDisconnected
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from locust import HttpUser, task
+from urllib3 import BaseHTTPResponse
+from urllib3.connectionpool import ConnectionPool
+from urllib3.exceptions import MaxRetryError, ProtocolError
+from urllib3.util.retry import Retry
 
 from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.load import load_fleet
 from simulator.locust.dashboard_map import DashboardMap, View, dig, load_map
+from simulator.locust.run_report import RETRIED, SENDING
 from simulator.trace import TraceContext, current_run_id
 
 TRACE = TraceContext(current_run_id())
@@ -56,6 +63,40 @@ MAP: DashboardMap = load_map(
 )
 
 
+#: what a closed reused connection looks like to urllib3: the server hung up before any
+#: answer (it had closed an idle keep-alive connection the client still held).
+_CLOSED = (RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+class BrowserRetry(Retry):
+    """One retry, as browsers do it: an idempotent request whose reused connection turns
+    out closed by the server is sent once more on a new connection. Each is counted under
+    the request's name (the report's ``retried_closed_connection``), never hidden; any
+    other failure is the request's own."""
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        cause = error.args[-1] if isinstance(error, ProtocolError) and error.args else error
+        retryable = method is not None and self._is_method_retryable(method)
+        if not isinstance(cause, _CLOSED) or not retryable:  # not a browser's retry
+            raise MaxRetryError(_pool, url or "", error)  # type: ignore[arg-type]
+        RETRIED[SENDING.get() or "(unnamed)"] += 1
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def browser_retry() -> BrowserRetry:
+    return BrowserRetry(
+        total=1, connect=0, read=1, redirect=0, status=0, other=0, raise_on_status=False
+    )
+
+
 class DashboardUser(HttpUser):
     """A person browsing the farm dashboards."""
 
@@ -67,9 +108,12 @@ class DashboardUser(HttpUser):
     def on_start(self) -> None:
         self.next_think = 0.0
         self.auth: dict[str, str] = {}
+        for adapter in self.client.adapters.values():
+            adapter.max_retries = browser_retry()  # type: ignore[attr-defined]
         login = MAP.login
         if login is None:
             return
+        SENDING.set(f"{login.method} {login.url}")
         with self.client.request(
             login.method,
             login.url,
@@ -80,7 +124,7 @@ class DashboardUser(HttpUser):
         ) as response:
             token = dig(response.json(), login.token) if response.status_code == 200 else None
             if token is None:
-                response.failure(f"login failed with {response.status_code}")
+                response.failure(_failure("login", response, (200,)))
                 return
             self.auth = {login.header: f"{login.scheme} {token}".strip()}
 
@@ -109,17 +153,40 @@ class DashboardUser(HttpUser):
                 return  # nothing to act on (no alert to acknowledge): the view ends here
             url = spec.url.format(**values)
             body = spec.body.format(**values) if spec.body else None
+            SENDING.set(spec.name)
             with self.client.request(
                 spec.method, url, data=body, name=spec.name, headers=headers, catch_response=True
             ) as response:
                 if response.status_code not in spec.expect:
-                    response.failure(
-                        f"{spec.name}: status {response.status_code}, "
-                        f"expected {', '.join(map(str, spec.expect))}"
-                    )
+                    response.failure(_failure(spec.name, response, spec.expect))
                     return
                 response.success()
                 if spec.extract:
                     answer = response.json()
                     for name, path in spec.extract.items():
                         values[name] = dig(answer, path)
+
+
+def _failure(name: str, response: Any, expected: Any) -> str:
+    """Why a request failed: the status and what was expected, or, with no answer at all,
+    the error at the root of it, its exception's name and message ("status 0" would lose
+    the cause; the request's URL is left out, so that failures group by name)."""
+    error = getattr(response, "error", None)
+    if not response.status_code and error is not None:
+        root = _root(error)
+        return f"{name}: no answer: {type(root).__name__}: {root}"
+    wanted = ", ".join(map(str, expected))
+    return f"{name}: status {response.status_code}, expected {wanted}"
+
+
+def _root(error: BaseException) -> BaseException:
+    """The innermost error a requests/urllib3 error wraps (a reset, a refusal, a timeout)."""
+    for _ in range(6):
+        inner = getattr(error, "reason", None)
+        if not isinstance(inner, BaseException):
+            last = error.args[-1] if error.args else None
+            inner = last if isinstance(last, BaseException) else None
+        if inner is None:
+            return error
+        error = inner
+    return error

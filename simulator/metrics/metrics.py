@@ -127,6 +127,18 @@ class Histogram:
         """The value (seconds) at or below which a share ``q`` (0–1) of the values lie."""
         return bucket_percentile(self.counts, self.total, q, self.max)
 
+    def buckets_ms(self) -> list[list[float]]:
+        """The histogram as ``[[value_ms, count], ...]`` for its buckets that hold values
+        (each bucket's middle, never above the largest value), for reports: what the
+        regression gate bounds a run's percentiles with."""
+        pairs = []
+        for index, count in enumerate(self.counts):
+            if count:
+                low = _bucket_value(index)
+                high = _bucket_value(index + 1) if index + 1 < _BUCKETS else low
+                pairs.append([round(min((low + high) / 2e3, self.max * 1000), 3), count])
+        return pairs
+
     def summary_ms(self) -> dict[str, float]:
         """p50/p95/p99/max/mean in milliseconds."""
         mean = self.total_seconds / self.total if self.total else 0.0
@@ -217,6 +229,7 @@ class Counts:
             "retried": dict(sorted(self.retried.items())),
             "rate_per_s": round(delivered / seconds, 3) if seconds > 0 else 0.0,
             "latency_ms": self.latency.summary_ms(),
+            "latency_histogram": self.latency.buckets_ms(),
             "errors": dict(sorted(self.errors.items())),
         }
 

@@ -1,25 +1,25 @@
-"""Regressions against a baseline: tonight's run judged against yesterday's.
+"""Regressions against a baseline: tonight's run judged against the last nights'.
 
-Both runs are reports barnstorm wrote: a mixed run's (``simulate mixed --report``: per
+The runs are reports barnstorm wrote: a mixed run's (``simulate mixed --report``: per
 request name, dashboard requests and device messages) or a run's (``simulate run
 --report``: per device type). Each becomes scopes (a request name, a device type) with
-the same figures: ``p50`` ``p95`` ``p99`` (ms), ``error_rate``, ``rate`` (successful per
-second), ``backend`` and ``db`` (ms, from the backend's Server-Timing), ``queries`` (per
-request).
+the same figures: ``p50`` ``p95`` ``p99`` (ms, and the histogram behind them),
+``error_rate`` (and the counts behind it), ``statuses`` (answers per status code),
+``rate`` (successful per second), ``backend`` and ``db`` (ms, from the backend's
+Server-Timing), ``queries`` and ``bytes`` (per request).
 
 A rule has the SLA grammar with the baseline's value on the right::
 
     p95<=baseline*1.2+5ms      error_rate<=baseline+0.5%      "room chart".queries<=baseline
 
 ``baseline*F`` scales it, ``+N`` (``ms``, ``%`` or a plain number) adds a slack that keeps
-a 2 ms endpoint from failing on 3 ms. A rule without a scope applies to every scope both
-runs have; a scope with fewer than ``MIN_REQUESTS`` requests in either run is shown but
-not judged (too little to tell).
+a 2 ms endpoint from failing on 3 ms. A rule without a scope applies to every scope the
+runs share. How each measure is judged, how sure it must be and in what order broken
+rules are told is :mod:`simulator.metrics.gate`'s.
 """
 
 from __future__ import annotations
 
-import math
 import operator
 import re
 from collections.abc import Callable, Iterable
@@ -27,17 +27,34 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator.errors import ConfigError
+from simulator.metrics.gate import FAMILY_ALPHA, KINDS, Judge, Unjudged, Verdict, tests_in
 
-METRICS = ("p50", "p95", "p99", "error_rate", "rate", "backend", "db", "queries")
+METRICS = (
+    "p50",
+    "p95",
+    "p99",
+    "error_rate",
+    "statuses",
+    "rate",
+    "backend",
+    "db",
+    "queries",
+    "bytes",
+)
 UNITS = {"p50": "ms", "p95": "ms", "p99": "ms", "backend": "ms", "db": "ms"}
-UNITS |= {"error_rate": "%", "rate": "/s", "queries": ""}
+UNITS |= {"error_rate": "%", "statuses": "%", "rate": "/s", "queries": "", "bytes": "B"}
 DEFAULT_RULES = (
+    "queries<=baseline*1.2+1",
+    "bytes<=baseline*1.5+1024",
+    "statuses<=baseline+5%",
+    "error_rate<=baseline+0.5%",
+    "p50<=baseline*1.2+5ms",
     "p95<=baseline*1.2+5ms",
     "p99<=baseline*1.3+10ms",
-    "error_rate<=baseline+0.5%",
-    "queries<=baseline*1.2+1",
 )
-MIN_REQUESTS = 10
+#: the share of this run's scopes a baseline must have too, or the comparison is refused
+#: (reports of other endpoints, or renamed ones, would judge nothing and pass).
+MIN_OVERLAP = 0.5
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
     ">=": operator.ge,
@@ -46,14 +63,14 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 _RULE = re.compile(
     r"""^\s*(?:(?P<scope>"[^"]+"|'[^']+'|[^"'<>=]+?)\.)?
-    (?P<metric>p50|p95|p99|error_rate|rate|backend|db|queries)\s*
+    (?P<metric>p50|p95|p99|error_rate|statuses|rate|backend|db|queries|bytes)\s*
     (?P<op><=|>=|<|>)\s*baseline\s*
     (?:\*\s*(?P<factor>\d+(?:\.\d+)?))?\s*
     (?:(?P<sign>[+-])\s*(?P<slack>\d+(?:\.\d+)?)\s*(?P<unit>ms|%|/s)?)?\s*$""",
     re.VERBOSE,
 )
 
-Scopes = dict[str, dict[str, float | None]]
+Scopes = dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,9 @@ class Rule:
 
     def limit(self, baseline: float) -> float:
         return baseline * self.factor + self.slack
+
+    def holds(self, value: float, limit: float) -> bool:
+        return _OPS[self.op](value, limit)
 
 
 def parse_rule(text: str, source: str = "--rule") -> Rule:
@@ -83,7 +103,7 @@ def parse_rule(text: str, source: str = "--rule") -> Rule:
     if unit and unit != expected:
         raise ConfigError(source, f'"{text}": {metric} takes {expected or "a plain number"}')
     slack = float(match["slack"] or 0.0) * (-1.0 if match["sign"] == "-" else 1.0)
-    if metric == "error_rate":
+    if metric in ("error_rate", "statuses"):
         slack /= 100.0 if unit == "%" else 1.0
     scope = match["scope"]
     if scope:
@@ -98,160 +118,268 @@ def parse_rules(texts: Iterable[str], source: str = "--rule") -> tuple[Rule, ...
 def scopes(report: dict[str, Any], source: str) -> Scopes:
     """A report's figures per scope: a mixed run's request names, a run's device types."""
     if report.get("kind") == "mixed":
-        out: Scopes = {}
-        for r in report.get("requests") or []:
-            backend = r.get("backend") or {}
-            ms = backend.get("ms") or {}
-            out[r["name"]] = {
-                "requests": r["requests"],
-                "p50": r["p50_ms"],
-                "p95": r["p95_ms"],
-                "p99": r["p99_ms"],
-                "error_rate": r.get(
-                    "error_rate", r["failures"] / r["requests"] if r["requests"] else 0.0
-                ),
-                "rate": r["rate_per_s"],
-                "backend": ms.get("total"),
-                "db": ms.get("db"),
-                "queries": backend.get("queries_per_request"),
-            }
-        return out
+        return {r["name"]: _request_scope(r) for r in report.get("requests") or []}
     if "by_device_type" in report and "totals" in report:
-        out = {}
-        for name, counts in report["by_device_type"].items():
-            sent = counts.get("sent", 0)
-            latency = counts.get("latency_ms") or {}
-            backend = counts.get("backend") or {}
-            out[name] = {
-                "requests": sent,
-                "p50": latency.get("p50"),
-                "p95": latency.get("p95"),
-                "p99": latency.get("p99"),
-                "error_rate": (counts.get("failed", 0) + counts.get("dropped", 0)) / sent
-                if sent
-                else 0.0,
-                "rate": counts.get("rate_per_s"),
-                "backend": (backend.get("ms") or {}).get("total"),
-                "db": (backend.get("ms") or {}).get("db"),
-                "queries": backend.get("queries_per_request"),
-            }
-        return out
+        return {name: _type_scope(counts) for name, counts in report["by_device_type"].items()}
     raise ConfigError(
         source, "not a barnstorm report (expected simulate run --report or simulate mixed --report)"
     )
 
 
-@dataclass(frozen=True)
-class Judgement:
-    rule: str
-    scope: str
-    metric: str
-    baseline: float
-    current: float
-    limit: float
-    held: bool
+def report_kind(report: dict[str, Any]) -> str:
+    return "mixed" if report.get("kind") == "mixed" else "run"
 
-    def detail(self) -> str:
-        word = "held" if self.held else "BROKEN"
 
-        def show(value: float) -> str:
-            return figure(self.metric, value, with_unit=True)
+def _histogram(pairs: Any) -> list[tuple[float, int]] | None:
+    if not isinstance(pairs, dict | list):
+        return None
+    items = pairs.items() if isinstance(pairs, dict) else pairs
+    return sorted((float(value), int(count)) for value, count in items if int(count) > 0)
 
-        return (
-            f"{word} {self.scope}: {self.metric} {show(self.current)} against "
-            f"{show(self.baseline)} (limit {show(self.limit)}, {self.rule})"
-        )
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "scope": self.scope,
-            "metric": self.metric,
-            "baseline": self.baseline,
-            "current": self.current,
-            "limit": self.limit,
-            "held": self.held,
-            "detail": self.detail(),
-        }
+def _request_scope(r: dict[str, Any]) -> dict[str, Any]:
+    backend = r.get("backend") or {}
+    ms = backend.get("ms") or {}
+    return {
+        "requests": r["requests"],
+        "failures": r.get("failures", 0),
+        "p50": r["p50_ms"],
+        "p95": r["p95_ms"],
+        "p99": r["p99_ms"],
+        "histogram": _histogram(r.get("response_times")),
+        "error_rate": r.get("error_rate", r["failures"] / r["requests"] if r["requests"] else 0.0),
+        "statuses": r.get("statuses"),
+        "rate": r["rate_per_s"],
+        "backend": ms.get("total"),
+        "db": ms.get("db"),
+        "queries": backend.get("queries_per_request"),
+        "queries_requests": backend.get("responses"),
+        "bytes": r.get("bytes_per_response"),
+        "errors": r.get("errors") or {},
+    }
+
+
+def _type_scope(counts: dict[str, Any]) -> dict[str, Any]:
+    sent = counts.get("sent", 0)
+    latency = counts.get("latency_ms") or {}
+    backend = counts.get("backend") or {}
+    failed = counts.get("failed", 0) + counts.get("dropped", 0)
+    return {
+        "requests": sent,
+        "failures": failed,
+        "p50": latency.get("p50"),
+        "p95": latency.get("p95"),
+        "p99": latency.get("p99"),
+        "histogram": _histogram(counts.get("latency_histogram")),
+        "error_rate": failed / sent if sent else 0.0,
+        "statuses": None,
+        "rate": counts.get("rate_per_s"),
+        "backend": (backend.get("ms") or {}).get("total"),
+        "db": (backend.get("ms") or {}).get("db"),
+        "queries": backend.get("queries_per_request"),
+        "queries_requests": backend.get("responses"),
+        "bytes": counts["bytes"] / sent if sent and "bytes" in counts else None,
+        "errors": counts.get("errors") or {},
+    }
+
+
+class Mismatch(ConfigError):
+    """Reports that cannot be judged against each other (other kinds, other endpoints)."""
 
 
 @dataclass(frozen=True)
 class Comparison:
-    baseline: Scopes
+    """This run against its baselines: the verdicts, ranked, and what could not be judged."""
+
+    baselines: list[Scopes]
     current: Scopes
-    judgements: list[Judgement]
-    #: scopes not judged, and why.
-    skipped: dict[str, str]
+    verdicts: list[Verdict]
+    unjudged: list[Unjudged]
+    #: scopes in this run only, and in the baselines only.
+    only_now: list[str]
+    only_before: list[str]
+    #: why the reports do not match, when the user let the comparison go on anyway.
+    mismatch: str | None = None
+
+    @property
+    def baseline(self) -> Scopes:
+        """The last baseline's scopes (the one shown beside this run)."""
+        return self.baselines[-1]
 
     @property
     def regressed(self) -> bool:
-        return any(not j.held for j in self.judgements)
+        return any(not v.held for v in self.verdicts)
+
+    @property
+    def broken(self) -> list[Verdict]:
+        """Broken rules, the likely cause first, then the surest and largest."""
+        return sorted((v for v in self.verdicts if not v.held), key=lambda v: v.rank)
+
+    @property
+    def improved(self) -> list[Verdict]:
+        """Held rules whose measure went down by more than their slack: a fix to tell."""
+        return [
+            v
+            for v in self.verdicts
+            if v.held and v.baseline > 0 and v.current < v.baseline - abs(v.limit - v.baseline)
+        ]
+
+    def summaries(self) -> list[str]:
+        """A line per scope with a broken rule, in the order of its worst one."""
+        lines: dict[str, list[str]] = {}
+        for verdict in self.broken:
+            lines.setdefault(verdict.scope, []).append(describe(verdict))
+        return [f"{scope}: {'; '.join(parts)}" for scope, parts in lines.items()]
 
     def as_dict(self) -> dict[str, Any]:
+        shown = ("requests", "failures", *METRICS)
         return {
             "regressed": self.regressed,
+            "baselines": len(self.baselines),
+            "mismatch": self.mismatch,
+            "summary": self.summaries(),
+            "broken": [_verdict_dict(v) for v in self.broken],
+            "held": [_verdict_dict(v) for v in self.verdicts if v.held],
+            "not_judged": [
+                {"scope": u.scope, "metric": u.metric, "why": u.reason} for u in self.unjudged
+            ],
+            "only_in_this_run": self.only_now,
+            "only_in_the_baselines": self.only_before,
             "scopes": {
-                name: {"baseline": self.baseline.get(name), "current": self.current.get(name)}
+                name: {
+                    "baseline": _shown(self.baseline.get(name), shown),
+                    "current": _shown(self.current.get(name), shown),
+                }
                 for name in sorted(set(self.baseline) | set(self.current))
             },
-            "judgements": [j.as_dict() for j in self.judgements],
-            "skipped": self.skipped,
         }
 
 
-def compare(baseline: Scopes, current: Scopes, rules: Iterable[Rule]) -> Comparison:
-    """Judge every rule on every scope it names (or every scope both runs have)."""
-    judgements: list[Judgement] = []
-    skipped: dict[str, str] = {}
-    both = [name for name in current if name in baseline]
-    for name in sorted(set(baseline) ^ set(current)):
-        skipped[name] = "only in the baseline" if name in baseline else "only in this run"
-    for name in both:
-        low = min(baseline[name].get("requests") or 0, current[name].get("requests") or 0)
-        if low < MIN_REQUESTS:
-            skipped[name] = f"{low:,.0f} requests: too few to judge"
+def _shown(scope: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    return None if scope is None else {k: scope.get(k) for k in keys}
+
+
+def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "rule": verdict.rule,
+        "scope": verdict.scope,
+        "metric": verdict.metric,
+        "status": verdict.status,
+        "baseline": verdict.baseline,
+        "current": verdict.current,
+        "limit": verdict.limit,
+        "held": verdict.held,
+        "evidence": verdict.evidence,
+        "detail": describe(verdict),
+    }
+
+
+def describe(verdict: Verdict) -> str:
+    """``queries 1 → 2,716 (×2,716), limit 2.2``: what changed, for a human."""
+    metric = verdict.metric if verdict.status is None else f"status {verdict.status}"
+    before = figure(verdict.metric, verdict.baseline, with_unit=True)
+    now = figure(verdict.metric, verdict.current, with_unit=True)
+    limit = figure(verdict.metric, verdict.limit, with_unit=True)
+    moved = change(verdict.metric, verdict.baseline, verdict.current)
+    return f"{metric} {before} → {now} ({moved}), limit {limit}"
+
+
+def check_match(
+    baselines: list[tuple[str, dict[str, Any]]], current: tuple[str, dict[str, Any]]
+) -> str | None:
+    """Why the reports cannot be judged against each other, or None: other kinds of
+    report, or this run's scopes hardly in the baselines (endpoints renamed, another
+    map)."""
+    name, report = current
+    kinds = {report_kind(b) for _, b in baselines}
+    if kinds != {report_kind(report)}:
+        first = next(b for b in baselines if report_kind(b[1]) != report_kind(report))
+        return (
+            f"{name} is a {report_kind(report)} report and {first[0]} a "
+            f"{report_kind(first[1])} report: they share no endpoint to judge"
+        )
+    now = scopes(report, name)
+    for source, baseline in baselines:
+        shared = set(now) & set(scopes(baseline, source))
+        if now and len(shared) < MIN_OVERLAP * len(now):
+            missing = sorted(set(now) - shared)
+            return (
+                f"{len(shared)} of this run's {len(now)} endpoints are in {source} (at least "
+                f"{MIN_OVERLAP:.0%} must be); not there: {', '.join(missing[:4])}"
+                + (" ..." if len(missing) > 4 else "")
+            )
+    return None
+
+
+def compare(
+    baselines: Scopes | list[Scopes],
+    current: Scopes,
+    rules: Iterable[Rule],
+    mismatch: str | None = None,
+) -> Comparison:
+    """Judge every rule on every scope it names (or every scope all runs share)."""
+    before = baselines if isinstance(baselines, list) else [baselines]
+    shared = [name for name in current if all(name in b for b in before)]
     rules = list(rules)
     for rule in rules:
-        if rule.scope is not None and rule.scope not in both:
+        if rule.scope is not None and rule.scope not in shared:
             raise ConfigError(
                 "--rule",
-                f'"{rule.text}": no scope "{rule.scope}" in both runs '
-                f"(scopes: {', '.join(sorted(both)) or 'none'})",
+                f'"{rule.text}": no scope "{rule.scope}" in every run '
+                f"(scopes: {', '.join(sorted(shared)) or 'none'})",
             )
-    for name in both:
-        if name in skipped:
-            continue
+    judged = [r for r in rules if r.scope is None] or rules
+    tests = tests_in([r.metric for r in judged], len(shared)) + sum(
+        1 for r in rules if r.scope is not None
+    )
+    judge = Judge(alpha=FAMILY_ALPHA / tests)
+    for name in shared:
+        history = [b[name] for b in before]
         for rule in rules:
             if rule.scope is not None and rule.scope != name:
                 continue
-            before, now = baseline[name].get(rule.metric), current[name].get(rule.metric)
-            if before is None or now is None or not (math.isfinite(before) and math.isfinite(now)):
-                continue  # the figure is not in both runs (no Server-Timing, say)
-            limit = rule.limit(before)
-            judgements.append(
-                Judgement(
-                    rule.text, name, rule.metric, before, now, limit, _OPS[rule.op](now, limit)
-                )
-            )
-    return Comparison(baseline, current, judgements, skipped)
+            kind = KINDS[rule.metric][0]
+            if rule.metric == "statuses":
+                judge.statuses(rule, name, history, current[name])
+            elif kind == "percentile":
+                judge.percentile(rule, name, history, current[name])
+            elif kind == "counts":
+                judge.rate(rule, name, history, current[name])
+            elif kind == "deterministic":
+                judge.deterministic(rule, name, history, current[name])
+            else:
+                judge.mean(rule, name, history, current[name])
+    known = set().union(*before)
+    return Comparison(
+        before,
+        current,
+        judge.verdicts,
+        judge.unjudged,
+        sorted(set(current) - known),
+        sorted(known - set(current)),
+        mismatch,
+    )
 
 
 def figure(metric: str, value: float | None, *, with_unit: bool = False) -> str:
-    """A value of ``metric`` as text: error rates in percent, others with one decimal
-    (and their unit, ``with_unit``); ``–`` for none."""
+    """A value of ``metric`` as text: rates in percent, bytes whole, others with one
+    decimal (and their unit, ``with_unit``); ``–`` for none."""
     if value is None:
         return "–"
     unit = UNITS[metric]
     if unit == "%":
         return f"{value * 100:.2f} %"
-    return f"{value:,.1f}" + (f" {unit}" if with_unit and unit else "")
+    if unit == "B":
+        return f"{value:,.0f}" + (" B" if with_unit else "")
+    text = f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
+    return text + (f" {unit}" if with_unit and unit else "")
 
 
 def change(metric: str, before: float | None, now: float | None) -> str:
-    """``+12 %`` (``+0.4 pp`` for error rates), or ``–`` when one side has no figure."""
+    """``+12 %`` (``+0.4 pp`` for rates), or ``–`` when one side has no figure."""
     if before is None or now is None:
         return "–"
-    if metric == "error_rate":
+    if UNITS[metric] == "%":
         return f"{(now - before) * 100:+.2f} pp"
     if before == 0:
         return "–" if now == 0 else "new"

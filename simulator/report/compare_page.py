@@ -5,31 +5,41 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from simulator.metrics.regression import METRICS, UNITS, Comparison, change, figure
+from simulator.metrics.regression import METRICS, UNITS, Comparison, change, describe, figure
 from simulator.redact import write_private
 from simulator.report.html import STYLE, _table
 
 
 def render_compare_html(result: Comparison, baseline: str, current: str) -> str:
     banner = (
-        '<div class="banner bad">Regression: a rule broke against the baseline</div>'
+        f'<div class="banner bad">Regression: {len(result.broken)} rule(s) broke against '
+        "the baseline, the likely cause first</div>"
         if result.regressed
         else '<div class="banner ok">No regression against the baseline</div>'
     )
     verdicts = "".join(
-        f'<p class="{"held" if j.held else "broken"}">{escape(j.detail())}</p>'
-        for j in sorted(result.judgements, key=lambda j: j.held)
+        f'<p class="broken">{number}. {escape(v.scope)}: {escape(describe(v))}<br>'
+        f'<span class="muted">{escape(v.evidence)}</span></p>'
+        for number, v in enumerate(result.broken, 1)
+    )
+    verdicts += "".join(
+        f'<p class="held">improved: {escape(v.scope)}: {escape(describe(v))}</p>'
+        for v in result.improved
     )
     skipped = "".join(
-        f'<p class="muted">not judged: {escape(name)} ({escape(why)})</p>'
-        for name, why in sorted(result.skipped.items())
+        f'<p class="muted">not judged: {escape(u.scope)} {u.metric} ({escape(u.reason)})</p>'
+        for u in result.unjudged
     )
-    header = ["scope", *(f"{m} {UNITS[m]}".strip() for m in METRICS)]
+    skipped += "".join(
+        f'<p class="muted">only in this run: {escape(name)}</p>' for name in result.only_now
+    )
+    shown = [m for m in METRICS if m != "statuses"]  # a status mix has no single figure
+    header = ["scope", *(f"{m} {UNITS[m]}".strip() for m in shown)]
     rows = []
     for name in sorted(set(result.baseline) | set(result.current)):
         before, now = result.baseline.get(name) or {}, result.current.get(name) or {}
         cells = [escape(name)]
-        for metric in METRICS:
+        for metric in shown:
             b, c = before.get(metric), now.get(metric)
             cells.append(
                 f"{figure(metric, b)} → {figure(metric, c)}<br>"

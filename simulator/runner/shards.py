@@ -274,8 +274,10 @@ def _merge_latency(report: dict[str, Any], outcomes: list[dict[str, Any]]) -> No
             if state is not None:
                 merged.merge(_histogram(state))
         counts["latency_ms"] = merged.summary_ms()
+        counts["latency_histogram"] = merged.buckets_ms()
         total.merge(merged)
     report["totals"]["latency_ms"] = total.summary_ms()
+    report["totals"]["latency_histogram"] = total.buckets_ms()
     lag = Histogram()
     for outcome in outcomes:
         lag.merge(_histogram((outcome["lag"], *outcome["lag_state"], 0.0)))

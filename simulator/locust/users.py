@@ -87,8 +87,9 @@ class BrowserRetry(Retry):
         retryable = method is not None and self._is_method_retryable(method)
         if not isinstance(cause, _CLOSED) or not retryable:  # not a browser's retry
             raise MaxRetryError(_pool, url or "", error)  # type: ignore[arg-type]
-        RETRIED[SENDING.get() or "(unnamed)"] += 1
-        return super().increment(method, url, response, error, _pool, _stacktrace)
+        again = super().increment(method, url, response, error, _pool, _stacktrace)
+        RETRIED[SENDING.get() or "(unnamed)"] += 1  # counted only when it is sent again
+        return again
 
 
 def browser_retry() -> BrowserRetry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -14,6 +15,7 @@ from simulator.errors import ConfigError
 from simulator.locust.dashboard_map import dig, load_map
 from tests.conftest import READBACK_HEADERS, Backends
 from tests.helpers import ROOT, locust_stats, simulate
+from tests.resetproxy import ResetProxy
 
 
 def _fast_map(folder: Path, think: str) -> Path:
@@ -107,3 +109,47 @@ def test_mixed_run_reports_devices_beside_dashboards(
             break
         time.sleep(0.2)
     assert delivered <= received <= delivered + unsettled
+
+
+@pytest.mark.slow
+def test_a_reset_among_hundreds_of_requests_fails_no_mixed_run(
+    tmp_path: Path,
+    backend: Backends,
+    mosquitto: str,
+    topic_root: str,
+) -> None:
+    """A server that resets a connection the user is sending on (the 100th GET) costs the
+    run nothing: the user sends it again on a new connection, as a browser does, and the
+    report counts the retry under the request's name. Two resets in a row (the 200th GET
+    and its retry) fail that one request, with its real error in the report (the
+    exception, not "status 0"), and one failure among hundreds of requests is within the
+    default --max-failed of 1 %: the mixed run exits 0."""
+    url = backend("--farms", "3", "--mqtt", mosquitto, "--topic", f"{topic_root}/#")
+    port = int(url.rsplit(":", 1)[1])
+    fast_map = _fast_map(tmp_path, "0.005, 0.02")
+    env = {
+        **os.environ,
+        "BARNSTORM_MQTT": mosquitto,
+        "BARNSTORM_SPEED": "60",
+        "BARNSTORM_CONNECT_RATE": "0",
+        "BARNSTORM_TOPIC_TEMPLATE": f"{topic_root}/{{device_id}}/{{kind}}",
+        "BARNSTORM_DASHBOARD_MAP": str(fast_map),
+    }
+    report = tmp_path / "mixed.json"
+    with ResetProxy(("127.0.0.1", port), reset=(100, 200, 201)) as proxy:
+        load = ["--farms", "3", "--users", "1", "--spawn-rate", "1", "--run-time", "15s"]
+        entries = locust_stats(
+            "simulator", "mixed", *load, "--host", proxy.url, "--report", str(report),
+            env=env, timeout=180,
+        )  # fmt: skip
+    assert proxy.resets == [100, 200, 201], (proxy.requests, proxy.resets)
+    dashboard = [e for e in entries if e["method"] != "MQTT"]
+    assert sum(e["num_requests"] for e in dashboard) >= 200
+    assert sum(e["num_failures"] for e in dashboard) == 1
+    requests = [r for r in json.loads(report.read_text())["requests"] if r["kind"] == "dashboard"]
+    assert sum(r["retried_closed_connection"] for r in requests) == 2
+    (failed,) = [r for r in requests if r["failures"]]
+    (error,) = failed["errors"]
+    assert "ConnectionResetError" in error, error
+    assert "reset by peer" in error, error
+    assert failed["errors"][error] == 1

@@ -24,7 +24,9 @@ from simulator.metrics.regression import (
     figure,
     parse_rules,
     scopes,
+    write_comparison_junit,
 )
+from simulator.redact import write_private
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -158,6 +160,17 @@ SHOWN = ("p95", "error_rate", "queries", "backend")
 )
 @click.option("--html", type=FILE, help="Write the runs side by side to FILE.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option(
+    "--report",
+    type=FILE,
+    help="Write the comparison as JSON to FILE (what --json prints), beside the text.",
+)
+@click.option(
+    "--junit",
+    type=FILE,
+    help="Write the verdicts as JUnit XML to FILE (a test case per rule and endpoint), for "
+    "a CI's test view.",
+)
 def compare_command(
     reports: tuple[Path, ...],
     rules: tuple[str, ...],
@@ -165,6 +178,8 @@ def compare_command(
     allow_mismatch: bool,
     html: Path | None,
     as_json: bool,
+    report: Path | None,
+    junit: Path | None,
 ) -> None:
     """Judge the last report given (CURRENT) against the ones before it (BASELINE...:
     reports, or folders of them; --last N keeps the newest N): per endpoint and device type
@@ -187,6 +202,10 @@ def compare_command(
 
         names = ", ".join(str(p) for p in paths)
         write_compare_html(result, names, str(current_path), html)
+    if report is not None:
+        write_private(report, json.dumps(result.as_dict(), indent=1) + "\n", "--report")
+    if junit is not None:
+        write_comparison_junit(result, junit)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=1))
     else:

@@ -20,6 +20,7 @@ from simulator.cli.compare import judge_against, load_report, print_comparison
 from simulator.cli.options import config_option, option, sla_options
 from simulator.errors import ConfigError
 from simulator.exitcodes import EXIT_FAILURES, EXIT_OK, EXIT_SLA
+from simulator.locust.dashboard_map import load_map
 from simulator.metrics.regression import parse_rules
 from simulator.metrics.sla import parse_slas
 from simulator.resources import shipped
@@ -123,6 +124,8 @@ def mixed_command(
     opt.speed(speed)
     opt.share(max_failed, "--max-failed")
     parse_slas(sla)  # bad input fails here, before Locust starts
+    dashboard_map = os.environ.get("BARNSTORM_DASHBOARD_MAP")
+    load_map(Path(dashboard_map) if dashboard_map else None)  # its {env:...} set, too
     if not mqtt and not http:
         click.echo(
             "simulate mixed: no --mqtt or --http: the devices publish to an embedded broker "

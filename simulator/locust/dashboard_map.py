@@ -5,23 +5,53 @@ think time after it, and requests issued in sequence as a browser would: method,
 template, optional body, expected status and a low-cardinality name for the report.
 Templates take ``{farm_id}`` ``{room_id}`` ``{device_id}`` ``{from}`` ``{to}`` (epoch
 seconds of a chart's window) and values a previous request extracted from its JSON
-answer (``extract = { alert_id = "0.id" }``). This module is plain Python: the Locust
-users import it, the engine never does.
+answer (``extract = { alert_id = "0.id" }``). ``{env:NAME}`` takes an environment
+variable's value when the map is loaded (a password, an API key: the map goes in a
+repository, the secret stays in the CI's variables); a map that names one that is not set is
+refused. This module is plain Python: the Locust users import it, the engine never does.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from simulator.errors import ConfigError
+from simulator.redact import register
 from simulator.resources import shipped
 from simulator.tomlfile import Table
 
 DEFAULT_MAP = shipped("locustfiles") / "dashboard_map.toml"
 FLEET_PLACEHOLDERS = {"farm_id", "room_id", "device_id", "from", "to"}
+ENV_PLACEHOLDER = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def with_environment(
+    text: str | None, where: str, *, json_text: bool, template: bool
+) -> str | None:
+    """``text`` with each ``{env:NAME}`` replaced by the variable's value (escaped for a
+    JSON string in a body, its braces doubled in a template); the value is masked in all
+    of barnstorm's output. An unset variable is a :class:`ConfigError` naming ``where``."""
+    if text is None:
+        return None
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = os.environ.get(name)
+        if found is None:
+            raise ConfigError(
+                where, f"{{env:{name}}} has no value: set the environment variable {name}"
+            )
+        register(found)
+        escaped = json.dumps(found)[1:-1] if json_text else found
+        return escaped.replace("{", "{{").replace("}", "}}") if template else escaped
+
+    return ENV_PLACEHOLDER.sub(value, text)
 
 
 @dataclass(frozen=True)
@@ -75,7 +105,9 @@ def _request(table: Table) -> RequestSpec:
     method = table.string("method", "GET").upper()
     if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
         raise table.error("method", f'"{method}" is not an HTTP method')
-    url = table.string("url")
+    where = f"{table.source}: {table.path}"
+    url = with_environment(table.string("url"), f"{where}.url", json_text=False, template=True)
+    assert url is not None
     raw_expect = table.raw("expect", 200)
     expect = raw_expect if isinstance(raw_expect, list) else [raw_expect]
     if not expect or not all(isinstance(c, int) and 100 <= c <= 599 for c in expect):
@@ -85,6 +117,7 @@ def _request(table: Table) -> RequestSpec:
     body = table.raw("body", None)
     if body is not None and not isinstance(body, str):
         raise table.error("body", "expected a string (a JSON document)")
+    body = with_environment(body, f"{where}.body", json_text=True, template=True)
     spec = RequestSpec(
         table.string("name", f"{method} {url}"),
         method,
@@ -110,10 +143,15 @@ def load_map(path: Path | None = None) -> DashboardMap:
     if "login" in root:
         table = root.table("login")
         table.check_keys({"method", "url", "body", "token", "header", "scheme"})
+        body = table.raw("body", None)
+        if body is not None and not isinstance(body, str):
+            raise table.error("body", "expected a string (a JSON document)")
+        where = f"{table.source}: {table.path}"
         login = Login(
             table.string("method", "POST").upper(),
-            table.string("url"),
-            table.raw("body", None),
+            with_environment(table.string("url"), f"{where}.url", json_text=False, template=False)
+            or "",
+            with_environment(body, f"{where}.body", json_text=True, template=False),
             table.string("token", "token"),
             table.string("header", "Authorization"),
             table.string("scheme", "Bearer"),

@@ -24,10 +24,13 @@ import operator
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from simulator.errors import ConfigError
 from simulator.metrics.gate import FAMILY_ALPHA, KINDS, Judge, Unjudged, Verdict, tests_in
+from simulator.redact import write_private
 
 METRICS = (
     "p50",
@@ -385,3 +388,37 @@ def change(metric: str, before: float | None, now: float | None) -> str:
         return "–" if now == 0 else "new"
     ratio = now / before
     return f"×{ratio:,.0f}" if ratio >= 10 else f"{(ratio - 1.0) * 100:+.0f} %"
+
+
+def write_comparison_junit(result: Comparison, path: Path) -> None:
+    """The comparison as JUnit XML for a CI's test view: one test case per rule judged on an
+    endpoint (a broken rule a failure with what changed and how sure), one skipped case per
+    measure that could not be judged, with what it would need."""
+    verdicts = sorted(result.verdicts, key=lambda v: (v.held, v.rank))
+    root = ElementTree.Element(
+        "testsuite",
+        name="barnstorm regression gate",
+        tests=str(len(verdicts) + len(result.unjudged)),
+        failures=str(len(result.broken)),
+        errors="0",
+        skipped=str(len(result.unjudged)),
+    )
+    for verdict in verdicts:
+        case = ElementTree.SubElement(
+            root, "testcase", classname=f"barnstorm.compare.{verdict.scope}", name=verdict.rule
+        )
+        text = f"{describe(verdict)}\n{verdict.evidence}"
+        if verdict.held:
+            ElementTree.SubElement(case, "system-out").text = text
+        else:
+            failure = ElementTree.SubElement(
+                case, "failure", message=describe(verdict), type="regression"
+            )
+            failure.text = text
+    for unjudged in result.unjudged:
+        case = ElementTree.SubElement(
+            root, "testcase", classname=f"barnstorm.compare.{unjudged.scope}", name=unjudged.metric
+        )
+        ElementTree.SubElement(case, "skipped", message=unjudged.reason)
+    xml = ElementTree.tostring(root, encoding="unicode", xml_declaration=True)
+    write_private(path, xml + "\n", "--junit")

@@ -153,3 +153,30 @@ def test_a_reset_among_hundreds_of_requests_fails_no_mixed_run(
     assert "ConnectionResetError" in error, error
     assert "reset by peer" in error, error
     assert failed["errors"][error] == 1
+
+
+def test_a_map_takes_its_secrets_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``{env:NAME}`` in a map's login body takes the variable's value, escaped for JSON,
+    so the map can live in a repository without the password; an unset variable refuses
+    the map with one line naming the file, key and variable, and `simulate mixed` refuses
+    it before Locust starts (exit 2)."""
+    path = tmp_path / "map.toml"
+    path.write_text(
+        '[login]\nurl = "/api/login"\n'
+        'body = \'{"username": "farmer", "password": "{env:BARNSTORM_TEST_PASSWORD}"}\'\n'
+        '[views.x]\n[[views.x.requests]]\nurl = "/api/farms"\n'
+    )
+    monkeypatch.delenv("BARNSTORM_TEST_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match=r"map.toml: login.body: .*BARNSTORM_TEST_PASSWORD"):
+        load_map(path)
+    refused = simulate(
+        "mixed", "--host", "http://127.0.0.1:9", env={"BARNSTORM_DASHBOARD_MAP": str(path)}
+    )
+    assert refused.returncode == 2
+    assert "BARNSTORM_TEST_PASSWORD" in refused.stderr
+    monkeypatch.setenv("BARNSTORM_TEST_PASSWORD", 'pa"ss{word}')
+    login = load_map(path).login
+    assert login is not None
+    assert json.loads(login.body or "")["password"] == 'pa"ss{word}'

@@ -23,6 +23,7 @@ from simulator.metrics.regression import (
     describe,
     figure,
     parse_rules,
+    read_rules_file,
     scopes,
     write_comparison_junit,
 )
@@ -148,6 +149,11 @@ SHOWN = ("p95", "error_rate", "queries", "backend")
     + ").",
 )
 @click.option(
+    "--rules-file",
+    type=click.Path(path_type=Path),
+    help="Regression rules from FILE, one a line (# comments); with --rule, both apply.",
+)
+@click.option(
     "--last",
     type=click.IntRange(min=1),
     help="Judge against the newest N of the baseline reports given (files and folders).",
@@ -174,6 +180,7 @@ SHOWN = ("p95", "error_rate", "queries", "backend")
 def compare_command(
     reports: tuple[Path, ...],
     rules: tuple[str, ...],
+    rules_file: Path | None,
     last: int | None,
     allow_mismatch: bool,
     html: Path | None,
@@ -192,6 +199,8 @@ def compare_command(
     current_path = reports[-1]
     if current_path.is_dir():
         raise ConfigError("CURRENT", f"{current_path} is a folder: give the run's report")
+    if rules_file is not None:
+        rules = (*read_rules_file(rules_file), *rules)
     parse_rules(rules or DEFAULT_RULES)
     paths = baseline_files(reports[:-1], last, "BASELINE")
     current = load_report(current_path, "CURRENT")

@@ -118,6 +118,29 @@ def parse_rules(texts: Iterable[str], source: str = "--rule") -> tuple[Rule, ...
     return tuple(parse_rule(text, source) for text in texts)
 
 
+#: a comment: ``#`` at the start or after a space, outside a quoted scope.
+_COMMENT = re.compile(r"""^((?:[^"'#]|"[^"]*"|'[^']*')*?)(?:(?:^|\s)#.*)?$""")
+
+
+def read_rules_file(path: Path, source: str = "--rules-file") -> tuple[str, ...]:
+    """The rules of a file, one a line; blank lines and comments (``#`` at the start or after
+    a space) are skipped. A bad
+    rule is named by file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, f"cannot read {path}: {exc}") from None
+    rules: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        rule = _COMMENT.sub(r"\1", line).strip()
+        if rule:
+            parse_rule(rule, f"{path}:{number}")
+            rules.append(rule)
+    if not rules:
+        raise ConfigError(source, f"{path} holds no rule (one a line, e.g. queries<=baseline)")
+    return tuple(rules)
+
+
 def scopes(report: dict[str, Any], source: str) -> Scopes:
     """A report's figures per scope: a mixed run's request names, a run's device types."""
     if report.get("kind") == "mixed":

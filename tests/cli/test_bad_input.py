@@ -316,7 +316,7 @@ HOSTILE = [
     (["--output", "{o}", "--processes", "3", "--farms", "2"], 2, ["--processes", "2 farm"]),
     (["--output", "{o}", "--farms", "10000000"], 2, ["--farms", "of memory"]),
     (["stats", "{binary}"], 2, ["binary.json", "no message"]),
-    (["compare", "{binary}", "{binary}"], 2, ["BASELINE", "not JSON"]),
+    (["compare", "{binary}", "{binary}"], 2, ["CURRENT", "not JSON"]),
     (["serve", "--database", "/nonexistent/dir/b.db"], 2, ["--database", "cannot open"]),
     (
         ["serve", "--database", "postgresql://nobody:pw@127.0.0.1:5432/nodb"],

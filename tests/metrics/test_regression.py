@@ -22,6 +22,7 @@ from simulator.metrics.regression import (
     compare,
     parse_rule,
     parse_rules,
+    read_rules_file,
     scopes,
 )
 from tests.helpers import simulate
@@ -285,3 +286,18 @@ def test_compare_judges_against_a_folder_of_nights(tmp_path: Path) -> None:
     )
     as_json = simulate("compare", str(base), str(current), "--json")
     assert json.loads(as_json.stdout)["broken"][0]["metric"] == "queries"
+
+
+def test_a_rules_file_holds_one_rule_a_line_and_names_a_bad_one_by_line(tmp_path: Path) -> None:
+    """--rules-file reads one rule a line, skips comments (a quoted scope may hold '#'),
+    names a bad rule by file and line, and refuses a file without a rule."""
+    rules = tmp_path / "rules.txt"
+    rules.write_text('# ours\nqueries<=baseline   # the N+1\n\n"room #2".p95<=baseline*2\n')
+    assert read_rules_file(rules) == ("queries<=baseline", '"room #2".p95<=baseline*2')
+    assert [r.scope for r in parse_rules(read_rules_file(rules))] == [None, "room #2"]
+    rules.write_text("queries<=baseline\np95 <= twice the baseline\n")
+    with pytest.raises(ConfigError, match=r"rules.txt:2"):
+        read_rules_file(rules)
+    rules.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="holds no rule"):
+        read_rules_file(rules)

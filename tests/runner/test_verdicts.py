@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -182,7 +183,9 @@ def test_a_run_against_its_baseline_exits_3_when_a_rule_breaks(tmp_path: Path) -
         *("--baseline", str(first), "--rule", "rate>=baseline*10"),
     )
     assert result.returncode == EXIT_SLA, result.stderr
-    assert "BROKEN cough_monitor: rate" in " ".join(result.stderr.split())
+    assert "REGRESSION: 3 rule(s) broken" in result.stderr
+    broken = re.findall(r"\d+\. (\w+)\n\s+rate .* limit ", result.stderr)
+    assert sorted(broken) == ["climate_node", "cough_monitor", "gateway"], result.stderr
     data = json.loads(second.read_text())
     assert data["baseline"]["regressed"] is True
     assert data["exit_code"] == EXIT_SLA

@@ -122,3 +122,14 @@ def iso_stamp_bytes(epochs: npt.NDArray[np.float64]) -> list[bytes]:
             out[:, column] += (values // divisor % 10).astype(np.uint8)
     stamps: list[bytes] = out.view("S26").ravel().tolist()
     return stamps
+
+
+def until_stopped(speed: str | None) -> str:
+    """A run's duration that outlasts any test that stops it (a Locust test stops its
+    fleet), within what ``simulate run`` takes: at most a year of real time at ``speed``."""
+    try:
+        factor = parse_speed(speed or "1")
+    except ValueError:
+        return "3650d"  # the run names the bad speed itself
+    days = 3650 if factor is None else max(1, min(3650, int(360 * factor)))
+    return f"{days}d"

@@ -33,6 +33,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -49,6 +50,7 @@ from simulator.exitcodes import EXIT_FAILED, EXIT_USAGE
 from simulator.locust.run_report import SAMPLER, SERVER_TIMINGS, judge_failures, judge_slas
 from simulator.locust.settings import fleet_environment, sla_texts
 from simulator.metrics.sla import parse_slas
+from simulator.units import until_stopped
 
 REPORT_KEY = "barnstorm_fleet"
 TAB = "barnstorm-fleet"
@@ -94,16 +96,24 @@ class FleetChild:
 
     def __init__(self, environment: Environment, index: int, count: int) -> None:
         env = fleet_environment(environment)
-        duration = env.get("BARNSTORM_DURATION", "3650d")  # until the test stops
+        duration = env.get("BARNSTORM_DURATION") or until_stopped(env.get("BARNSTORM_SPEED"))
         command = [sys.executable, "-m", "simulator", "run", "--stream-results", "--quiet"]
         command += ["--duration", duration, "--shard", f"{index}/{count}"]
         self.status = FleetStatus(shard=f"{index + 1} of {count}", state="running")
         self._window: list[tuple[float, int]] = []
+        # Its errors, kept for the line that says why it failed (a pipe could fill up).
+        self.errors = tempfile.TemporaryFile("w+b")  # noqa: SIM115 - closed when it exits
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=_PIPE
+            command, stdout=subprocess.PIPE, stderr=self.errors, env=env, bufsize=_PIPE
         )
         _widen(self.process.stdout)
         self.reader = gevent.spawn(self._read, environment)
+
+    def why(self) -> str:
+        """The last line the fleet process wrote to its stderr (its one-line error)."""
+        self.errors.seek(0)
+        lines = self.errors.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "it said nothing"
 
     def _read(self, environment: Environment) -> None:
         for line in self.process.stdout:
@@ -117,6 +127,11 @@ class FleetChild:
             status.state = "stopped"
         else:
             status.state = f"failed (exit {self.process.returncode})"
+            print(
+                f"barnstorm: the device fleet ({status.shard}) {status.state}: {self.why()}",
+                file=sys.stderr,
+            )
+        self.errors.close()
         runner = environment.runner
         if (
             isinstance(runner, LocalRunner)

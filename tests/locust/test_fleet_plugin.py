@@ -16,6 +16,7 @@ import pytest
 
 from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.load import load_fleet
+from simulator.units import until_stopped
 from tests.conftest import READBACK_HEADERS, Backends
 from tests.helpers import ROOT
 
@@ -199,3 +200,49 @@ def test_the_step_load_shape_runs_over_a_suite_of_its_own(
     ]
     assert {"/api/farms", "/api/alerts"} <= set(steps[1]["scopes"])
     assert any(name.startswith("ingest ") for name in steps[1]["scopes"])
+
+
+def test_a_mixed_run_in_real_time_runs_its_fleet_and_a_failing_fleet_says_why(
+    backend: Backends,
+) -> None:
+    """At the default speed (1: real time) the fleet of a mixed run runs until the test
+    stops it and its devices' requests are in Locust's statistics (its duration "until the
+    test stops" once exceeded what simulate run takes in real time, and the fleet died
+    unseen); a fleet that cannot start is told with its own one-line error, not only as
+    "sent nothing"."""
+    url = backend("--farms", "5")
+    base = [sys.executable, "-m", "simulator", "mixed", "--farms", "5", "--users", "0"]
+    base += ["--run-time", "20s", "--host", url, "--http", f"{url}/ingest"]
+    done = subprocess.run(
+        [*base, "--json", "--only-summary"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "BARNSTORM_CONNECT_RATE": "0"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "device fleet" not in done.stderr
+    stats = json.loads(done.stdout)
+    assert sum(s["num_requests"] for s in stats if s["name"].startswith("ingest ")) > 0
+    broken = subprocess.run(
+        base,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "BARNSTORM_TOPIC_TEMPLATE": "{nope}"},
+    )
+    assert broken.returncode != 0
+    assert "the device fleet (1 of 1) failed (exit 2): simulate: error:" in broken.stderr
+    assert "{nope}" in broken.stderr
+
+
+def test_the_fleet_runs_until_the_test_stops_within_a_year_of_real_time() -> None:
+    """The fleet's duration when the test gives none: longer than any test, and never
+    past the year of real time simulate run accepts, at any speed."""
+    assert until_stopped("1") == "360d"
+    assert until_stopped(None) == "360d"
+    assert until_stopped("120") == "3650d"
+    assert until_stopped("max") == "3650d"
+    assert until_stopped("0.001") == "1d"

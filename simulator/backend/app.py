@@ -38,6 +38,7 @@ from simulator.backend.openapi import DOCUMENT
 from simulator.backend.schema import Login, Refused
 from simulator.backend.state import Backend, backend_of
 from simulator.backend.store import Store
+from simulator.backend.telemetry import Telemetry
 from simulator.backend.timing import ServerTiming, segment
 from simulator.fleet.build import Fleet
 
@@ -56,6 +57,7 @@ def create_app(
     slow: bool = False,
     device_credentials: dict[str, str] | None = None,
     access_log: Path | None = None,
+    server_timing: bool = True,
 ) -> Starlette:
     """The reference backend as an ASGI app. ``accounts`` defaults to the demo logins of
     ``fleet``'s farms with read-back off; ``access_log`` writes one JSON line per request
@@ -66,7 +68,7 @@ def create_app(
     backend = Backend(
         Store(str(database), slow), accounts, fleet, device_credentials=device_credentials
     )
-    middleware = [Middleware(ServerTiming)]
+    middleware = [Middleware(ServerTiming)] if server_timing else []
     if access_log:
         middleware.append(Middleware(AccessLog, path=access_log))
     app = Starlette(routes=ROUTES, middleware=middleware)
@@ -190,17 +192,28 @@ async def home(request: Request) -> Response:
     return RedirectResponse("/dashboard/farms")
 
 
-def mqtt_consumer(store: Store) -> Callable[[str, bytes], None]:
-    """What the MQTT subscriber calls per message. A message the store refuses is counted
-    by its reason (the read-back's refusals); one that breaks the store is logged and
-    counted too: no message ever ends the ingest."""
+def mqtt_consumer(
+    store: Store, telemetry: Telemetry | None = None
+) -> Callable[[str, bytes, str | None], None]:
+    """What the MQTT subscriber calls per message (its topic, payload and the
+    ``traceparent`` of its MQTT 5 user properties, if any). A message the store refuses is
+    counted by its reason (the read-back's refusals); one that breaks the store is logged
+    and counted too: no message ever ends the ingest. With ``telemetry`` each message is a
+    consumer span, continuing the publisher's trace."""
 
-    def on_message(topic: str, payload: bytes) -> None:
+    def store_one(topic: str, payload: bytes) -> None:
         try:
             store.ingest([payload])
         except Exception as exc:  # the database failed: this message is lost, not the rest
             log.error("MQTT ingest could not store a message from %s: %r", topic, exc)
             store.reject(f"store failed: {type(exc).__name__}")
+
+    def on_message(topic: str, payload: bytes, traceparent: str | None = None) -> None:
+        if telemetry is None:
+            store_one(topic, payload)
+            return
+        with telemetry.consuming(topic, traceparent):
+            store_one(topic, payload)
 
     return on_message
 

@@ -19,6 +19,7 @@ from simulator.backend.accounts import DEFAULT_TOKEN_TTL, DEMO_PASSWORD, Account
 from simulator.backend.accounts import load_users as load_user_file
 from simulator.backend.app import create_app, mqtt_consumer
 from simulator.backend.store import Store
+from simulator.backend.telemetry import Telemetry
 from simulator.errors import ConfigError
 from simulator.fleet.credentials import load_credentials
 from simulator.fleet.load import load_fleet
@@ -46,6 +47,10 @@ class ServeConfig:
     token_ttl: float = DEFAULT_TOKEN_TTL
     #: the bearer token /api/readback wants; None: read-back is off.
     readback_token: str | None = field(default=None, repr=False)
+    #: export the backend's own traces (OpenTelemetry) to this OTLP/HTTP URL.
+    otlp: str | None = None
+    #: send the Server-Timing header (off: the spans alone tell where time went).
+    server_timing: bool = True
 
 
 def is_loopback(host: str) -> bool:
@@ -83,6 +88,8 @@ def serve(config: ServeConfig) -> None:
         by_device = load_credentials(config.device_credentials, fleet.devices.ids)
         accepted = {c.http_header(): fleet.devices.ids[i] for i, c in by_device.items()}
     mqtt = MqttSettings.from_url(config.mqtt) if config.mqtt else None
+    # Before the app (and its store's connection): the instrumentations wrap connect().
+    telemetry = Telemetry(config.otlp) if config.otlp else None
     app = create_app(
         config.database,
         fleet,
@@ -90,9 +97,16 @@ def serve(config: ServeConfig) -> None:
         slow=config.slow,
         device_credentials=accepted,
         access_log=config.access_log,
+        server_timing=config.server_timing,
     )
+    if telemetry is not None:
+        telemetry.instrument(app)
     sock = _listening_socket(config.host, config.port)
-    asyncio.run(_serve(app, sock, mqtt, config.topic, _banner(config)))
+    try:
+        asyncio.run(_serve(app, sock, mqtt, config.topic, _banner(config), telemetry))
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()
     print("barnstorm reference backend stopped", file=sys.stderr, flush=True)
 
 
@@ -112,7 +126,12 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 
 
 async def _serve(
-    app: Starlette, sock: socket.socket, mqtt: MqttSettings | None, topic: str, banner: list[str]
+    app: Starlette,
+    sock: socket.socket,
+    mqtt: MqttSettings | None,
+    topic: str,
+    banner: list[str],
+    telemetry: Telemetry | None = None,
 ) -> None:
     """Serve ``app`` on ``sock`` until a signal; with a broker, ingest from it meanwhile."""
     store: Store = app.state.backend.store
@@ -129,7 +148,10 @@ async def _serve(
     async with contextlib.AsyncExitStack() as stack:
         if mqtt is not None:
             client_id = f"barnstorm-backend-{secrets.token_hex(4)}"
-            subscriber = MqttSubscriber(mqtt, topic, mqtt_consumer(store), client_id)
+            # With traces on, MQTT 5: a publisher's traceparent is in its user properties.
+            consumer = mqtt_consumer(store, telemetry)
+            mqtt5 = telemetry is not None
+            subscriber = MqttSubscriber(mqtt, topic, consumer, client_id, mqtt5=mqtt5)
             await stack.enter_async_context(subscriber)
         for line in banner:
             print(line, file=sys.stderr, flush=True)
@@ -147,9 +169,12 @@ def _banner(config: ServeConfig) -> list[str]:
         else f"demo logins farmer and advisor, password {DEMO_PASSWORD}"
     )
     readback = "on (bearer token)" if config.readback_token else "off (no --readback-token)"
+    traces = f"  traces: OpenTelemetry to {redact_url(config.otlp)}" if config.otlp else None
+    timing = "" if config.server_timing else " (no Server-Timing header)"
     return [
         f"barnstorm reference backend on {url} (database {redact_url(config.database)}{slow})",
         f"  ingest: POST {url}/ingest{mqtt}",
         f"  dashboards: {url}/dashboard/farms ({logins}); API: {url}/openapi.json",
         f"  read-back: {url}/api/readback, {readback}",
+        *([traces + timing] if traces else ([f"  {timing.strip(' ()')}"] if timing else [])),
     ]

@@ -99,7 +99,7 @@ class Database:
             cursor: Any = (
                 self._pg.execute(self._sql(sql), params)
                 if self.postgres
-                else self._sqlite.execute(sql, params)
+                else self._sqlite.cursor().execute(sql, params)  # a cursor: traced (--otlp)
             )
             rows = cursor.fetchall() if cursor.description is not None else []
             return Rows(rows, cursor.rowcount)
@@ -118,10 +118,11 @@ class Database:
                             cursor.executemany(self._sql(sql), rows)
             else:
                 with self._sqlite:  # BEGIN ... COMMIT, or ROLLBACK on an error
-                    self._sqlite.execute("BEGIN")
+                    lite = self._sqlite.cursor()
+                    lite.execute("BEGIN")
                     for sql, rows in statements:
                         if rows:
-                            self._sqlite.executemany(sql, rows)
+                            lite.executemany(sql, rows)
         finally:
             record_query(time.perf_counter() - started)
 

@@ -18,13 +18,19 @@ import click
 from simulator.cli import options as opt
 from simulator.cli.compare import judge_against, load_report, print_comparison
 from simulator.cli.options import config_option, option, sla_options
+from simulator.cli.trace_options import (
+    check_trace_mqtt,
+    trace_config,
+    trace_environment,
+    trace_options,
+)
 from simulator.errors import ConfigError
 from simulator.exitcodes import EXIT_FAILURES, EXIT_OK, EXIT_SLA
 from simulator.locust.dashboard_map import load_map
 from simulator.metrics.regression import parse_rules
 from simulator.metrics.sla import parse_slas
 from simulator.resources import shipped
-from simulator.trace import RUN_ID_VARIABLE, current_run_id
+from simulator.traces.context import RUN_ID_VARIABLE, current_run_id
 from simulator.units import parse_duration
 
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
@@ -84,6 +90,7 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
     f"before the run exits {EXIT_FAILURES}: one reset among hundreds of requests is no "
     "failed run (Locust alone exits 1 on any failure); 100% never fails the run for it.",
 )
+@trace_options
 @click.pass_context
 def mixed_command(
     ctx: click.Context,
@@ -105,6 +112,9 @@ def mixed_command(
     baseline: Path | None,
     rules: tuple[str, ...],
     max_failed: str,
+    otlp_receiver: str | None,
+    trace_sample: str | None,
+    trace_mqtt: bool,
 ) -> None:
     """Devices and dashboard users in one Locust run (locustfiles/mixed.py).
 
@@ -124,6 +134,11 @@ def mixed_command(
     opt.speed(speed)
     opt.share(max_failed, "--max-failed")
     parse_slas(sla)  # bad input fails here, before Locust starts
+    traces = trace_config(
+        {"otlp_receiver": otlp_receiver, "trace_sample": trace_sample, "trace_mqtt": trace_mqtt}
+    )
+    if not http:
+        check_trace_mqtt(traces, os.environ.get("BARNSTORM_MQTT_VERSION"))
     dashboard_map = os.environ.get("BARNSTORM_DASHBOARD_MAP")
     load_map(Path(dashboard_map) if dashboard_map else None)  # its {env:...} set, too
     if not mqtt and not http:
@@ -145,6 +160,7 @@ def mixed_command(
     env = _fleet_environment(farms=farms, seed=seed, speed=speed, mqtt=mqtt, http=http)
     env.update(_verdict_environment(sla, junit, html))
     env["BARNSTORM_MAX_FAILED"] = max_failed
+    env.update(trace_environment(traces))
     parse_rules(rules)
     if baseline is not None:
         load_report(baseline, "--baseline")  # bad input fails now, not after the run

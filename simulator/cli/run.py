@@ -20,6 +20,7 @@ import click
 from simulator.cli import options as opt
 from simulator.cli.compare import judge_against, load_report, print_comparison
 from simulator.cli.options import option, stacked
+from simulator.cli.trace_options import check_trace_mqtt, trace_config, trace_options
 from simulator.engine.scenarios import load_scenario
 from simulator.errors import ConfigError
 from simulator.exitcodes import EXIT_FAILURES, EXIT_OK, EXIT_SLA
@@ -314,6 +315,7 @@ output_options = stacked(
 @run_shape_options
 @opt.sla_options
 @output_options
+@trace_options
 @baseline_options
 def run_command(**options: Any) -> None:
     """Run the fleet against a target and report what happened."""
@@ -394,6 +396,11 @@ def build_run_config(options: Options) -> RunConfig:
         )
     if processes > 1 and options["prometheus"]:
         raise ConfigError("--processes", "not with --prometheus: give each process its own run")
+    traces = trace_config(options)
+    if processes > 1 and traces.otlp_receiver:
+        raise ConfigError("--processes", "not with --otlp-receiver: one receiver takes one run")
+    if target.http is None and target.output is None and not target.memory:
+        check_trace_mqtt(traces, options["mqtt_version"])
     return RunConfig(
         fleet=_fleet(options),
         timing=timing,
@@ -405,6 +412,7 @@ def build_run_config(options: Options) -> RunConfig:
             allow_loss=options["allow_loss"],
             max_failed=opt.share(options["max_failed"], "--max-failed"),
         ),
+        traces=traces,
         processes=processes,
     )
 
@@ -421,6 +429,7 @@ MQTT_ONLY = (
     "source_address",
     "topic_alias",
     "reconnect_backoff",
+    "trace_mqtt",
 )
 #: options that only an HTTP ingest target uses.
 HTTP_ONLY = ("http_batch", "http2", "http_client", "http_timeout", "token")
@@ -440,6 +449,8 @@ def _ignored_options(config: RunConfig) -> dict[str, str]:
     ignored = [] if kind == "an MQTT broker" else list(MQTT_ONLY)
     if target.http is None:
         ignored += HTTP_ONLY
+    if target.output is not None or target.memory:
+        ignored.append("otlp_receiver")  # no backend: no spans
     return {name: kind for name in ignored}
 
 

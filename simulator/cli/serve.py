@@ -10,6 +10,7 @@ import click
 from simulator.cli.options import (
     config_option,
     farms_option,
+    http_url,
     mqtt_option,
     option,
     positive_duration,
@@ -90,6 +91,19 @@ from simulator.redact import register
     type=click.Path(dir_okay=False, path_type=Path),
     help="Append one JSON line per request (method, path, status, time, trace headers).",
 )
+@option(
+    "--otlp",
+    metavar="URL",
+    help="Export the backend's own traces (the OpenTelemetry SDK and its Starlette, SQLite "
+    "and psycopg instrumentations) to this OTLP/HTTP URL, e.g. http://127.0.0.1:4318; a "
+    "request or an MQTT 5 message with a traceparent continues its trace. Needs "
+    "pip install 'barnstorm[otel]'.",
+)
+@option(
+    "--no-server-timing",
+    is_flag=True,
+    help="Send no Server-Timing header (the spans alone must tell where the time went).",
+)
 def serve_command(
     host: str,
     port: int,
@@ -105,6 +119,8 @@ def serve_command(
     readback_token: str | None,
     hash_password: bool,
     access_log: Path | None,
+    otlp: str | None,
+    no_server_timing: bool,
 ) -> None:
     """Run the reference backend: HTTP and MQTT ingest, dashboard API and pages
     (/dashboard/farms) for each user's farms, read-back."""
@@ -133,6 +149,8 @@ def serve_command(
             users=readable(users, "--users"),
             token_ttl=positive_duration(token_ttl, "--token-ttl"),
             readback_token=readback_token,
+            otlp=http_url(otlp, "--otlp"),
+            server_timing=not no_server_timing,
         )
     )
 

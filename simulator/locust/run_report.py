@@ -27,6 +27,8 @@ from locust.runners import WorkerRunner
 from simulator.exitcodes import EXIT_FAILURES, EXIT_SLA
 from simulator.locust.settings import fleet_environment, sla_texts, verdict_setting
 from simulator.locust.stats import DEVICE_METHODS, Snapshot, snapshot, window_measures
+from simulator.locust.traces import RECEIVERS
+from simulator.locust.traces import collect as collect_traces
 from simulator.metrics.server_timing import ServerTimings
 from simulator.metrics.sla import Verdict, evaluate, parse_slas, write_junit
 from simulator.report.html import write_mixed_html
@@ -47,7 +49,11 @@ class Sampler:
 
     @staticmethod
     def wanted(environment: Environment) -> bool:
-        return bool(verdict_setting(environment, "html") or verdict_setting(environment, "report"))
+        return bool(
+            verdict_setting(environment, "html")
+            or verdict_setting(environment, "report")
+            or RECEIVERS
+        )
 
     def start(self, environment: Environment) -> None:
         if not self.wanted(environment) or self._greenlet is not None:
@@ -96,12 +102,13 @@ class Sampler:
         if self._greenlet is not None:
             self._greenlet.kill()
             self.sample(environment)
-        if not path and not report:
+        if not path and not report and not RECEIVERS:
             return
         stats = environment.stats
         last = stats.total.last_request_timestamp or stats.total.start_time
         seconds = max(last - stats.total.start_time, 1e-9)
         requests = request_entries(environment, seconds)
+        traces = collect_traces(requests)  # the backend's spans, joined to the requests
         config = {
             key: "***"
             if any(word in key for word in ("PASSWORD", "TOKEN", "SECRET"))
@@ -118,6 +125,7 @@ class Sampler:
             "host": environment.host,
             "run_id": os.environ.get("BARNSTORM_RUN_ID"),
             "config": config,
+            "traces": traces,
         }
         for request in requests:
             suspicion = (request["backend"] or {}).get("n_plus_one")

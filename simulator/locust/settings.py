@@ -81,6 +81,12 @@ def fleet_environment(environment: Environment) -> dict[str, str]:
             continue
         env["BARNSTORM_" + name.replace("-", "_").upper()] = "1" if value is True else str(value)
     # The SLAs and reports are Locust's, over both kinds of load, not the fleet's alone.
+    # The trace receiver is the master's (or this process's): the fleet only marks its
+    # requests, as BARNSTORM_TRACE_SAMPLE says.
+    if env.pop("BARNSTORM_OTLP_RECEIVER", None) or getattr(
+        environment.parsed_options, "barnstorm_otlp_receiver", None
+    ):
+        env.setdefault("BARNSTORM_TRACE_SAMPLE", "100%")  # as the users' (locust/traces.py)
     for name in ("BARNSTORM_SLA", "BARNSTORM_JUNIT", "BARNSTORM_HTML"):
         env.pop(name, None)
     return env

@@ -7,10 +7,10 @@ with a 7-day chart, device detail, alerts and acknowledging one), issuing each v
 requests in sequence as a browser would, and thinks between views. The views come from a
 dashboard map (``BARNSTORM_DASHBOARD_MAP``, default ``locustfiles/dashboard_map.toml``);
 the farms, rooms and devices from the same fleet the devices publish for
-(``BARNSTORM_FARMS``, ``BARNSTORM_SEED``). Every request carries a W3C ``traceparent`` and
-a ``baggage`` naming the run and the view (and ``sentry-trace`` with
-``BARNSTORM_SENTRY_TRACE=1``), so an APM can split the backend's time by flow; the requests
-of one view share one trace.
+(``BARNSTORM_FARMS``, ``BARNSTORM_SEED``). Every request starts its own trace: a W3C
+``traceparent`` whose trace id names the run, the view and the request, and a ``baggage``
+naming them (and ``sentry-trace`` with ``BARNSTORM_SENTRY_TRACE=1``), so an APM can split the
+backend's time by flow and barnstorm can join the backend's spans to the request.
 """
 
 from __future__ import annotations
@@ -33,9 +33,7 @@ from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.load import load_fleet
 from simulator.locust.dashboard_map import DashboardMap, View, dig, load_map
 from simulator.locust.run_report import RETRIED, SENDING
-from simulator.trace import TraceContext, current_run_id
-
-TRACE = TraceContext(current_run_id())
+from simulator.locust.traces import TRACE
 
 
 class _Fleet:
@@ -120,7 +118,10 @@ class DashboardUser(HttpUser):
             login.url,
             data=login.body,
             name=f"{login.method} {login.url}",
-            headers={"content-type": "application/json", **TRACE.headers("login")},
+            headers={
+                "content-type": "application/json",
+                **TRACE.headers("login", f"{login.method} {login.url}"),
+            },
             catch_response=True,
         ) as response:
             token = dig(response.json(), login.token) if response.status_code == 200 else None
@@ -148,8 +149,15 @@ class DashboardUser(HttpUser):
             "from": int(now - view.window_days * 86400),
             "to": int(now),
         }
-        headers = {**self.auth, **TRACE.headers(view.name), "content-type": "application/json"}
+        opening = os.urandom(6).hex()  # this opening of the view, in its requests' baggage
         for spec in view.requests:
+            # Each request its own trace (the view is in the trace id and the baggage), so
+            # that the backend's spans join the request that caused them.
+            headers = {
+                **self.auth,
+                **TRACE.headers(view.name, spec.name, opening),
+                "content-type": "application/json",
+            }
             if any(values.get(name) is None for name in spec.placeholders()):
                 return  # nothing to act on (no alert to acknowledge): the view ends here
             url = spec.url.format(**values)

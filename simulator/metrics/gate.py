@@ -47,6 +47,7 @@ PERCENTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 #: how a metric is judged, and its rank among causes (lower ranks first).
 KINDS = {
     "queries": ("deterministic", 0),
+    "db_spans": ("deterministic", 0),
     "bytes": ("deterministic", 0),
     "statuses": ("counts", 0),
     "error_rate": ("counts", 1),

@@ -6,7 +6,8 @@ request name, dashboard requests and device messages) or a run's (``simulate run
 the same figures: ``p50`` ``p95`` ``p99`` (ms, and the histogram behind them),
 ``error_rate`` (and the counts behind it), ``statuses`` (answers per status code),
 ``rate`` (successful per second), ``backend`` and ``db`` (ms, from the backend's
-Server-Timing), ``queries`` and ``bytes`` (per request).
+Server-Timing), ``queries`` and ``bytes`` (per request), ``db_spans`` (database spans per
+request in the backend's own traces, ``--otlp-receiver``).
 
 A rule has the SLA grammar with the baseline's value on the right::
 
@@ -42,12 +43,15 @@ METRICS = (
     "backend",
     "db",
     "queries",
+    "db_spans",
     "bytes",
 )
 UNITS = {"p50": "ms", "p95": "ms", "p99": "ms", "backend": "ms", "db": "ms"}
 UNITS |= {"error_rate": "%", "statuses": "%", "rate": "/s", "queries": "", "bytes": "B"}
+UNITS |= {"db_spans": ""}
 DEFAULT_RULES = (
     "queries<=baseline*1.2+1",
+    "db_spans<=baseline*1.2+1",
     "bytes<=baseline*1.5+1024",
     "statuses<=baseline+5%",
     "error_rate<=baseline+0.5%",
@@ -66,7 +70,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 _RULE = re.compile(
     r"""^\s*(?:(?P<scope>"[^"]+"|'[^']+'|[^"'<>=]+?)\.)?
-    (?P<metric>p50|p95|p99|error_rate|statuses|rate|backend|db|queries|bytes)\s*
+    (?P<metric>p50|p95|p99|error_rate|statuses|rate|backend|db_spans|db|queries|bytes)\s*
     (?P<op><=|>=|<|>)\s*baseline\s*
     (?:\*\s*(?P<factor>\d+(?:\.\d+)?))?\s*
     (?:(?P<sign>[+-])\s*(?P<slack>\d+(?:\.\d+)?)\s*(?P<unit>ms|%|/s)?)?\s*$""",
@@ -146,7 +150,13 @@ def scopes(report: dict[str, Any], source: str) -> Scopes:
     if report.get("kind") == "mixed":
         return {r["name"]: _request_scope(r) for r in report.get("requests") or []}
     if "by_device_type" in report and "totals" in report:
-        return {name: _type_scope(counts) for name, counts in report["by_device_type"].items()}
+        found = {name: _type_scope(counts) for name, counts in report["by_device_type"].items()}
+        for flow in (report.get("traces") or {}).get("flows") or []:
+            scope = found.get(str(flow.get("name", "")).split(" ", 1)[-1])
+            if scope is not None and flow.get("flow") in ("ingest", "publish"):
+                scope["db_spans"] = flow.get("db_spans_per_request")
+                scope["db_spans_requests"] = flow.get("traces")
+        return found
     raise ConfigError(
         source, "not a barnstorm report (expected simulate run --report or simulate mixed --report)"
     )
@@ -180,6 +190,8 @@ def _request_scope(r: dict[str, Any]) -> dict[str, Any]:
         "db": ms.get("db"),
         "queries": backend.get("queries_per_request"),
         "queries_requests": backend.get("responses"),
+        "db_spans": (r.get("traces") or {}).get("db_spans_per_request"),
+        "db_spans_requests": (r.get("traces") or {}).get("traces"),
         "bytes": r.get("bytes_per_response"),
         "errors": r.get("errors") or {},
     }

@@ -16,6 +16,7 @@ from typing import Any
 
 from simulator.redact import write_private
 from simulator.report.svg import PALETTE, Series, line_chart, svg_document
+from simulator.report.traces_html import findings, traces_table
 from simulator.units import iso_utc
 
 CHART_WIDTH, CHART_HEIGHT = 760, 230
@@ -160,6 +161,7 @@ def render_html(report: dict[str, Any]) -> str:
     """The whole page: verdicts first, then figures, plots, tables and the configuration."""
     sections = [
         *_head(report),
+        *findings(report.get("traces")),
         "<h2>Verdicts</h2>",
         _verdicts(report),
         _figures(report),
@@ -170,6 +172,7 @@ def render_html(report: dict[str, Any]) -> str:
         "<h2>By device type</h2>",
         _by_type(report),
         *_backend(report),
+        *traces_table(report.get("traces")),
         *_trends(report),
         "<h2>Delivery accounting</h2>",
         *_accounting(report),
@@ -348,6 +351,7 @@ def render_mixed_html(data: dict[str, Any]) -> str:
             f'<p class="muted">devices and dashboard users in one Locust run against '
             f"{escape(str(data.get('host') or ''))} · {_number(data['seconds'], 1)} s · "
             f"run {escape(str(data.get('run_id') or ''))}</p>",
+            *findings(data.get("traces")),
             "<h2>Verdicts</h2>",
             verdicts,
             "<h2>Over time</h2>",
@@ -356,6 +360,7 @@ def render_mixed_html(data: dict[str, Any]) -> str:
             + "</div>",
             "<h2>By request</h2>",
             _requests_table(data["requests"]),
+            *traces_table(data.get("traces")),
             _fleet_lag(data.get("fleet_loop_lag_ms") or []),
             "<h2>Configuration</h2>",
             f"<pre>{escape(config)}</pre>",

@@ -14,7 +14,12 @@ reads it, and a run's report, as a baseline or a current run::
      "by_device_type": {"cough_monitor": a request entry, ...},
      "fleet_loop_lag_ms": [{"shard", "p50", "p99", "max"}] (each fleet process's own
                            event-loop lag: inside every device latency),
-     "n_plus_one": [{"name", "why"}],
+     "n_plus_one": [{"name", "why", "from": "spans" | "server-timing", "statement"}],
+     "traces": null | {"receiver", "spans": {"received", "joined", "unjoined"}, "flows": [
+                {"flow", "name", "traces", "trace_share", "server_ms_mean",
+                 "db_spans_per_request", "db_ms_per_request", "external_per_request",
+                 "uncovered_share", "repeated_statements", "growing"}],
+               "n_plus_one", "blind", "rows"} (the backend's own spans, --otlp-receiver),
      "sla": [verdicts as in a run's report], "timeseries": [rows], "config": {...}}
 """
 
@@ -27,6 +32,7 @@ from typing import Any
 from simulator import __version__
 from simulator.metrics.sla import Verdict
 from simulator.redact import write_private
+from simulator.report.traces import why_n_plus_one
 
 
 def mixed_report(data: dict[str, Any], verdicts: list[Verdict]) -> dict[str, Any]:
@@ -44,10 +50,20 @@ def mixed_report(data: dict[str, Any], verdicts: list[Verdict]) -> dict[str, Any
         },
         "fleet_loop_lag_ms": data.get("fleet_loop_lag_ms") or [],
         "n_plus_one": [
-            {"name": r["name"], "why": r["backend"]["n_plus_one"]}
+            {
+                "name": found["name"],
+                "why": why_n_plus_one(found),
+                "statement": found["statement"],
+                "from": "spans",
+            }
+            for found in (data.get("traces") or {}).get("n_plus_one") or []
+        ]
+        + [
+            {"name": r["name"], "why": r["backend"]["n_plus_one"], "from": "server-timing"}
             for r in requests
             if r.get("backend") and r["backend"].get("n_plus_one")
         ],
+        "traces": data.get("traces"),
         "sla": [verdict.as_dict() for verdict in verdicts],
         "timeseries": data.get("rows") or [],
         "config": data.get("config") or {},

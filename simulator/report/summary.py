@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulator.metrics.loop_lag import UNTIMED_TARGETS
+from simulator.report.traces import summary_lines
 
 #: a scheduler lag past this is worth a warning: the simulator itself was the bottleneck.
 _LAG_WARNING_MS = 1000.0
@@ -36,6 +37,8 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
         console.print(f"target's time for {name} (Server-Timing): " + ", ".join(parts))
     for suspect in report.get("n_plus_one") or []:
         console.print(f"[bold red]N+1 suspected in ingest {suspect['name']}:[/] {suspect['why']}")
+    for line in summary_lines(report.get("traces")):
+        console.print(escape(line))
     if report["target"]["kind"] == "mqtt":
         connections = report["connections"]
         console.print(

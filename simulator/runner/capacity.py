@@ -26,7 +26,7 @@ from simulator.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_SLA
 from simulator.metrics.sla import parse_slas
 from simulator.report.files import write_report
 from simulator.resources import shipped
-from simulator.trace import RUN_ID_VARIABLE, current_run_id
+from simulator.traces.context import RUN_ID_VARIABLE, current_run_id
 from simulator.units import parse_duration, parse_speed
 
 LOCUSTFILE = shipped("locustfiles") / "capacity.py"

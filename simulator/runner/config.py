@@ -19,7 +19,7 @@ from simulator.fleet.topics import DEFAULT_TOPIC_TEMPLATE
 from simulator.metrics.sla import Sla
 from simulator.models.base import Modulator
 from simulator.redact import MASK, redact_url
-from simulator.trace import current_run_id
+from simulator.traces.context import current_run_id
 from simulator.transports.base import Transport
 from simulator.transports.http import ClientName
 from simulator.transports.mqtt.settings import MqttSettings
@@ -126,6 +126,19 @@ class VerdictConfig:
 
 
 @dataclass(frozen=True)
+class TraceConfig:
+    """The backend's traces: where barnstorm receives them, what share of its requests it
+    marks sampled, whether MQTT 5 publishes carry trace context."""
+
+    #: HOST:PORT of the OTLP/HTTP receiver (None: none).
+    otlp_receiver: str | None = None
+    #: the share of requests (and, with ``trace_mqtt``, of publishes) marked sampled.
+    trace_sample: float = 0.0
+    #: MQTT 5 publishes of the sampled share carry a ``traceparent`` user property.
+    trace_mqtt: bool = False
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs, validated (the CLI builds one from flags, env and files)."""
 
@@ -134,6 +147,7 @@ class RunConfig:
     target: TargetConfig = field(default_factory=TargetConfig)
     outputs: OutputConfig = field(default_factory=OutputConfig)
     verdicts: VerdictConfig = field(default_factory=VerdictConfig)
+    traces: TraceConfig = field(default_factory=TraceConfig)
     #: worker processes, each running a shard of the fleet (split by farm).
     processes: int = 1
     #: a shard of a parallel run: the parent reconciles against the read-back, so the
@@ -164,7 +178,14 @@ class RunConfig:
         """The configuration as shown in reports: one flat table, no secrets, plain JSON
         values."""
         data: dict[str, Any] = {"processes": self.processes, "run_id": self.run_id}
-        for part in (self.fleet, self.timing, self.target, self.outputs, self.verdicts):
+        for part in (
+            self.fleet,
+            self.timing,
+            self.target,
+            self.outputs,
+            self.verdicts,
+            self.traces,
+        ):
             data.update(asdict(part))
         data.pop("modulators")
         data["scenario"] = self.timing.scenario.source if self.timing.scenario else None

@@ -58,8 +58,10 @@ from simulator.report.files import SCHEMA_VERSION, write_csv, write_report
 from simulator.runner.bridge import ResultStream
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.delivery import FailedShare, Ramp, nothing_accepted, nothing_sent
+from simulator.runner.traces import collect, flows_of, receiving
 from simulator.runner.verify import observer_for, verification
-from simulator.trace import TraceContext
+from simulator.traces.context import TraceContext
+from simulator.traces.receiver import Receiver
 from simulator.transports.base import Transport
 from simulator.transports.faultproxy import FaultProxy, play_faults
 from simulator.transports.file import FileTransport
@@ -116,6 +118,8 @@ class Run:
         self.readback_mark: str | None = None
         #: the --max-failed verdict, once the run got messages through.
         self.failed_share: FailedShare | None = None
+        #: what the backend's spans said (the report's ``traces``), once they came.
+        self.traces: dict[str, Any] | None = None
         #: barnstorm's own event-loop lag while the fleet ran.
         self.loop_lag = LoopLag()
         protect(config.secrets(), config.secret_urls())
@@ -151,9 +155,11 @@ class Run:
         transport: Transport | None = None
         observer: Observer | None = None
         readback = config.target.readback
+        receiver: Receiver | None = None
         wall_start = time.monotonic()
         async with contextlib.AsyncExitStack() as stack:
             try:
+                receiver = await stack.enter_async_context(receiving(config))
                 mqtt, http, readback = await self._open_target(stack)
                 if readback is not None:
                     self.readback_mark = await self._mark(readback)
@@ -187,6 +193,8 @@ class Run:
                 await self._reconcile(fleet, engine, metrics, readback)
             if observer is not None and engine is not None and self.outcome != "failed":
                 await self._verify(observer, fleet, engine, metrics)
+            if receiver is not None and engine is not None:
+                self.traces = await collect(receiver, *self._flows(fleet, metrics))
         if engine is not None:
             self._judge_delivery(engine, metrics)
         report = self._report(
@@ -523,7 +531,7 @@ class Run:
                 client=self.config.target.http_client,
                 token=self.config.target.token,
                 credentials=credentials,
-                trace=TraceContext(self.config.run_id),
+                trace=TraceContext(self.config.run_id, sample=self.config.traces.trace_sample),
                 type_names=fleet.devices.type_names,
                 timeout=self.config.target.http_timeout,
                 verify=self.config.target.tls.context() if http.startswith("https://") else True,
@@ -534,7 +542,29 @@ class Run:
         prefix = mqtt.client_id_prefix or run_prefix(self.config.run_id)
         client_ids = [prefix + device for device in fleet.devices.ids]
         paced = mqtt_at_speed(mqtt, self.config.timing.speed)
-        return mqtt_transport(metrics, paced, client_ids, credentials)
+        traces = self.config.traces
+        trace = (
+            TraceContext(self.config.run_id, sample=traces.trace_sample)
+            if traces.trace_mqtt
+            else None
+        )
+        return mqtt_transport(
+            metrics, paced, client_ids, credentials, trace, fleet.devices.type_names
+        )
+
+    def _flows(
+        self, fleet: Fleet, metrics: Metrics
+    ) -> tuple[list[tuple[str, str]], dict[str, int]]:
+        """The flows the devices sent (named as trace ids name them), and the requests
+        each sent when a message is a request (HTTP ingest, one message a request)."""
+        http = self.config.target.http is not None
+        names = fleet.devices.type_names
+        requests = (
+            {f"ingest {name}": metrics.by_type[i].sent for i, name in enumerate(names)}
+            if http and self.config.target.http_batch == 1
+            else {}
+        )
+        return flows_of(names, http), requests
 
     def _exit_code(self) -> int:
         if self.outcome == "failed":
@@ -619,6 +649,7 @@ class Run:
             "connections": metrics.connections.as_dict(),
             "accounting": self.accounting.as_dict() if self.accounting else None,
             "verify": self.verification,
+            "traces": self.traces,
             "config": config.public(),
         }
 

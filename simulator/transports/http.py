@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 
 from simulator.errors import ConfigError
 from simulator.messages import Message, Outcome
-from simulator.trace import TraceContext
+from simulator.traces.context import TraceContext
 from simulator.transports.base import ResultSink, Transport
 
 if TYPE_CHECKING:
@@ -216,8 +216,8 @@ class HttpTransport(Transport):
         if self.trace is not None:
             code = messages[0].type_code
             same = all(m.type_code == code for m in messages)
-            flow = self._flows[code] if same and code < len(self._flows) else "ingest batch"
-            headers.update(self.trace.headers(flow))
+            name = self._flows[code] if same and code < len(self._flows) else "ingest batch"
+            headers.update(self.trace.headers("ingest", name))
         return headers or None
 
     @property

@@ -119,9 +119,9 @@ def test_no_mqtt_payload_stops_the_ingest(tmp_path: Path, payloads: list[bytes])
     consume = mqtt_consumer(store)
     before = _handled(store)
     for payload in payloads:
-        consume("barnstorm/fuzz", payload)
+        consume("barnstorm/fuzz", payload, None)
     good_seq = 10**6 + len(payloads)
-    consume("barnstorm/fuzz", orjson.dumps({**ENVELOPE, "seq": good_seq}))
+    consume("barnstorm/fuzz", orjson.dumps({**ENVELOPE, "seq": good_seq}), None)
     assert _handled(store) == before + len(payloads) + 1
     books = store.readback()
     assert any(low <= good_seq <= high for low, high in books["devices"]["cn-1"]["seqs"])

@@ -328,6 +328,16 @@ HOSTILE = [
     (["serve", "--host", "0.0.0.0"], 2, ["--host", "--users"]),
     (["serve", "--users", "{plain}"], 2, ["plain.toml: users.olga.password", "hash"]),
     (["mixed", "--host", "notaurl"], 2, ["--host", "expected http://"]),
+    (["--mqtt", "{mosquitto}", "--otlp-receiver", "nowhere"], 2, ["--otlp-receiver", "HOST:PORT"]),
+    (["--mqtt", "{mosquitto}", "--otlp-receiver", "127.0.0.1:{taken}"], 2, ["--otlp-receiver"]),
+    (["--mqtt", "{mosquitto}", "--trace-sample", "150%"], 2, ["--trace-sample", "0 to 1"]),
+    (["--mqtt", "{mosquitto}", "--trace-mqtt"], 2, ["--trace-mqtt", "--trace-sample"]),
+    (
+        ["--output", "{o}", "--otlp-receiver", "127.0.0.1:1", "--processes", "2", "--farms", "4"],
+        2,
+        ["--processes", "--otlp-receiver"],
+    ),
+    (["mixed", "--host", "http://127.0.0.1:1", "--trace-sample", "half"], 2, ["--trace-sample"]),
 ]
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from simulator.backend.broker import free_port
 from simulator.fleet.build import DEFAULT_SEED
 from simulator.fleet.load import load_fleet
+from simulator.traces.context import flow_key, read_trace_id, tag
 from tests.conftest import READBACK_HEADERS, Backends, Observer
 from tests.helpers import ROOT, simulate
 
@@ -95,15 +97,20 @@ def test_two_locust_workers_run_every_farm_exactly_once(
 
 
 def test_every_http_request_carries_trace_context(tmp_path: Path, backend: Backends) -> None:
-    """HTTP ingest requests carry a W3C traceparent (a new trace each), a baggage naming the
-    run and the device type, and, when asked, a sentry-trace for the same trace; the
-    backend's access log sees them."""
+    """HTTP ingest requests carry a W3C traceparent (a new trace each, its id tagged with
+    the run, the flow and the device type, marked sampled under --trace-sample 1), a
+    baggage naming the run and the device type, and, when asked, a sentry-trace for the
+    same trace with the same decision; the backend's access log sees them."""
     access_log = tmp_path / "access.jsonl"
     url = backend("--farms", "2", "--access-log", str(access_log))
     result = simulate(
         *("--farms", "2", "--http", f"{url}/ingest", "--speed", "max", "--duration", "30m"),
         "--quiet",
-        env={"BARNSTORM_RUN_ID": "trace-test", "BARNSTORM_SENTRY_TRACE": "1"},
+        env={
+            "BARNSTORM_RUN_ID": "trace-test",
+            "BARNSTORM_SENTRY_TRACE": "1",
+            "BARNSTORM_TRACE_SAMPLE": "1",
+        },
     )
     assert result.returncode == 0, result.stderr
     requests = [json.loads(line) for line in access_log.read_text().splitlines()]
@@ -116,6 +123,10 @@ def test_every_http_request_carries_trace_context(tmp_path: Path, backend: Backe
         assert request["sentry-trace"] == f"{match[1]}-{match[2]}-1"
         baggage = dict(item.split("=") for item in request["baggage"].split(","))
         assert baggage["barnstorm.run"] == "trace-test"
-        flows.add(baggage["barnstorm.flow"])
-    assert flows == {"ingest_cough_monitor", "ingest_climate_node", "ingest_gateway"}
+        assert baggage["barnstorm.flow"] == "ingest"
+        name = unquote(baggage["barnstorm.request"])
+        flows.add(name)
+        key = read_trace_id(bytes.fromhex(match[1]), tag("trace-test", 2))
+        assert key == flow_key("ingest", name)
+    assert flows == {"ingest cough_monitor", "ingest climate_node", "ingest gateway"}
     assert len({r["traceparent"] for r in ingest}) == len(ingest)

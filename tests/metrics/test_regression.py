@@ -301,3 +301,27 @@ def test_a_rules_file_holds_one_rule_a_line_and_names_a_bad_one_by_line(tmp_path
     rules.write_text("# nothing yet\n")
     with pytest.raises(ConfigError, match="holds no rule"):
         read_rules_file(rules)
+
+
+def test_database_spans_per_request_from_traces_are_judged_like_queries() -> None:
+    """A request whose trace shows 40 database spans where the baseline's showed 2 breaks
+    the default db_spans rule first (a deterministic measure, no test needed), with no
+    Server-Timing at all; one with the same spans holds; without traces it is not judged."""
+
+    def traced(spans: float) -> dict[str, Any]:
+        entry = _request("GET /v2/sites/[uuid]/pens/", 30.0)
+        entry["backend"] = None
+        entry["traces"] = {"traces": 200, "db_spans_per_request": spans}
+        return entry
+
+    result = _judge(_mixed(traced(2.0)), now=_mixed(traced(40.0)))
+    assert result.regressed
+    first = result.verdicts[0]
+    assert (first.metric, first.scope, first.held) == (
+        "db_spans",
+        "GET /v2/sites/[uuid]/pens/",
+        False,
+    )
+    assert not _judge(_mixed(traced(2.0)), now=_mixed(traced(2.0))).regressed
+    plain = _judge(_mixed(_request("a", 30.0)), now=_mixed(_request("a", 30.0)))
+    assert all(v.metric != "db_spans" for v in plain.verdicts)

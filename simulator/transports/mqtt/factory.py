@@ -10,6 +10,7 @@ from simulator.transports.mqtt.settings import MqttSettings
 
 if TYPE_CHECKING:
     from simulator.fleet.credentials import Credential
+    from simulator.traces.context import TraceContext
 
 
 def mqtt_transport(
@@ -17,6 +18,9 @@ def mqtt_transport(
     settings: MqttSettings,
     client_ids: list[str],
     credentials: dict[int, Credential] | None = None,
+    trace: TraceContext | None = None,
+    type_names: tuple[str, ...] = (),
 ) -> Transport:
-    """The MQTT transport ``settings`` ask for (see the module docstring)."""
-    return LeanMqttTransport(sink, settings, client_ids, credentials)
+    """The MQTT transport ``settings`` ask for (see the module docstring); with ``trace``,
+    MQTT 5 publishes of its sampled share carry a ``traceparent`` user property."""
+    return LeanMqttTransport(sink, settings, client_ids, credentials, trace, type_names)

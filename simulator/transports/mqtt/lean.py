@@ -76,10 +76,12 @@ from simulator.transports.mqtt.v5 import (
     MalformedPacket,
     parse_connack,
     reason_name,
+    user_properties,
 )
 
 if TYPE_CHECKING:
     from simulator.fleet.credentials import Credential
+    from simulator.traces.context import TraceContext
     from simulator.transports.mqtt.settings import MqttSettings
 
 #: QoS 2 messages in flight per connection by default; the rest wait their turn on the
@@ -127,8 +129,13 @@ class LeanMqttTransport(MqttBase):
         settings: MqttSettings,
         client_ids: list[str],
         credentials: dict[int, Credential] | None = None,
+        trace: TraceContext | None = None,
+        type_names: tuple[str, ...] = (),
     ) -> None:
         super().__init__(sink, settings, client_ids, credentials)
+        #: trace context for the sampled share of MQTT 5 publishes (None: none).
+        self.trace = trace
+        self._publish_names = [f"publish {name}" for name in type_names]
         self._links: dict[int, Link] = {}
         #: links whose socket asked barnstorm to stop writing (their buffer is filling).
         self.paused: set[Link] = set()
@@ -418,6 +425,8 @@ class LeanMqttTransport(MqttBase):
         """Build every packet of the tick, then write each connection's packets at once."""
         self.check_open()
         sink = self.sink
+        if self.trace is not None and self.level >= 5:
+            self._trace(messages)
         sink.messages_sent(messages)
         full = self._full() if self.paused else None
         too_large: list[Message] = []
@@ -429,6 +438,17 @@ class LeanMqttTransport(MqttBase):
             sink.message_done(message, Outcome.DROPPED, error)
         for message in too_large:  # never written: the broker said it would refuse them
             sink.message_done(message, Outcome.FAILED, "packet_too_large")
+
+    def _trace(self, messages: list[Message]) -> None:
+        """A ``traceparent`` user property on the sampled share of ``messages``."""
+        trace, names = self.trace, self._publish_names
+        assert trace is not None
+        for message in messages:
+            code = message.type_code
+            name = names[code] if code < len(names) else "publish"
+            parent = trace.traceparent("publish", name)
+            if parent is not None:
+                message.properties = user_properties([("traceparent", parent)])
 
     def _publish_fire_and_forget(
         self, messages: list[Message], full: set[Link] | None, too_large: list[Message]

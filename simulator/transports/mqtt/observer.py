@@ -141,7 +141,7 @@ async def _observe(config: dict[str, Any], out: IO[str]) -> None:
     subscriber = MqttSubscriber(
         settings,
         topic,
-        lambda _topic, payload: book.add(payload),
+        lambda _topic, payload, _trace: book.add(payload),
         f"{config['group']}-{config['index']}",
         qos=int(config["qos"]),
     )

@@ -31,15 +31,17 @@ EXIT_TIMEOUT = 3.0
 
 class MqttSubscriber:
     """Subscribes to a topic filter (at QoS 1 unless told) and hands every message to
-    ``on_message``."""
+    ``on_message``: its topic, payload, and (over MQTT 5, ``mqtt5=True``) the
+    ``traceparent`` its publisher put in its user properties."""
 
     def __init__(
         self,
         settings: MqttSettings,
         topic_filter: str,
-        on_message: Callable[[str, bytes], None],
+        on_message: Callable[[str, bytes, str | None], None],
         client_id: str,
         qos: int = 1,
+        mqtt5: bool = False,
     ) -> None:
         self.settings = settings
         self.topic_filter = topic_filter
@@ -52,8 +54,8 @@ class MqttSubscriber:
             username=settings.username,
             password=settings.password,
             identifier=client_id,
-            protocol=ProtocolVersion.V311,
-            clean_session=True,
+            protocol=ProtocolVersion.V5 if mqtt5 else ProtocolVersion.V311,
+            clean_session=None if mqtt5 else True,  # MQTT 5 says clean start instead
             keepalive=settings.keepalive,
             timeout=settings.connect_timeout,
             tls_context=context if isinstance(context, ssl.SSLContext) else None,
@@ -85,7 +87,7 @@ class MqttSubscriber:
                 async for message in self.client.messages:
                     payload = message.payload
                     if isinstance(payload, bytes | bytearray):
-                        self.on_message(str(message.topic), bytes(payload))
+                        self.on_message(str(message.topic), bytes(payload), _traceparent(message))
                     delay = 0.1
             except aiomqtt.MqttError as exc:
                 log.warning("MQTT subscriber lost %s: %s", self.settings.url, exc)
@@ -112,3 +114,12 @@ class MqttSubscriber:
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             async with asyncio.timeout(EXIT_TIMEOUT):
                 await self.client.__aexit__(None, None, None)
+
+
+def _traceparent(message: aiomqtt.Message) -> str | None:
+    """The ``traceparent`` among an MQTT 5 message's user properties, or None."""
+    properties = message.properties
+    for key, value in getattr(properties, "UserProperty", None) or ():
+        if key == "traceparent":
+            return str(value)
+    return None

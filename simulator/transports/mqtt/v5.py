@@ -157,8 +157,14 @@ def properties(*pairs: tuple[int, int | str | tuple[str, str]]) -> bytes:
 
 
 def user_properties(pairs: list[tuple[str, str]]) -> bytes:
-    """User properties (trace context, for one) as a PUBLISH's property set."""
-    return properties(*((USER_PROPERTY, pair) for pair in pairs))
+    """User properties (trace context, for one) as a message's ``properties``: the
+    properties without the set's length, which the link writes (with a topic alias in the
+    same set, when it has one)."""
+    body = bytearray()
+    for name, value in pairs:
+        body.append(USER_PROPERTY)
+        body += _utf8(name) + _utf8(value)
+    return bytes(body)
 
 
 @dataclass

@@ -1,0 +1,76 @@
+"""The trace options of ``simulate run`` and ``simulate mixed``: where barnstorm receives
+the backend's OpenTelemetry spans, and what share of its own requests it marks sampled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simulator.cli.options import option, stacked
+from simulator.errors import ConfigError
+from simulator.runner.config import TraceConfig
+from simulator.traces.context import sample_share
+from simulator.traces.receiver import parse_listen
+
+trace_options = stacked(
+    option(
+        "--otlp-receiver",
+        metavar="HOST:PORT",
+        help="Receive the backend's OpenTelemetry traces (OTLP/HTTP, protobuf or JSON) at "
+        "http://HOST:PORT/v1/traces while the run lasts, and join its spans to the requests "
+        "they continue: server time, database spans and their statements (N+1), external "
+        "calls and uncovered time per endpoint, in the report.",
+    ),
+    option(
+        "--trace-sample",
+        metavar="SHARE",
+        help="The share of requests (and of --trace-mqtt publishes), 10% or 0.1, whose trace "
+        "barnstorm marks sampled (traceparent flag 01, sentry-trace -1). Default: 100% with "
+        "--otlp-receiver (a sampler that follows its caller would send nothing back), else "
+        "0%: none marked, the backend's own sampler decides.",
+    ),
+    option(
+        "--trace-mqtt",
+        is_flag=True,
+        help="MQTT 5 publishes of the --trace-sample share carry a traceparent user property, "
+        "so the backend's consumer can continue their trace (needs MQTT 5).",
+    ),
+)
+
+
+def trace_config(options: dict[str, Any]) -> TraceConfig:
+    """The trace options, checked; errors name the flag."""
+    listen = options.get("otlp_receiver")
+    if listen:
+        parse_listen(listen)
+    given = options.get("trace_sample")
+    try:
+        sample = sample_share(given) if given else (1.0 if listen else 0.0)
+    except ValueError as exc:
+        raise ConfigError("--trace-sample", str(exc).removeprefix("--trace-sample: ")) from None
+    trace_mqtt = bool(options.get("trace_mqtt"))
+    if trace_mqtt and sample == 0.0:
+        raise ConfigError(
+            "--trace-mqtt",
+            "marks only the sampled share: give --trace-sample too, e.g. --trace-sample 1%",
+        )
+    return TraceConfig(otlp_receiver=listen or None, trace_sample=sample, trace_mqtt=trace_mqtt)
+
+
+def trace_environment(trace: TraceConfig) -> dict[str, str]:
+    """The trace options as the variables a Locust run and its fleet read."""
+    env = {"BARNSTORM_TRACE_SAMPLE": f"{trace.trace_sample * 100:g}%"}
+    if trace.otlp_receiver:
+        env["BARNSTORM_OTLP_RECEIVER"] = trace.otlp_receiver
+    if trace.trace_mqtt:
+        env["BARNSTORM_TRACE_MQTT"] = "1"
+    return env
+
+
+def check_trace_mqtt(trace: TraceConfig, mqtt_version: str | None) -> None:
+    """``--trace-mqtt`` needs user properties: MQTT 5, or ``auto`` that may reach it."""
+    if trace.trace_mqtt and mqtt_version == "3.1.1":
+        raise ConfigError(
+            "--trace-mqtt",
+            "needs --mqtt-version 5 (or auto): MQTT 3.1.1 has no user properties, and barnstorm "
+            "adds nothing to payloads",
+        )

@@ -1,0 +1,210 @@
+"""A backend that is not barnstorm's, on another stack: a small Django REST Framework app
+over SQLite, instrumented with the OpenTelemetry SDK and its Django and SQLite
+instrumentations, as a team's staging would be. Other IDs (UUIDs), other URLs, another
+login (``POST /auth/session/`` with ``{"user", "secret"}``, a ``Token`` header).
+
+Its pens endpoint iterates over a queryset without ``prefetch_related``: a query per pen
+for its sensors and one per sensor for its last reading (the N+1). Its weather endpoint
+calls a service through a client no instrumentation wraps (it stands for a raw socket or
+a C driver): that time is in no span.
+
+    python -m tests.foreign.server --port 8765 --database /tmp/f.db --otlp http://127.0.0.1:4318
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import django
+from django.conf import settings
+
+USER, SECRET = "barn-manager", "hay-bale-42"
+SITES, PENS, SENSORS = 3, 6, 4
+#: the weather service's answer time (no span covers it).
+WEATHER_S = 0.03
+
+
+def configure(database: Path) -> None:
+    settings.configure(
+        DEBUG=False,
+        ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+        SECRET_KEY=secrets.token_hex(16),
+        ROOT_URLCONF=__name__,
+        INSTALLED_APPS=[
+            "django.contrib.contenttypes",
+            "django.contrib.auth",
+            "rest_framework",
+            "tests.foreign.apps.ForeignConfig",
+        ],
+        MIDDLEWARE=[],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(database)}},
+        REST_FRAMEWORK={
+            "DEFAULT_AUTHENTICATION_CLASSES": [],
+            "DEFAULT_PERMISSION_CLASSES": [],
+            "UNAUTHENTICATED_USER": None,
+        },
+        USE_TZ=True,
+    )
+
+
+TOKENS: set[str] = set()
+
+
+def _authorised(request: Any) -> bool:
+    header = request.headers.get("Authorization", "")
+    return header.startswith("Token ") and header.removeprefix("Token ") in TOKENS
+
+
+def _views() -> list[Any]:
+    from django.urls import path
+    from rest_framework.decorators import api_view
+    from rest_framework.response import Response
+
+    from tests.foreign.models import Pen, Site, Upload
+
+    @api_view(["POST"])
+    def session(request: Any) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        if data.get("user") != USER or data.get("secret") != SECRET:
+            return Response({"detail": "who are you?"}, status=401)
+        token = secrets.token_urlsafe(16)
+        TOKENS.add(token)
+        return Response({"session": {"access": token}})
+
+    @api_view(["GET"])
+    def sites(request: Any) -> Response:
+        if not _authorised(request):
+            return Response({"detail": "login first"}, status=401)
+        found = [{"uuid": str(s.id), "title": s.title} for s in Site.objects.order_by("title")]
+        return Response({"count": len(found), "items": found})
+
+    @api_view(["GET"])
+    def pens(request: Any, site: str) -> Response:
+        if not _authorised(request):
+            return Response({"detail": "login first"}, status=401)
+        answer = []
+        for pen in Pen.objects.filter(site_id=site).order_by("label"):  # no prefetch_related
+            sensors = []
+            for sensor in pen.sensors.all():  # a query per pen
+                last = sensor.readings.order_by("-at").first()  # and one per sensor
+                sensors.append(
+                    {
+                        "uuid": str(sensor.id),
+                        "kind": sensor.kind,
+                        "last": last.value if last else None,
+                    }
+                )
+            answer.append({"uuid": str(pen.id), "label": pen.label, "sensors": sensors})
+        return Response({"pens": answer})
+
+    @api_view(["GET"])
+    def weather(request: Any, site: str) -> Response:
+        if not _authorised(request):
+            return Response({"detail": "login first"}, status=401)
+        title = Site.objects.filter(id=site).values_list("title", flat=True).first()
+        time.sleep(WEATHER_S)  # the weather service, through a client no span wraps
+        return Response({"site": title, "outside_c": 4.5})
+
+    @api_view(["POST"])
+    def telemetry(request: Any) -> Response:
+        Upload.objects.create(received=time.time(), body=json.dumps(request.data)[:2000])
+        return Response({"ok": True}, status=202)
+
+    return [
+        path("auth/session/", session),
+        path("v2/sites/", sites),
+        path("v2/sites/<uuid:site>/pens/", pens),
+        path("v2/sites/<uuid:site>/weather/", weather),
+        path("v2/telemetry/", telemetry),
+    ]
+
+
+urlpatterns: list[Any] = []
+
+
+def seed() -> None:
+    from django.core.management import call_command
+
+    from tests.foreign.models import Pen, Reading, Sensor, Site
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    if Site.objects.exists():
+        return
+    now = time.time()
+    for s in range(SITES):
+        site = Site.objects.create(title=f"Site {s}")
+        for p in range(PENS):
+            pen = Pen.objects.create(site=site, label=f"pen {p}")
+            for k in range(SENSORS):
+                sensor = Sensor.objects.create(pen=pen, kind=("mic", "climate")[k % 2])
+                Reading.objects.bulk_create(
+                    Reading(sensor=sensor, at=now - i * 60, value=float(i)) for i in range(3)
+                )
+
+
+def instrument(otlp: str) -> Any:
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "barn-api"}))
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp.rstrip("/") + "/v1/traces"))
+    )
+    trace.set_tracer_provider(provider)
+    DjangoInstrumentor().instrument(tracer_provider=provider)
+    SQLite3Instrumentor().instrument(tracer_provider=provider)
+    return provider
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--database", type=Path, required=True)
+    parser.add_argument("--otlp")
+    args = parser.parse_args(argv)
+    configure(args.database)
+    provider = instrument(args.otlp) if args.otlp else None
+    django.setup()
+    urlpatterns.extend(_views())
+    seed()
+    import signal
+    import socketserver
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from django.core.wsgi import get_wsgi_application
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    class Server(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    server = make_server(
+        "127.0.0.1", args.port, get_wsgi_application(), server_class=Server, handler_class=Quiet
+    )
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # flush the spans on the way out
+    print(f"listening 127.0.0.1:{args.port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if provider is not None:
+            provider.shutdown()
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The backend's own traces joined to barnstorm's requests, end to end: the receiver as a
+process, the reference backend exporting with the real OpenTelemetry SDK, a mixed run
+that finds the room chart's N+1 from spans alone (no Server-Timing), joins checked against
+the backend's access log, and counts that add up."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from simulator.backend.broker import free_port
+from simulator.errors import ConfigError
+from simulator.traces.context import flow_key
+from simulator.traces.receiver import start
+from tests.conftest import Backends
+from tests.helpers import ROOT, seed_history
+from tests.traces.otlp import otlp_json, protobuf, request_trace, trace_id
+
+pytestmark = pytest.mark.slow  # processes: the receiver, backends, Locust
+
+ROOM = "GET /api/farms/[id]/rooms/[id] (7 days)"
+#: the room chart and the farm list, as a team's recorded map would name them.
+ROOM_MAP = f"""
+[login]
+url = "/api/login"
+body = '{{"username": "farmer", "password": "barnstorm"}}'
+
+[views.farm_list]
+think = [0.05, 0.2]
+[[views.farm_list.requests]]
+name = "GET /api/farms"
+url = "/api/farms"
+
+[views.room_detail]
+think = [0.05, 0.2]
+[[views.room_detail.requests]]
+name = "{ROOM}"
+url = "/api/farms/{{farm_id}}/rooms/{{room_id}}?from={{from}}&to={{to}}"
+"""
+
+
+def _post(url: str, body: bytes, content_type: str, encoding: str = "") -> int:
+    headers = {"Content-Type": content_type}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_the_receiver_takes_protobuf_json_and_gzip_refuses_garbage_and_counts_all() -> None:
+    """The receiver process answers 200 to protobuf, gzip'd protobuf and JSON exports, 400
+    to a body that is none (counted as refused), 404 elsewhere; its final figures count
+    every span it took as joined or unjoined; a taken port is one line naming the flag."""
+    receiver = start("127.0.0.1:0", "run-receiver")
+    try:
+        url = f"http://{receiver.address}/v1/traces"
+        ours = request_trace(
+            trace_id("run-receiver", "farm_list", "GET /api/farms"), statements=["SELECT 1"]
+        )
+        other = request_trace(trace_id("another", "farm_list", "GET /api/farms"))
+        assert _post(url, protobuf(ours), "application/x-protobuf") == 200
+        again = request_trace(
+            trace_id("run-receiver", "farm_list", "GET /api/farms"), statements=["SELECT 1"]
+        )
+        assert _post(url, gzip.compress(protobuf(again)), "application/x-protobuf", "gzip") == 200
+        assert _post(url, otlp_json(other), "application/json") == 200
+        assert _post(url, b"\xffgarbage", "application/x-protobuf") == 400
+        assert _post(f"http://{receiver.address}/v1/metrics", b"", "application/json") == 404
+        summary = receiver.finish(quiet_s=0.5)
+        assert summary["spans"] == {"received": 5, "joined": 4, "unjoined": 1}
+        assert summary["refused_requests"] == 1
+        assert summary["export_requests"] == 3
+        (flow,) = summary["flows"]
+        assert (flow["flow_tag"], flow["name_tag"]) == (
+            flow_key("farm_list", "GET /api/farms").flow,
+            flow_key("farm_list", "GET /api/farms").name,
+        )
+        assert flow["traces"] == 2
+    finally:
+        receiver.stop()
+    taken = start("127.0.0.1:0", "run-a")
+    try:
+        with pytest.raises(ConfigError, match="--otlp-receiver: cannot receive traces"):
+            start(taken.address, "run-b")
+    finally:
+        taken.stop()
+
+
+def test_a_mixed_run_finds_the_room_charts_n_plus_one_from_spans_alone(
+    tmp_path: Path, backend: Backends
+) -> None:
+    """``simulate serve --slow --otlp URL --no-server-timing`` over a month of history and a
+    ``simulate mixed --otlp-receiver``: the report names the room chart's N+1 from the
+    spans, with its repeated statement, and its HTML page shows it before the verdicts;
+    every span is joined or counted as unjoined, and every joined trace is the request
+    the access log saw with that trace id (same request name, same path)."""
+    port = free_port()
+    access_log = tmp_path / "access.jsonl"
+    url = backend(
+        *("--farms", "2", "--slow", "--no-server-timing"),
+        *("--otlp", f"http://127.0.0.1:{port}", "--access-log", str(access_log)),
+    )
+    seed_history(f"{url}/ingest", farms=2, days=30, batch=200)
+    access_log.write_text("")  # the seeding's requests are not the run's
+    (tmp_path / "rooms.toml").write_text(ROOM_MAP)
+    report, html, joins = tmp_path / "r.json", tmp_path / "r.html", tmp_path / "joins.txt"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "simulator", "mixed", "--farms", "2", "--users", "4"),
+            *("--spawn-rate", "4", "--run-time", "20s", "--speed", "60"),
+            *("--host", url, "--http", f"{url}/ingest"),
+            *("--otlp-receiver", f"127.0.0.1:{port}", "--report", str(report)),
+            *("--html", str(html)),
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "BARNSTORM_DASHBOARD_MAP": str(tmp_path / "rooms.toml"),
+            "BARNSTORM_OTLP_JOINS": str(joins),
+            "BARNSTORM_RUN_ID": f"traces-{os.getpid()}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(report.read_text())
+    traces = data["traces"]
+    spans = traces["spans"]
+    assert spans["received"] == spans["joined"] + spans["unjoined"]
+    assert spans["joined"] > 0
+    found = next(f for f in data["n_plus_one"] if f["from"] == "spans")
+    assert found["name"] == ROOM
+    assert re.search(
+        r"SELECT device_id, kind, ts, payload FROM messages WHERE device_id = \?",
+        found["statement"],
+    ), found
+    room = next(r for r in data["requests"] if r["name"] == ROOM)
+    assert room["backend"] is None  # no Server-Timing: the spans alone told it
+    assert room["traces"]["db_spans_per_request"] > 20
+    farms = next(r for r in data["requests"] if r["name"] == "GET /api/farms")
+    assert farms["traces"]["db_spans_per_request"] < 5
+    assert f"N+1 in {ROOM}" in done.stderr
+    page = html.read_text()
+    assert page.index("N+1 in GET /api/farms/[id]/rooms/[id]") < page.index("<h2>Verdicts</h2>")
+    # Every join against the access log: the trace id the request carried, its name in the
+    # baggage, its path; none joined to another request's flow.
+    seen = {}
+    for line in access_log.read_text().splitlines():
+        request = json.loads(line)
+        parent = request.get("traceparent")
+        if parent:
+            baggage = dict(item.split("=", 1) for item in request["baggage"].split(","))
+            name = baggage["barnstorm.request"]
+            seen[parent.split("-")[1]] = (baggage["barnstorm.flow"], name, request["path"])
+    joined = joins.read_text().splitlines()
+    assert len(joined) == sum(f["traces"] for f in traces["flows"])
+    for line in joined:
+        trace, flow_tag, name_tag, path = line.split(" ", 3)
+        flow, name, logged_path = seen[trace]
+        key = flow_key(unquote(flow), unquote(name))
+        assert (flow_tag, name_tag) == (key.flow, key.name), line
+        assert path == logged_path, line

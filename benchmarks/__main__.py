@@ -18,6 +18,9 @@ Every target is started here on 127.0.0.1 (a private Mosquitto, the reference ba
     python -m benchmarks bridge-file
     python -m benchmarks history         # a year of 12 farms as history (about 4 minutes)
     python -m benchmarks soak            # the simulator's memory over a 10-minute soak
+    python -m benchmarks gate            # the regression gate's false alarms and power, simulated
+    python -m benchmarks same-build      # six 2-minute mixed runs of one build compared (~15 min)
+    python -m benchmarks traces          # the trace receiver's CPU share of a mixed run
     python -m benchmarks all --json results.json
 """
 
@@ -35,12 +38,15 @@ from typing import Any
 from .bridge import bench_bridge, bench_soak
 from .common import compile_package
 from .connections import bench_connections
+from .gate import bench_gate
 from .generation import bench_engine, bench_fleet_sizes, bench_history, bench_history_core
 from .httpingest import bench_http
 from .looplag import bench_loop_lag
 from .mqtt5 import bench_mqtt5
 from .publish import bench_publish
+from .same_build import bench_same_build
 from .scaling import bench_scaling
+from .traces import bench_traces
 from .verify import bench_verify
 
 Result = dict[str, Any]
@@ -60,6 +66,9 @@ BENCHMARKS: dict[str, Callable[[], Result | list[Result]]] = {
     "bridge-file": lambda: bench_bridge(target="file", duration="2d"),
     "history": bench_history,
     "soak": bench_soak,
+    "gate": bench_gate,
+    "same-build": bench_same_build,
+    "traces": bench_traces,
 }
 
 
@@ -72,8 +81,9 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
-    # "all" is the quick ones; the year-long history and the soak are asked for by name.
-    quick = [name for name in BENCHMARKS if name not in ("history", "soak")]
+    # "all" is the quick ones; the year-long history, the soak, the runs of one build and
+    # the minute-long mixed run with traces are asked for by name.
+    quick = [name for name in BENCHMARKS if name not in ("history", "soak", "same-build", "traces")]
     names = quick if not args.which or "all" in args.which else args.which
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:

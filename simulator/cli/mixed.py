@@ -114,6 +114,7 @@ def mixed_command(
     max_failed: str,
     otlp_receiver: str | None,
     trace_sample: str | None,
+    otlp_export: str | None,
     trace_mqtt: bool,
 ) -> None:
     """Devices and dashboard users in one Locust run (locustfiles/mixed.py).
@@ -135,7 +136,12 @@ def mixed_command(
     opt.share(max_failed, "--max-failed")
     parse_slas(sla)  # bad input fails here, before Locust starts
     traces = trace_config(
-        {"otlp_receiver": otlp_receiver, "trace_sample": trace_sample, "trace_mqtt": trace_mqtt}
+        {
+            "otlp_receiver": otlp_receiver,
+            "trace_sample": trace_sample,
+            "trace_mqtt": trace_mqtt,
+            "otlp_export": otlp_export,
+        }
     )
     if not http:
         check_trace_mqtt(traces, os.environ.get("BARNSTORM_MQTT_VERSION"))

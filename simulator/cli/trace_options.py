@@ -7,8 +7,10 @@ from typing import Any
 
 from simulator.cli.options import option, stacked
 from simulator.errors import ConfigError
+from simulator.redact import register_url
 from simulator.runner.config import TraceConfig
 from simulator.traces.context import sample_share
+from simulator.traces.export import export_url
 from simulator.traces.receiver import parse_listen
 
 trace_options = stacked(
@@ -25,8 +27,15 @@ trace_options = stacked(
         metavar="SHARE",
         help="The share of requests (and of --trace-mqtt publishes), 10% or 0.1, whose trace "
         "barnstorm marks sampled (traceparent flag 01, sentry-trace -1). Default: 100% with "
-        "--otlp-receiver (a sampler that follows its caller would send nothing back), else "
-        "0%: none marked, the backend's own sampler decides.",
+        "--otlp-receiver or --otlp-export (a sampler that follows its caller would send "
+        "nothing back), else 0%: none marked, the backend's own sampler decides.",
+    ),
+    option(
+        "--otlp-export",
+        metavar="URL",
+        help="Send barnstorm's own client span of each sampled request over OTLP/HTTP to URL "
+        "(a collector, Jaeger, Tempo: http://127.0.0.1:4318), where it meets the backend's "
+        "spans of the same trace.",
     ),
     option(
         "--trace-mqtt",
@@ -42,9 +51,13 @@ def trace_config(options: dict[str, Any]) -> TraceConfig:
     listen = options.get("otlp_receiver")
     if listen:
         parse_listen(listen)
+    export = options.get("otlp_export")
+    if export:
+        export = export_url(export)
+        register_url(export)
     given = options.get("trace_sample")
     try:
-        sample = sample_share(given) if given else (1.0 if listen else 0.0)
+        sample = sample_share(given) if given else (1.0 if listen or export else 0.0)
     except ValueError as exc:
         raise ConfigError("--trace-sample", str(exc).removeprefix("--trace-sample: ")) from None
     trace_mqtt = bool(options.get("trace_mqtt"))
@@ -53,7 +66,12 @@ def trace_config(options: dict[str, Any]) -> TraceConfig:
             "--trace-mqtt",
             "marks only the sampled share: give --trace-sample too, e.g. --trace-sample 1%",
         )
-    return TraceConfig(otlp_receiver=listen or None, trace_sample=sample, trace_mqtt=trace_mqtt)
+    return TraceConfig(
+        otlp_receiver=listen or None,
+        trace_sample=sample,
+        trace_mqtt=trace_mqtt,
+        otlp_export=export or None,
+    )
 
 
 def trace_environment(trace: TraceConfig) -> dict[str, str]:
@@ -63,6 +81,8 @@ def trace_environment(trace: TraceConfig) -> dict[str, str]:
         env["BARNSTORM_OTLP_RECEIVER"] = trace.otlp_receiver
     if trace.trace_mqtt:
         env["BARNSTORM_TRACE_MQTT"] = "1"
+    if trace.otlp_export:
+        env["BARNSTORM_OTLP_EXPORT"] = trace.otlp_export
     return env
 
 

@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from locust import events
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from simulator.errors import ConfigError
 from simulator.locust.dashboard_map import DashboardMap, load_map
 from simulator.report.traces import by_request, summary_lines, traces_section
 from simulator.traces.context import SAMPLE_VARIABLE, TraceContext, current_run_id
+from simulator.traces.export import ClientSpans, export_url
 from simulator.traces.receiver import Receiver, parse_listen, start
 
 RECEIVER_VARIABLE = "BARNSTORM_OTLP_RECEIVER"
+EXPORT_VARIABLE = "BARNSTORM_OTLP_EXPORT"
 #: a file the receiver appends a line to per joined trace (trace id, flow and request tags,
 #: the server span's path): an audit of the joins.
 JOINS_VARIABLE = "BARNSTORM_OTLP_JOINS"
@@ -44,6 +47,63 @@ def add_trace_options(parser: Any) -> None:
         help="Receive the backend's OpenTelemetry traces at http://HOST:PORT/v1/traces and "
         "join them to the run's requests in barnstorm's report.",
         include_in_web_ui=False,
+    )
+    parser.add_argument(
+        "--barnstorm-otlp-export",
+        env_var=EXPORT_VARIABLE,
+        help="Send barnstorm's client span of each sampled request to this OTLP/HTTP URL.",
+        include_in_web_ui=False,
+    )
+
+
+def export_address(environment: Environment) -> str | None:
+    options = environment.parsed_options
+    given = getattr(options, "barnstorm_otlp_export", None) if options else None
+    return str(given) if given else os.environ.get(EXPORT_VARIABLE) or None
+
+
+@events.init.add_listener
+def start_export(environment: Environment, **_: Any) -> None:
+    """Each process that sends requests exports its own client spans."""
+    url = export_address(environment)
+    if not url or isinstance(environment.runner, MasterRunner) or TRACE.exporter is not None:
+        return
+    if not os.environ.get(SAMPLE_VARIABLE):
+        TRACE.sample = 1.0
+    try:
+        TRACE.exporter = ClientSpans(export_url(url, "--barnstorm-otlp-export"), TRACE.run)
+    except ConfigError as exc:
+        print(f"barnstorm: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+@events.request.add_listener
+def export_span(
+    name: str,
+    response_time: float,
+    response: Any,
+    exception: BaseException | None,
+    start_time: float | None = None,
+    **_: Any,
+) -> None:
+    """The client span of a dashboard request that carried trace context."""
+    exporter = TRACE.exporter
+    request = getattr(response, "request", None)
+    if exporter is None or request is None:
+        return  # a device message (the fleet exports its own), or no export
+    parent = request.headers.get("traceparent")
+    if not parent:
+        return
+    start = start_time if start_time is not None else time.time() - response_time / 1000
+    exporter.add(
+        parent,
+        name,
+        int(start * 1e9),
+        int((start + response_time / 1000) * 1e9),
+        method=str(request.method),
+        url=str(request.url),
+        status=getattr(response, "status_code", None) or None,
+        error=f"{type(exception).__name__}: {exception}" if exception else None,
     )
 
 
@@ -76,6 +136,15 @@ def start_receiver(environment: Environment, **_: Any) -> None:
 def stop_receiver(environment: Environment, **_: Any) -> None:
     for receiver in RECEIVERS:
         receiver.stop()
+    if TRACE.exporter is not None:
+        counts = TRACE.exporter.close()
+        if counts["failed"] or counts["dropped"]:
+            print(
+                f"barnstorm: client spans to {counts['url']}: {counts['exported']:,} sent, "
+                f"{counts['failed']:,} failed ({counts['last_error']}), "
+                f"{counts['dropped']:,} dropped",
+                file=sys.stderr,
+            )
 
 
 def flow_pairs(dashboards: DashboardMap, device_names: list[str]) -> list[tuple[str, str]]:

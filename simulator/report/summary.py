@@ -39,6 +39,13 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
         console.print(f"[bold red]N+1 suspected in ingest {suspect['name']}:[/] {suspect['why']}")
     for line in summary_lines(report.get("traces")):
         console.print(escape(line))
+    spans = report.get("client_spans")
+    if spans:
+        line = f"client spans to {spans['url']}: {spans['exported']:,} sent"
+        if spans["failed"] or spans["dropped"]:
+            line += f", {spans['failed']:,} failed ({spans['last_error']}), "
+            line += f"{spans['dropped']:,} dropped"
+        console.print(escape(line))
     if report["target"]["kind"] == "mqtt":
         connections = report["connections"]
         console.print(

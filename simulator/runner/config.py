@@ -128,7 +128,7 @@ class VerdictConfig:
 @dataclass(frozen=True)
 class TraceConfig:
     """The backend's traces: where barnstorm receives them, what share of its requests it
-    marks sampled, whether MQTT 5 publishes carry trace context."""
+    marks sampled, whether MQTT 5 publishes carry trace context, where its own spans go."""
 
     #: HOST:PORT of the OTLP/HTTP receiver (None: none).
     otlp_receiver: str | None = None
@@ -136,6 +136,8 @@ class TraceConfig:
     trace_sample: float = 0.0
     #: MQTT 5 publishes of the sampled share carry a ``traceparent`` user property.
     trace_mqtt: bool = False
+    #: OTLP/HTTP URL barnstorm's own client spans go to (None: nowhere).
+    otlp_export: str | None = None
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ from simulator.runner.delivery import FailedShare, Ramp, nothing_accepted, nothi
 from simulator.runner.traces import collect, flows_of, receiving
 from simulator.runner.verify import observer_for, verification
 from simulator.traces.context import TraceContext
+from simulator.traces.export import ClientSpans
 from simulator.traces.receiver import Receiver
 from simulator.transports.base import Transport
 from simulator.transports.faultproxy import FaultProxy, play_faults
@@ -122,6 +123,10 @@ class Run:
         self.traces: dict[str, Any] | None = None
         #: barnstorm's own event-loop lag while the fleet ran.
         self.loop_lag = LoopLag()
+        #: barnstorm's own client spans (--otlp-export), and what became of them.
+        export = config.traces.otlp_export
+        self.exporter = ClientSpans(export, config.run_id) if export else None
+        self.client_spans: dict[str, Any] | None = None
         protect(config.secrets(), config.secret_urls())
         #: the run's engine, books and transport, once it ran (a parallel run's parent
         #: reads them).
@@ -189,6 +194,8 @@ class Run:
                 self._failed(exc)
             finally:
                 await self._settle(transport, metrics, recorder, stream)
+                if self.exporter is not None:  # sent before the receiver's last wait
+                    self.client_spans = await asyncio.to_thread(self.exporter.close)
             if readback is not None and engine is not None and self.outcome != "failed":
                 await self._reconcile(fleet, engine, metrics, readback)
             if observer is not None and engine is not None and self.outcome != "failed":
@@ -531,7 +538,7 @@ class Run:
                 client=self.config.target.http_client,
                 token=self.config.target.token,
                 credentials=credentials,
-                trace=TraceContext(self.config.run_id, sample=self.config.traces.trace_sample),
+                trace=self._trace_context(),
                 type_names=fleet.devices.type_names,
                 timeout=self.config.target.http_timeout,
                 verify=self.config.target.tls.context() if http.startswith("https://") else True,
@@ -543,14 +550,15 @@ class Run:
         client_ids = [prefix + device for device in fleet.devices.ids]
         paced = mqtt_at_speed(mqtt, self.config.timing.speed)
         traces = self.config.traces
-        trace = (
-            TraceContext(self.config.run_id, sample=traces.trace_sample)
-            if traces.trace_mqtt
-            else None
-        )
+        trace = self._trace_context() if traces.trace_mqtt else None
         return mqtt_transport(
             metrics, paced, client_ids, credentials, trace, fleet.devices.type_names
         )
+
+    def _trace_context(self) -> TraceContext:
+        trace = TraceContext(self.config.run_id, sample=self.config.traces.trace_sample)
+        trace.exporter = self.exporter
+        return trace
 
     def _flows(
         self, fleet: Fleet, metrics: Metrics
@@ -650,6 +658,7 @@ class Run:
             "accounting": self.accounting.as_dict() if self.accounting else None,
             "verify": self.verification,
             "traces": self.traces,
+            "client_spans": self.client_spans,
             "config": config.public(),
         }
 

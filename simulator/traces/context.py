@@ -25,7 +25,11 @@ import os
 import random
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from simulator.traces.export import ClientSpans
 
 RUN_ID_VARIABLE = "BARNSTORM_RUN_ID"
 SENTRY_VARIABLE = "BARNSTORM_SENTRY_TRACE"
@@ -92,6 +96,8 @@ class TraceContext:
             sample if sample is not None else sample_share(os.environ.get(SAMPLE_VARIABLE))
         )
         self._tags: dict[tuple[str, str], bytes] = {}
+        #: where barnstorm's own client spans go (``--otlp-export``), if anywhere.
+        self.exporter: ClientSpans | None = None
 
     def new_ids(self, flow: str, name: str) -> tuple[str, str, bool]:
         """A new trace id for a request ``name`` of ``flow``, its span id, and whether it

@@ -176,6 +176,8 @@ class HttpTransport(Transport):
             body = b"[" + b",".join(m.payload for m in messages) + b"]"
         error: str | None = None
         headers = self._headers(messages)
+        started = time.time_ns()
+        status: int | None = None
         for attempt in range(MAX_RETRIES + 1):
             answer = await client.post(messages[0].connection, body, headers)
             if answer.error is not None:
@@ -201,6 +203,19 @@ class HttpTransport(Transport):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), wait)
                 break  # the run is stopping: the message keeps its last outcome
+        exporter = self.trace.exporter if self.trace is not None else None
+        if exporter is not None and headers is not None and "traceparent" in headers:
+            name = self._flow_name(messages)
+            exporter.add(
+                headers["traceparent"],
+                name,
+                started,
+                time.time_ns(),
+                method="POST",
+                url=self.url,
+                status=status,
+                error=error,
+            )
         for message in messages:
             self._pending -= 1
             if error is None:
@@ -214,11 +229,14 @@ class HttpTransport(Transport):
         if auth:
             headers["authorization"] = auth
         if self.trace is not None:
-            code = messages[0].type_code
-            same = all(m.type_code == code for m in messages)
-            name = self._flows[code] if same and code < len(self._flows) else "ingest batch"
-            headers.update(self.trace.headers("ingest", name))
+            headers.update(self.trace.headers("ingest", self._flow_name(messages)))
         return headers or None
+
+    def _flow_name(self, messages: list[Message]) -> str:
+        """The request's name in its trace: its device type's ingest, or a mixed batch's."""
+        code = messages[0].type_code
+        same = all(m.type_code == code for m in messages)
+        return self._flows[code] if same and code < len(self._flows) else "ingest batch"
 
     @property
     def in_flight(self) -> int:

@@ -11,8 +11,11 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -22,6 +25,7 @@ from simulator.backend.broker import free_port
 from simulator.errors import ConfigError
 from simulator.traces.context import flow_key
 from simulator.traces.receiver import start
+from simulator.traces.spans import Span, read_body
 from tests.conftest import Backends
 from tests.helpers import ROOT, seed_history
 from tests.traces.otlp import otlp_json, protobuf, request_trace, trace_id
@@ -175,3 +179,89 @@ def test_a_mixed_run_finds_the_room_charts_n_plus_one_from_spans_alone(
         key = flow_key(unquote(flow), unquote(name))
         assert (flow_tag, name_tag) == (key.flow, key.name), line
         assert path == logged_path, line
+
+
+class Collector:
+    """A stand-in for a team's OTLP collector: it keeps every span it is sent."""
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                spans = read_body(body, self.headers.get("Content-Type", ""), "", 1 << 26)
+                collector.spans.extend(spans)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_barnstorms_client_spans_meet_the_backends_in_one_trace(
+    tmp_path: Path, backend: Backends
+) -> None:
+    """--otlp-export sends a client span per request (simulate run's HTTP ingest, simulate
+    mixed's dashboard requests) to the team's collector, where the backend's spans of the
+    same trace arrive too: every request's client span is the parent of the backend's
+    server span in one trace."""
+    collector = Collector()
+    try:
+        url = backend("--farms", "2", "--otlp", collector.url)
+        report = tmp_path / "run.json"
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "simulator", "--farms", "2", "--http", f"{url}/ingest"),
+                *("--speed", "600", "--duration", "20m", "--quiet", "--report", str(report)),
+                *("--otlp-export", collector.url),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        data = json.loads(report.read_text())
+        sent = data["totals"]["sent"]
+        assert data["client_spans"]["exported"] == sent
+        assert data["client_spans"]["failed"] == 0
+        assert "client spans to" in done.stdout
+        mixed = subprocess.run(
+            [
+                *(sys.executable, "-m", "simulator", "mixed", "--farms", "1", "--users", "2"),
+                *("--spawn-rate", "2", "--run-time", "8s", "--speed", "60"),
+                *("--host", url, "--http", f"{url}/ingest", "--otlp-export", collector.url),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert mixed.returncode == 0, mixed.stderr[-3000:]
+
+        def seen() -> tuple[list[Span], dict[bytes, bytes]]:
+            spans = list(collector.spans)
+            clients = [s for s in spans if s.service == "barnstorm"]
+            return clients, {s.parent_id: s.trace_id for s in spans if s.kind == 2}
+
+        deadline = time.monotonic() + 60  # the backend's exporter batches every 5 s
+        while True:
+            clients, parents = seen()
+            if len(clients) > sent and all(c.span_id in parents for c in clients):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        collector.server.shutdown()
+    assert all(parents.get(c.span_id) == c.trace_id for c in clients)  # one trace, two halves
+    names = {c.name for c in clients}
+    assert {"POST /api/login", "ingest gateway"} <= names, names  # Locust's and the fleet's
+    assert sum(1 for c in clients if c.name.startswith("ingest ")) >= sent

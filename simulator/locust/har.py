@@ -19,8 +19,11 @@ tool that writes HAR 1.2) and turn it into a dashboard map for the Locust users:
   ``Authorization`` header becomes the map's ``[login]`` step; the header leaves the
   requests.
 
-The result is plain TOML to read and edit: check it before a run, especially the login
-body, which holds what the recording sent (use a test account).
+- **Secrets**: passwords, tokens and API keys in recorded bodies and query strings become
+  ``{env:BARNSTORM_LOGIN_PASSWORD}``-style placeholders, taken from the environment on
+  replay; har2map says each one it replaced.
+
+The result is plain TOML to read and edit: check it before a run.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from simulator.errors import ConfigError
+from simulator.locust.har_secrets import scrub_body, secret_name, variable
 
 #: path segment before an ID -> the fleet placeholder it becomes.
 COLLECTIONS = {
@@ -335,10 +339,15 @@ def _template(call: Call, earlier: list[tuple[Call, Template]], warnings: list[s
         elif epochs and any(k == key for k, _ in epochs):
             query.append(f"{key}={{from}}")
             window = max(v for _, v in epochs) - float(value)
+        elif secret_name(key):
+            name = variable(key, login=False)
+            query.append(f"{key}={{env:{name}}}")
+            warnings.append(_replaced(f"{call.method} {call.path}", key, name))
         else:
             query.append(f"{key}={value}")
     url = "/".join(segments) + ("?" + "&".join(query) if query else "")
-    body = call.body.replace("{", "{{").replace("}", "}}") if call.body else call.body
+    body, names, _ = scrub_body(call.body, login=False)
+    warnings += [_replaced(f"{call.method} {call.path}", "body", name) for name in names]
     expect = (call.status,) if 200 <= call.status < 300 else (200, call.status)
     return Template(call.method, url, body, expect, window=window)
 
@@ -374,8 +383,10 @@ def build_map(path: Path, gap: float = 1.0) -> MapDraft:
     for index, view in enumerate(views):
         calls = view.calls
         kept = [c for c in calls if c is not login_call]
-        if login_call in calls:
-            login = Template(login_call.method, login_call.path, login_call.body, (200,))
+        if login_call in calls and login is None:
+            body, secrets, _ = scrub_body(login_call.body, login=True)
+            warnings += [_replaced("[login]", "body", name) for name in secrets]
+            login = Template(login_call.method, login_call.path, body, (200,))
         if not kept:
             continue
         paired: list[tuple[Call, Template]] = []
@@ -414,6 +425,13 @@ def build_map(path: Path, gap: float = 1.0) -> MapDraft:
     return MapDraft(login, token_path, header, scheme, out, warnings)
 
 
+def _replaced(where: str, field: str, name: str) -> str:
+    return (
+        f"{where}: the recorded secret in its {field} is now {{env:{name}}}: set {name} "
+        "before a run (the map keeps no secret)"
+    )
+
+
 def _string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
@@ -422,7 +440,8 @@ def render(draft: MapDraft, source: str) -> str:
     """The map as TOML, with a header saying where it came from."""
     lines = [
         f"# Dashboard map made by `simulate har2map` from {Path(source).name}.",
-        "# Check it before a run: the login body is what the recording sent.",
+        "# Check it before a run. Secrets of the recording are {env:NAME} placeholders: set",
+        "# each NAME in the environment (a CI variable) before a run.",
         "",
     ]
     if draft.login is not None:

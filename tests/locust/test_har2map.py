@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from simulator.errors import ConfigError
 from simulator.locust.dashboard_map import load_map
+from simulator.locust.har_secrets import secret_name
 from tests.conftest import Backends
 from tests.helpers import ROOT, locust_stats, simulate
 
@@ -142,7 +144,12 @@ def test_the_map_replays_the_recorded_sequence_with_new_ids(
         *("--scenario", "scenarios/heatwave.toml"),
     )
     assert seeded.returncode == 0, seeded.stderr
-    env = {**os.environ, "BARNSTORM_FARMS": "3", "BARNSTORM_DASHBOARD_MAP": str(har2map(tmp_path))}
+    env = {
+        **os.environ,
+        "BARNSTORM_FARMS": "3",
+        "BARNSTORM_DASHBOARD_MAP": str(har2map(tmp_path)),
+        "BARNSTORM_LOGIN_PASSWORD": "barnstorm",  # the map names it; the CI variable here
+    }
     # --stop-timeout: a user stopped in the middle of a view finishes it (the view is one
     # task), so every trace in the log is a whole view.
     users = ["-u", "4", "-r", "4", "-t", "30s", "--stop-timeout", "10", "--host", url]
@@ -237,3 +244,75 @@ def test_a_login_answer_missing_from_the_recording_is_guessed_and_said(tmp_path:
     assert dashboard_map.login is not None
     assert dashboard_map.login.url == "/api/login"
     assert "login" not in {view.name for view in dashboard_map.views}
+
+
+def test_the_map_keeps_no_secret_of_the_recording(tmp_path: Path) -> None:
+    """The recording's password, an API key in a query string and a token in a request body
+    become named {env:...} placeholders, each said once on stderr (never its value); the
+    map loads once they are set and is refused, naming the variable, while one is not."""
+    har = json.loads(RECORDING.read_text())
+    secrets = {"password": "Hunter2-recorded!", "api": "key-5f3a9c2e71", "body": "tok-77d0e1"}
+    for entry in har["log"]["entries"]:
+        request = entry["request"]
+        if request["method"] == "POST" and request["url"].endswith("/api/login"):
+            body = {"username": "farmer", "password": secrets["password"]}
+            request["postData"]["text"] = json.dumps(body)
+        elif request["url"].split("?")[0].endswith("/api/alerts") and request["method"] == "GET":
+            request["url"] += ("&" if "?" in request["url"] else "?") + f"api_key={secrets['api']}"
+        elif request["method"] == "POST" and "/ack" in request["url"]:
+            text = json.dumps({"note": "seen {x}", "ackToken": secrets["body"]})
+            request["postData"] = {"mimeType": "application/json", "text": text}
+    recording = tmp_path / "with_secrets.har"
+    recording.write_text(json.dumps(har))
+    out = tmp_path / "map.toml"
+    result = simulate("har2map", str(recording), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    for secret in secrets.values():
+        assert secret not in text
+        assert secret not in result.stderr
+    for name in ("BARNSTORM_LOGIN_PASSWORD", "BARNSTORM_API_KEY", "BARNSTORM_ACK_TOKEN"):
+        assert f"{{env:{name}}}" in text, text
+        assert result.stderr.count(f"set {name} before a run") >= 1
+    assert "seen {{x}}" in text  # the rest of a body stays as recorded, braces kept
+    values = {
+        "BARNSTORM_LOGIN_PASSWORD": "pw",
+        "BARNSTORM_API_KEY": "k",
+        "BARNSTORM_ACK_TOKEN": "t",
+    }
+    for name in values:
+        os.environ.pop(name, None)
+    with pytest.raises(ConfigError, match="BARNSTORM_LOGIN_PASSWORD"):
+        load_map(out)
+    os.environ.update(values)
+    try:
+        loaded = load_map(out)
+    finally:
+        for name in values:
+            os.environ.pop(name, None)
+    assert loaded.login is not None
+    assert loaded.login.body is not None
+    assert json.loads(loaded.login.body)["password"] == "pw"
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("password", True),
+        ("apiKey", True),
+        ("X-API-Key", True),
+        ("access_token", True),
+        ("client_secret", True),
+        ("sessionId", True),
+        ("username", False),
+        ("shipping", False),
+        ("author", False),
+        ("spinner", False),
+        ("token_type", False),
+        ("pageSize", False),
+    ],
+)
+def test_a_secret_is_known_by_the_words_of_its_name(name: str, secret: bool) -> None:
+    """Passwords, tokens and keys by the words of their names (camelCase, dashes or
+    underscores), not by letters inside other words (shipping, author, spinner)."""
+    assert secret_name(name) is secret

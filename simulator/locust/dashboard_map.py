@@ -5,7 +5,10 @@ think time after it, and requests issued in sequence as a browser would: method,
 template, optional body, expected status and a low-cardinality name for the report.
 Templates take ``{farm_id}`` ``{room_id}`` ``{device_id}`` ``{from}`` ``{to}`` (epoch
 seconds of a chart's window) and values a previous request extracted from its JSON
-answer (``extract = { alert_id = "0.id" }``). ``{env:NAME}`` takes an environment
+answer (``extract = { alert_id = "0.id" }``, or ``"items.*.id"``: one of all, at random),
+kept for the user's later views (the room of the farm it opened), or drawn from a CSV the
+team exported (``[sources.site] csv = "sites.csv"``, ``column = "id"``: one value per user,
+kept). ``{env:NAME}`` takes an environment
 variable's value when the map is loaded (a password, an API key: the map goes in a
 repository, the secret stays in the CI's variables); a map that names one that is not set is
 refused. This module is plain Python: the Locust users import it, the engine never does.
@@ -13,6 +16,9 @@ refused. This module is plain Python: the Locust users import it, the engine nev
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import json
 import os
 import re
@@ -98,6 +104,37 @@ class DashboardMap:
     source: str
     login: Login | None
     views: tuple[View, ...]
+    #: placeholder name -> the product's own values (a CSV the team exported): each
+    #: simulated user draws one at its start and keeps it.
+    sources: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+
+def _csv_source(table: Table, name: str, base: Path) -> tuple[str, ...]:
+    """A ``[sources.NAME]`` table: ``csv = "file.csv"``, ``column = "id"``; the file's
+    values, every one present and none twice."""
+    table.check_keys({"csv", "column"})
+    file = base / table.string("csv")
+    column = table.string("column", name)
+    where = f"{file}"
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(table.where("csv"), f"cannot read {file}: {exc}") from None
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise ConfigError(where, f"not a CSV: {exc}") from None
+    if not rows or column not in (rows[0].keys() if rows else ()):
+        header = ", ".join(rows[0].keys()) if rows else "nothing"
+        raise ConfigError(where, f'expected a column "{column}" and rows under it, got {header}')
+    values = [str(row.get(column) or "").strip() for row in rows]
+    for line, value in enumerate(values, start=2):
+        if not value:
+            raise ConfigError(f"{where}:{line}", f'no value in column "{column}"')
+    duplicates = sorted({v for v in values if values.count(v) > 1})
+    if duplicates:
+        raise ConfigError(where, f'"{duplicates[0]}" is in column "{column}" twice')
+    return tuple(values)
 
 
 def _request(table: Table) -> RequestSpec:
@@ -138,7 +175,14 @@ def load_map(path: Path | None = None) -> DashboardMap:
     """Load and check a dashboard map; errors name the file and key."""
     file = path or DEFAULT_MAP
     root = Table.load(file)
-    root.check_keys({"login", "views"})
+    root.check_keys({"login", "views", "sources"})
+    sources: dict[str, tuple[str, ...]] = {}
+    if "sources" in root:
+        sources_table = root.table("sources")
+        for name in sources_table:
+            if not re.fullmatch(r"[A-Za-z_]\w*", name) or name in FLEET_PLACEHOLDERS:
+                raise sources_table.error(name, "expected a placeholder name of your own")
+            sources[name] = _csv_source(sources_table.table(name), name, file.parent)
     login = None
     if "login" in root:
         table = root.table("login")
@@ -158,6 +202,14 @@ def load_map(path: Path | None = None) -> DashboardMap:
         )
     views_table = root.table("views")
     views = []
+    # A value extracted in one view is the session's: later views of the same user use it.
+    session = {
+        key
+        for name in views_table
+        for item in (views_table.table(name).raw("requests", []) or [])
+        if isinstance(item, dict) and isinstance(item.get("extract"), dict)
+        for key in item["extract"]
+    }
     for name in views_table:
         table = views_table.table(name)
         table.check_keys({"weight", "think", "window_days", "requests"})
@@ -168,7 +220,7 @@ def load_map(path: Path | None = None) -> DashboardMap:
         if not isinstance(raw, list) or not raw or not all(isinstance(r, dict) for r in raw):
             raise table.error("requests", "expected one or more [[views.NAME.requests]]")
         requests = []
-        known = set(FLEET_PLACEHOLDERS)
+        known = set(FLEET_PLACEHOLDERS) | set(sources) | session
         for i, item in enumerate(raw):
             spec = _request(Table(item, table.source, f"{table.path}.requests[{i}]"))
             for field in ("url", "body"):
@@ -192,12 +244,19 @@ def load_map(path: Path | None = None) -> DashboardMap:
         )
     if not views:
         raise views_table.error(None, "no views")
-    return DashboardMap(str(file), login, tuple(views))
+    return DashboardMap(str(file), login, tuple(views), sources)
 
 
 def dig(data: Any, path: str) -> Any:
-    """``dig(answer, "0.id")``: the value at a dotted path of a JSON answer, or None."""
-    for part in path.split("."):
+    """``dig(answer, "0.id")``: the value at a dotted path of a JSON answer, or None;
+    ``items.*.id`` is every item's ``id`` (a list, empty when there is none)."""
+    parts = path.split(".")
+    for index, part in enumerate(parts):
+        if part == "*":
+            rest = ".".join(parts[index + 1 :])
+            items = data if isinstance(data, list) else []
+            found = [dig(item, rest) if rest else item for item in items]
+            return [value for value in found if value is not None and not isinstance(value, list)]
         if isinstance(data, list) and part.isdigit() and int(part) < len(data):
             data = data[int(part)]
         elif isinstance(data, dict) and part in data:

@@ -107,6 +107,11 @@ class DashboardUser(HttpUser):
     def on_start(self) -> None:
         self.next_think = 0.0
         self.auth: dict[str, str] = {}
+        #: this user's own values: one of each CSV source's, then what its views extracted
+        #: (the farm it opened, then a room of that farm), for its later views.
+        self.session: dict[str, Any] = {
+            name: random.choice(values) for name, values in MAP.sources.items()
+        }
         for adapter in self.client.adapters.values():
             adapter.max_retries = browser_retry()  # type: ignore[attr-defined]
         login = MAP.login
@@ -148,6 +153,7 @@ class DashboardUser(HttpUser):
             "device_id": random.choice(devices),
             "from": int(now - view.window_days * 86400),
             "to": int(now),
+            **self.session,
         }
         opening = os.urandom(6).hex()  # this opening of the view, in its requests' baggage
         for spec in view.requests:
@@ -173,7 +179,14 @@ class DashboardUser(HttpUser):
                 if spec.extract:
                     answer = response.json()
                     for name, path in spec.extract.items():
-                        values[name] = dig(answer, path)
+                        found = dig(answer, path)
+                        if isinstance(found, list):  # items.*.id: one of them
+                            found = random.choice(found) if found else None
+                        values[name] = found
+                        if found is None:
+                            self.session.pop(name, None)
+                        else:
+                            self.session[name] = found
 
 
 def _failure(name: str, response: Any, expected: Any) -> str:

@@ -88,6 +88,8 @@ def _views() -> list[Any]:
     def pens(request: Any, site: str) -> Response:
         if not _authorised(request):
             return Response({"detail": "login first"}, status=401)
+        if not Site.objects.filter(id=site).exists():
+            return Response({"detail": "no such site"}, status=404)
         answer = []
         for pen in Pen.objects.filter(site_id=site).order_by("label"):  # no prefetch_related
             sensors = []
@@ -108,6 +110,8 @@ def _views() -> list[Any]:
         if not _authorised(request):
             return Response({"detail": "login first"}, status=401)
         title = Site.objects.filter(id=site).values_list("title", flat=True).first()
+        if title is None:
+            return Response({"detail": "no such site"}, status=404)
         time.sleep(WEATHER_S)  # the weather service, through a client no span wraps
         return Response({"site": title, "outside_c": 4.5})
 

@@ -71,6 +71,40 @@ def test_dashboard_map_errors_name_the_place(tmp_path: Path) -> None:
     assert dig([], "0.id") is None
 
 
+def test_ids_from_the_products_answers_and_csvs_are_checked_before_a_run(tmp_path: Path) -> None:
+    """A map may name IDs the product knows: a value a view extracts (``items.*.id``: all
+    of them, one drawn) serves the user's later views, and a CSV source gives each user
+    one of the team's values; a CSV without its column, with an empty value or a value
+    twice, or unreadable is refused with one line naming the file."""
+    (tmp_path / "sites.csv").write_text("uuid,title\nsite-a,A\nsite-b,B\n")
+    good = tmp_path / "map.toml"
+    good.write_text(
+        '[sources.site]\ncsv = "sites.csv"\ncolumn = "uuid"\n'
+        '[views.list]\n[[views.list.requests]]\nurl = "/v2/sites/"\n'
+        'extract = { pen = "items.*.pens.0" }\n'
+        '[views.pen]\n[[views.pen.requests]]\nurl = "/v2/sites/{site}/pens/{pen}/"\n'
+    )
+    loaded = load_map(good)
+    assert loaded.sources == {"site": ("site-a", "site-b")}
+    answer = {"items": [{"pens": ["p1"]}, {"pens": []}, {"pens": ["p3"]}]}
+    assert dig(answer, "items.*.pens.0") == ["p1", "p3"]
+    assert dig({"items": []}, "items.*.id") == []
+    assert dig({"items": 3}, "items.*.id") == []
+    for text, why in (
+        ("id\nsite-a\n", 'expected a column "uuid"'),
+        ("uuid\nsite-a\n\n\nsite-a\n", "twice"),
+        ("uuid,x\n,1\n", "sites.csv:2: no value"),
+        ("", 'expected a column "uuid"'),
+    ):
+        (tmp_path / "sites.csv").write_text(text)
+        with pytest.raises(ConfigError, match=re.escape(why)) as error:
+            load_map(good)
+        assert "sites.csv" in str(error.value)
+    (tmp_path / "sites.csv").unlink()
+    with pytest.raises(ConfigError, match=r"sources\.site\.csv: cannot read"):
+        load_map(good)
+
+
 @pytest.mark.slow
 def test_mixed_run_reports_devices_beside_dashboards(
     tmp_path: Path,

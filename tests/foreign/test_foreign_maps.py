@@ -1,0 +1,152 @@
+"""A map of a product that is not barnstorm's: its IDs from its own answers and from a CSV
+its team exported, kept down each user's session, against the Django test backend whose
+pages answer 404 to an ID they do not hold."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from simulator.backend.broker import free_port
+from tests.conftest import wait_listening
+from tests.foreign.server import SECRET, USER
+from tests.helpers import ROOT, locust_stats
+
+pytestmark = pytest.mark.slow  # the app and Locust are processes
+
+#: sites from the team's CSV for the pens; weather for a site the user saw in the list.
+MAP = """
+[login]
+url = "/auth/session/"
+body = '{"user": "barn-manager", "secret": "{env:BARN_SECRET}"}'
+token = "session.access"
+scheme = "Token"
+
+[sources.site]
+csv = "sites.csv"
+column = "uuid"
+
+[views.site_list]
+think = [0.05, 0.2]
+[[views.site_list.requests]]
+name = "GET /v2/sites/"
+url = "/v2/sites/"
+extract = { seen = "items.*.uuid" }
+
+[views.pens]
+think = [0.05, 0.2]
+[[views.pens.requests]]
+name = "GET /v2/sites/[uuid]/pens/"
+url = "/v2/sites/{site}/pens/"
+
+[views.weather]
+weight = 2
+think = [0.05, 0.2]
+[[views.weather.requests]]
+name = "GET /v2/sites/[uuid]/weather/"
+url = "/v2/sites/{seen}/weather/"
+"""
+
+
+@pytest.fixture
+def foreign(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tests.foreign.server", "--port", str(port)),
+            *("--database", str(tmp_path / "foreign.db")),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _export_sites(url: str, path: Path) -> list[str]:
+    """The team's export of its sites, as a CSV (through the app's own API)."""
+    login = urllib.request.Request(
+        f"{url}/auth/session/",
+        data=json.dumps({"user": USER, "secret": SECRET}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(login, timeout=10) as answer:
+        token = json.loads(answer.read())["session"]["access"]
+    listing = urllib.request.Request(
+        f"{url}/v2/sites/", headers={"Authorization": f"Token {token}"}
+    )
+    with urllib.request.urlopen(listing, timeout=10) as answer:
+        sites = [item["uuid"] for item in json.loads(answer.read())["items"]]
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["uuid", "title"])
+        writer.writerows([site, f"site {i}"] for i, site in enumerate(sites))
+    return sites
+
+
+def test_a_foreign_products_ids_come_from_its_answers_and_its_csv(
+    tmp_path: Path, foreign: str
+) -> None:
+    """Locust users on the Django app log in with its own login, open pens of the sites in
+    the team's CSV and the weather of a site they saw in the listing earlier in their
+    session: every request hits an ID the app holds (no 404, no failure at all)."""
+    _export_sites(foreign, tmp_path / "sites.csv")
+    (tmp_path / "map.toml").write_text(MAP)
+    env = {
+        **os.environ,
+        "BARNSTORM_DASHBOARD_MAP": str(tmp_path / "map.toml"),
+        "BARN_SECRET": SECRET,
+    }
+    users = ["-u", "4", "-r", "4", "-t", "10s", "--host", foreign]
+    stats = locust_stats(
+        "locust", "-f", "locustfiles/dashboard.py", "--headless", *users, env=env, timeout=120
+    )
+    entries = {entry["name"]: entry for entry in stats}
+    for name in (
+        "POST /auth/session/",
+        "GET /v2/sites/",
+        "GET /v2/sites/[uuid]/pens/",
+        "GET /v2/sites/[uuid]/weather/",
+    ):
+        assert entries[name]["num_requests"] > 0, (name, sorted(entries))
+        assert entries[name]["num_failures"] == 0, (name, entries[name])
+
+
+def test_a_csv_source_without_its_column_stops_a_mixed_run_before_any_load(
+    tmp_path: Path, foreign: str
+) -> None:
+    """A CSV that lacks the map's column: one line naming the file and the column, exit 2,
+    before Locust starts."""
+    (tmp_path / "sites.csv").write_text("id,title\n1,a\n")
+    (tmp_path / "map.toml").write_text(MAP)
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "mixed", "--host", foreign, "--run-time", "5s"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "BARNSTORM_DASHBOARD_MAP": str(tmp_path / "map.toml"),
+            "BARN_SECRET": SECRET,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "sites.csv" in lines[0]
+    assert 'column "uuid"' in lines[0]
+    assert "Locust" not in done.stderr

@@ -1,8 +1,10 @@
 """Dashboard maps: which requests each dashboard view issues, as data (``dashboard_map.toml``).
 
 A map names a login step and views. Each view has a weight (how often users open it), a
-think time after it, and requests issued in sequence as a browser would: method, URL
-template, optional body, expected status and a low-cardinality name for the report.
+think time after it, optionally the views that follow it (``next = { farm = 3 }``: the
+recording's navigation, which users follow from view to view), and requests issued in
+sequence as a browser would: method, URL template, optional body, expected status and a
+low-cardinality name for the report.
 Templates take ``{farm_id}`` ``{room_id}`` ``{device_id}`` ``{from}`` ``{to}`` (epoch
 seconds of a chart's window) and values a previous request extracted from its JSON
 answer (``extract = { alert_id = "0.id" }``, or ``"items.*.id"``: one of all, at random),
@@ -87,6 +89,8 @@ class View:
     think: tuple[float, float]
     window_days: float
     requests: tuple[RequestSpec, ...]
+    #: the views that may follow this one, by weight (the recording's navigation).
+    next: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,7 @@ def load_map(path: Path | None = None) -> DashboardMap:
     }
     for name in views_table:
         table = views_table.table(name)
-        table.check_keys({"weight", "think", "window_days", "requests"})
+        table.check_keys({"weight", "think", "window_days", "requests", "next"})
         think = table.number_list("think", [2.0, 8.0])
         if len(think) != 2 or not 0 <= think[0] <= think[1]:
             raise table.error("think", "expected [min, max] seconds")
@@ -233,6 +237,10 @@ def load_map(path: Path | None = None) -> DashboardMap:
                     )
             known |= set(spec.extract)
             requests.append(spec)
+        following = table.table("next", required=False)
+        for other in following:
+            if other not in views_table:
+                raise following.error(other, f'no view "{other}" in the map')
         views.append(
             View(
                 name,
@@ -240,6 +248,7 @@ def load_map(path: Path | None = None) -> DashboardMap:
                 (think[0], think[1]),
                 table.number("window_days", 7.0, min=0.0),
                 tuple(requests),
+                tuple((other, following.number(other, min=0.0)) for other in following),
             )
         )
     if not views:

@@ -29,6 +29,7 @@ The result is plain TOML to read and edit: check it before a run.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 from collections import Counter
@@ -65,6 +66,8 @@ ID_LIKE = re.compile(
 )
 LOGIN_PATH = re.compile(r"log-?in|sign-?in|token|auth|session", re.IGNORECASE)
 DEFAULT_THINK = (2.0, 8.0)
+#: the longest pause taken as a think time (a longer one was a break, not reading).
+MAX_THINK = 120.0
 DAY = 86400.0
 
 
@@ -120,6 +123,8 @@ class MapDraft:
     scheme: str
     views: list[tuple[str, int, tuple[float, float], float | None, list[Template]]]
     warnings: list[str]
+    #: view -> the views that followed it in the recording, and how often.
+    transitions: dict[str, Counter[str]] = field(default_factory=dict)
 
 
 def _instant(text: str) -> float:
@@ -404,25 +409,31 @@ def build_map(path: Path, gap: float = 1.0) -> MapDraft:
         merged.setdefault(tuple(t.shape() for t in draft.requests), []).append(draft)
     out = []
     names: Counter[str] = Counter()
+    named: dict[int, str] = {}  # a draft (by id) -> the name of the view it merged into
     for group in merged.values():
         first = group[0]
         for position, template in enumerate(first.requests):
             seen = {code for draft in group for code in draft.requests[position].expect}
             template.expect = tuple(sorted(seen))
         pauses = [d.think for d in group if d.think is not None]
+        pauses = [min(pause, MAX_THINK) for pause in pauses]  # a coffee break is no think time
         span = (round(min(pauses), 1), round(max(pauses), 1)) if pauses else DEFAULT_THINK
         windows = [t.window for t in first.requests if t.window]
         name = first.name
         names[name] += 1
         if names[name] > 1:
             name = f"{name}_{names[name]}"
+        named.update((id(draft), name) for draft in group)
         out.append((name, len(group), span, windows[0] / DAY if windows else None, first.requests))
     if login is None and any("authorization" in c.headers for v in views for c in v.calls):
         warnings.append(
             "requests carry an Authorization header but no answer in the recording holds its "
             "token: add a [login] step to the map"
         )
-    return MapDraft(login, token_path, header, scheme, out, warnings)
+    transitions: dict[str, Counter[str]] = {}
+    for before, after in itertools.pairwise(drafts):
+        transitions.setdefault(named[id(before)], Counter())[named[id(after)]] += 1
+    return MapDraft(login, token_path, header, scheme, out, warnings, transitions)
 
 
 def _replaced(where: str, field: str, name: str) -> str:
@@ -462,6 +473,10 @@ def render(draft: MapDraft, source: str) -> str:
         lines += [f"[views.{name}]", f"weight = {weight}", f"think = [{think[0]}, {think[1]}]"]
         if window_days is not None:
             lines.append(f"window_days = {round(window_days, 3)}")
+        followed = draft.transitions.get(name)
+        if followed:  # the navigation the recording did, for --navigation chain
+            pairs = ", ".join(f"{view} = {count}" for view, count in followed.most_common())
+            lines.append(f"next = {{ {pairs} }}")
         for template in requests:
             lines += [
                 f"[[views.{name}.requests]]",

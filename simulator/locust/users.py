@@ -59,6 +59,8 @@ MAP: DashboardMap = load_map(
     if os.environ.get("BARNSTORM_DASHBOARD_MAP")
     else None
 )
+#: the views by name, for the navigation from one to the next.
+VIEWS: dict[str, View] = {view.name: view for view in MAP.views}
 
 
 #: what a closed reused connection looks like to urllib3: the server hung up before any
@@ -107,6 +109,7 @@ class DashboardUser(HttpUser):
     def on_start(self) -> None:
         self.next_think = 0.0
         self.auth: dict[str, str] = {}
+        self.session_id = os.urandom(4).hex()  # in every request's baggage
         #: this user's own values: one of each CSV source's, then what its views extracted
         #: (the farm it opened, then a room of that farm), for its later views.
         self.session: dict[str, Any] = {
@@ -125,7 +128,7 @@ class DashboardUser(HttpUser):
             name=f"{login.method} {login.url}",
             headers={
                 "content-type": "application/json",
-                **TRACE.headers("login", f"{login.method} {login.url}"),
+                **TRACE.headers("login", f"{login.method} {login.url}", session=self.session_id),
             },
             catch_response=True,
         ) as response:
@@ -137,9 +140,21 @@ class DashboardUser(HttpUser):
 
     @task
     def open_view(self) -> None:
-        view = random.choices(MAP.views, weights=[v.weight for v in MAP.views])[0]
+        view = self._next_view()
+        self.current = view
         self.browse(view)
         self.next_think = random.uniform(*view.think)
+
+    def _next_view(self) -> View:
+        """The view the user opens next: one that followed the current one in the map's
+        navigation (``next``), by weight; a first view, or one with nowhere to go, is
+        drawn by the views' weights."""
+        current = getattr(self, "current", None)
+        if current is not None and current.next:
+            names, weights = zip(*current.next, strict=True)
+            if sum(weights) > 0:
+                return VIEWS[random.choices(names, weights=weights)[0]]
+        return random.choices(MAP.views, weights=[v.weight for v in MAP.views])[0]
 
     def browse(self, view: View) -> None:
         farm_id = random.choice(FLEET.farm_ids)
@@ -161,7 +176,7 @@ class DashboardUser(HttpUser):
             # that the backend's spans join the request that caused them.
             headers = {
                 **self.auth,
-                **TRACE.headers(view.name, spec.name, opening),
+                **TRACE.headers(view.name, spec.name, opening, self.session_id),
                 "content-type": "application/json",
             }
             if any(values.get(name) is None for name in spec.placeholders()):

@@ -111,7 +111,11 @@ class TraceContext:
         return trace_id, random_part[8:].hex(), sampled
 
     def headers(
-        self, flow: str, name: str | None = None, view: str | None = None
+        self,
+        flow: str,
+        name: str | None = None,
+        view: str | None = None,
+        session: str | None = None,
     ) -> dict[str, str]:
         """Headers for a new trace of request ``name`` (default: the flow's own name) of
         ``flow`` (a dashboard view, or ``ingest``); ``view`` names the one opening of a
@@ -124,6 +128,8 @@ class TraceContext:
         )
         if view is not None:
             baggage += f",barnstorm.view={_baggage(view)}"
+        if session is not None:
+            baggage += f",barnstorm.session={_baggage(session)}"
         headers = {
             "traceparent": f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}",
             "baggage": baggage,

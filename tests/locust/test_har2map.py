@@ -8,6 +8,7 @@ again and a second farm.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -60,6 +61,12 @@ def recorded_api_calls() -> list[tuple[str, str]]:
     return calls
 
 
+@pytest.fixture(autouse=True)
+def login_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorded password, as the team's CI would set it for the map's placeholder."""
+    monkeypatch.setenv("BARNSTORM_LOGIN_PASSWORD", "barnstorm")
+
+
 def har2map(tmp_path: Path) -> Path:
     out = tmp_path / "recorded_map.toml"
     result = simulate("har2map", str(RECORDING), "-o", str(out))
@@ -80,6 +87,17 @@ def test_the_recording_is_the_session_it_claims_to_be() -> None:
 
 
 @pytest.mark.slow
+def test_har2map_writes_the_navigation_the_recording_did(tmp_path: Path) -> None:
+    """Each view's `next` holds the views that followed it in the recording, by count:
+    the session went farms, farm, farm_room, device, alerts, farms, farm."""
+    dashboard_map = load_map(har2map(tmp_path))
+    following = {view.name: dict(view.next) for view in dashboard_map.views}
+    expected: dict[str, dict[str, float]] = defaultdict(dict)
+    for before, after in itertools.pairwise(SESSION):
+        expected[before][after] = expected[before].get(after, 0) + 1
+    assert following == {name: expected.get(name, {}) for name in RECORDED_VIEWS}
+
+
 def test_har2map_groups_views_finds_ids_and_login(tmp_path: Path) -> None:
     """The map has the login step (token from the login answer, the header it went in), one
     view per kind of page with its weight, the API requests only, IDs as fleet placeholders
@@ -144,10 +162,11 @@ def test_the_map_replays_the_recorded_sequence_with_new_ids(
         *("--scenario", "scenarios/heatwave.toml"),
     )
     assert seeded.returncode == 0, seeded.stderr
+    map_file = har2map(tmp_path)
     env = {
         **os.environ,
         "BARNSTORM_FARMS": "3",
-        "BARNSTORM_DASHBOARD_MAP": str(har2map(tmp_path)),
+        "BARNSTORM_DASHBOARD_MAP": str(map_file),
         "BARNSTORM_LOGIN_PASSWORD": "barnstorm",  # the map names it; the CI variable here
     }
     # --stop-timeout: a user stopped in the middle of a view finishes it (the view is one
@@ -183,6 +202,22 @@ def test_the_map_replays_the_recorded_sequence_with_new_ids(
                 window = dict(part.split("=") for part in request["query"].split("&"))
                 assert int(window["to"]) - int(window["from"]) == 7 * 86400
     assert set(seen) == set(RECORDED_VIEWS), seen
+    # Each user follows the recorded navigation: its views, in order, go as the map's
+    # `next` says (farms, then a farm, then a room of it, ...).
+    following = {view.name: {n for n, _ in view.next} for view in load_map(map_file).views}
+    openings: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for requests in traces.values():
+        baggage = dict(item.split("=", 1) for item in requests[0]["baggage"].split(","))
+        if baggage["barnstorm.flow"] != "login":
+            session = baggage["barnstorm.session"]
+            openings[session].append((requests[0]["t"], baggage["barnstorm.flow"]))
+    steps = 0
+    for views in openings.values():
+        names = [name for _, name in sorted(views)]
+        for before, after in itertools.pairwise(names):
+            assert after in following[before] or not following[before], (before, after)
+            steps += 1
+    assert steps >= 10
     recorded_farms = set(re.findall(r"farm-\d+", " ".join(u for _, u in recorded_api_calls())))
     assert farms - recorded_farms, f"replayed only the recorded farms {sorted(farms)}"
 

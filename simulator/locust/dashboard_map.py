@@ -98,9 +98,15 @@ class Login:
     method: str
     url: str
     body: str | None
-    token: str  # the JSON key holding the token
+    token: str  # the JSON path of the token in the answer; "": a session cookie instead
     header: str
     scheme: str
+    #: a page to GET before logging in, for the CSRF cookie it sets (None: none).
+    csrf_url: str | None = None
+    #: the cookie holding the CSRF token, sent back in ``csrf_header`` on every request
+    #: that changes something (POST, PUT, PATCH, DELETE), the login's included.
+    csrf_cookie: str | None = None
+    csrf_header: str = "X-CSRFToken"
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,14 @@ def _csv_source(table: Table, name: str, base: Path) -> tuple[str, ...]:
     if duplicates:
         raise ConfigError(where, f'"{duplicates[0]}" is in column "{column}" twice')
     return tuple(values)
+
+
+def _token_path(table: Table) -> str:
+    """``[login].token``: the token's path in the answer, or "" for a session cookie."""
+    token = table.raw("token", "token")
+    if not isinstance(token, str):
+        raise table.error("token", 'expected the token\'s path in the answer, or "" (a cookie)')
+    return token
 
 
 def _request(table: Table) -> RequestSpec:
@@ -190,7 +204,12 @@ def load_map(path: Path | None = None) -> DashboardMap:
     login = None
     if "login" in root:
         table = root.table("login")
-        table.check_keys({"method", "url", "body", "token", "header", "scheme"})
+        table.check_keys(
+            {
+                "method", "url", "body", "token", "header", "scheme",
+                "csrf_url", "csrf_cookie", "csrf_header",
+            }
+        )  # fmt: skip
         body = table.raw("body", None)
         if body is not None and not isinstance(body, str):
             raise table.error("body", "expected a string (a JSON document)")
@@ -200,10 +219,15 @@ def load_map(path: Path | None = None) -> DashboardMap:
             with_environment(table.string("url"), f"{where}.url", json_text=False, template=False)
             or "",
             with_environment(body, f"{where}.body", json_text=True, template=False),
-            table.string("token", "token"),
+            _token_path(table),
             table.string("header", "Authorization"),
             table.string("scheme", "Bearer"),
+            table.string("csrf_url") if "csrf_url" in table else None,
+            table.string("csrf_cookie") if "csrf_cookie" in table else None,
+            table.string("csrf_header", "X-CSRFToken"),
         )
+        if login.csrf_url and not login.csrf_cookie:
+            raise table.error("csrf_url", "needs csrf_cookie: the cookie the page sets")
     views_table = root.table("views")
     views = []
     # A value extracted in one view is the session's: later views of the same user use it.

@@ -120,6 +120,16 @@ class DashboardUser(HttpUser):
         login = MAP.login
         if login is None:
             return
+        if login.csrf_url:  # the page that sets the CSRF cookie, as a browser opens it first
+            name = f"GET {login.csrf_url}"
+            SENDING.set(name)
+            headers = TRACE.headers("login", name, session=self.session_id)
+            with self.client.get(
+                login.csrf_url, name=name, headers=headers, catch_response=True
+            ) as page:
+                if page.status_code != 200 or self._csrf() is None:
+                    page.failure(f"{name}: status {page.status_code}, no {login.csrf_cookie}")
+                    return
         SENDING.set(f"{login.method} {login.url}")
         with self.client.request(
             login.method,
@@ -129,14 +139,34 @@ class DashboardUser(HttpUser):
             headers={
                 "content-type": "application/json",
                 **TRACE.headers("login", f"{login.method} {login.url}", session=self.session_id),
+                **self._csrf_header(login.method),
             },
             catch_response=True,
         ) as response:
+            if not login.token:  # a session cookie, kept by the client, carries the login
+                if not 200 <= response.status_code < 300:
+                    response.failure(_failure("login", response, (200,)))
+                return
             token = dig(response.json(), login.token) if response.status_code == 200 else None
             if token is None:
                 response.failure(_failure("login", response, (200,)))
                 return
             self.auth = {login.header: f"{login.scheme} {token}".strip()}
+
+    def _csrf(self) -> str | None:
+        login = MAP.login
+        if login is None or not login.csrf_cookie:
+            return None
+        value = self.client.cookies.get(login.csrf_cookie)
+        return str(value) if value else None
+
+    def _csrf_header(self, method: str) -> dict[str, str]:
+        """The CSRF token, from its cookie, on a request that changes something."""
+        login = MAP.login
+        if login is None or method in ("GET", "HEAD", "OPTIONS"):
+            return {}
+        token = self._csrf()
+        return {login.csrf_header: token} if token else {}
 
     @task
     def open_view(self) -> None:
@@ -177,6 +207,7 @@ class DashboardUser(HttpUser):
             headers = {
                 **self.auth,
                 **TRACE.headers(view.name, spec.name, opening, self.session_id),
+                **self._csrf_header(spec.method),
                 "content-type": "application/json",
             }
             if any(values.get(name) is None for name in spec.placeholders()):

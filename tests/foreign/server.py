@@ -42,7 +42,7 @@ def configure(database: Path) -> None:
             "rest_framework",
             "tests.foreign.apps.ForeignConfig",
         ],
-        MIDDLEWARE=[],
+        MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware"],
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(database)}},
         REST_FRAMEWORK={
             "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -54,11 +54,15 @@ def configure(database: Path) -> None:
 
 
 TOKENS: set[str] = set()
+SESSION_COOKIE = "barnsession"
 
 
 def _authorised(request: Any) -> bool:
+    """A ``Token`` header (the API's login) or the ``barnsession`` cookie (the pages')."""
     header = request.headers.get("Authorization", "")
-    return header.startswith("Token ") and header.removeprefix("Token ") in TOKENS
+    if header.startswith("Token ") and header.removeprefix("Token ") in TOKENS:
+        return True
+    return request.COOKIES.get(SESSION_COOKIE) in TOKENS
 
 
 def _views() -> list[Any]:
@@ -120,7 +124,43 @@ def _views() -> list[Any]:
         Upload.objects.create(received=time.time(), body=json.dumps(request.data)[:2000])
         return Response({"ok": True}, status=202)
 
+    # The pages' side: a cookie login behind Django's own CSRF protection (plain Django
+    # views: the CSRF middleware checks every POST, as on a Django site).
+    from django.http import HttpResponse, JsonResponse
+    from django.views.decorators.csrf import ensure_csrf_cookie
+
+    @ensure_csrf_cookie
+    def csrf_page(request: Any) -> HttpResponse:
+        return JsonResponse({"ready": True})
+
+    def cookie_login(request: Any) -> HttpResponse:
+        if request.method != "POST":
+            return JsonResponse({"detail": "POST"}, status=405)
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict) or data.get("user") != USER or data.get("secret") != SECRET:
+            return JsonResponse({"detail": "who are you?"}, status=401)
+        token = secrets.token_urlsafe(16)
+        TOKENS.add(token)
+        answer = JsonResponse({"welcome": USER})
+        answer.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax")
+        return answer
+
+    def acknowledge(request: Any, site: str) -> HttpResponse:
+        if request.method != "POST":
+            return JsonResponse({"detail": "POST"}, status=405)
+        if not _authorised(request):
+            return JsonResponse({"detail": "login first"}, status=401)
+        if not Site.objects.filter(id=site).exists():
+            return JsonResponse({"detail": "no such site"}, status=404)
+        return JsonResponse({"acknowledged": str(site)})
+
     return [
+        path("accounts/csrf/", csrf_page),
+        path("accounts/login/", cookie_login),
+        path("v2/sites/<uuid:site>/ack/", acknowledge),
         path("auth/session/", session),
         path("v2/sites/", sites),
         path("v2/sites/<uuid:site>/pens/", pens),

@@ -150,3 +150,66 @@ def test_a_csv_source_without_its_column_stops_a_mixed_run_before_any_load(
     assert "sites.csv" in lines[0]
     assert 'column "uuid"' in lines[0]
     assert "Locust" not in done.stderr
+
+
+#: the pages' side of the app: a cookie login behind Django's CSRF protection.
+COOKIE_MAP = """
+[login]
+csrf_url = "/accounts/csrf/"
+csrf_cookie = "csrftoken"
+csrf_header = "X-CSRFToken"
+url = "/accounts/login/"
+body = '{"user": "barn-manager", "secret": "{env:BARN_SECRET}"}'
+token = ""
+
+[views.site_list]
+think = [0.05, 0.2]
+[[views.site_list.requests]]
+name = "GET /v2/sites/"
+url = "/v2/sites/"
+extract = { seen = "items.*.uuid" }
+[[views.site_list.requests]]
+name = "POST /v2/sites/[uuid]/ack/"
+method = "POST"
+url = "/v2/sites/{seen}/ack/"
+body = '{{"note": "seen"}}'
+"""
+
+
+@pytest.mark.parametrize("csrf", [True, False])
+def test_a_cookie_login_with_csrf_works_as_a_browser_does(
+    tmp_path: Path, foreign: str, csrf: bool
+) -> None:
+    """A login that sets a session cookie, behind Django's CSRF protection: users GET the
+    page that sets the CSRF cookie, send it back in X-CSRFToken on the login and on every
+    POST, and the session cookie carries them; not a request fails. Without the map's
+    CSRF settings, Django refuses the login (403), as it would refuse a forged form."""
+    text = COOKIE_MAP if csrf else COOKIE_MAP.replace('csrf_url = "/accounts/csrf/"\n', "")
+    if not csrf:
+        text = text.replace('csrf_cookie = "csrftoken"\n', "")
+    (tmp_path / "map.toml").write_text(text)
+    env = {
+        **os.environ,
+        "BARNSTORM_DASHBOARD_MAP": str(tmp_path / "map.toml"),
+        "BARN_SECRET": SECRET,
+    }
+    users = ["-u", "3", "-r", "3", "-t", "6s", "--host", foreign]
+    command = [sys.executable, "-m", "locust", "-f", "locustfiles/dashboard.py", "--headless"]
+    done = subprocess.run(
+        [*command, *users, "--json", "--only-summary"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    entries = {entry["name"]: entry for entry in json.loads(done.stdout)}
+    if csrf:
+        assert done.returncode == 0, done.stderr[-3000:]
+        for name in ("GET /accounts/csrf/", "POST /accounts/login/", "POST /v2/sites/[uuid]/ack/"):
+            assert entries[name]["num_requests"] > 0, (name, sorted(entries))
+            assert entries[name]["num_failures"] == 0, (name, entries[name])
+    else:
+        login = entries["POST /accounts/login/"]
+        assert login["num_failures"] == login["num_requests"] > 0
+        assert "status 403" in done.stderr

@@ -75,7 +75,8 @@ def test_ids_from_the_products_answers_and_csvs_are_checked_before_a_run(tmp_pat
     """A map may name IDs the product knows: a value a view extracts (``items.*.id``: all
     of them, one drawn) serves the user's later views, and a CSV source gives each user
     one of the team's values; a CSV without its column, with an empty value or a value
-    twice, or unreadable is refused with one line naming the file."""
+    twice, or unreadable is refused with one line naming the file; a cookie login's CSRF
+    settings are checked too."""
     (tmp_path / "sites.csv").write_text("uuid,title\nsite-a,A\nsite-b,B\n")
     good = tmp_path / "map.toml"
     good.write_text(
@@ -100,6 +101,22 @@ def test_ids_from_the_products_answers_and_csvs_are_checked_before_a_run(tmp_pat
         with pytest.raises(ConfigError, match=re.escape(why)) as error:
             load_map(good)
         assert "sites.csv" in str(error.value)
+    login = tmp_path / "login.toml"
+    views = '[views.x]\n[[views.x.requests]]\nurl = "/v2/sites/"\n'
+    login.write_text('[login]\nurl = "/login/"\ntoken = ""\ncsrf_url = "/csrf/"\n' + views)
+    with pytest.raises(ConfigError, match=r"login\.csrf_url: needs csrf_cookie"):
+        load_map(login)
+    login.write_text('[login]\nurl = "/login/"\ntoken = 3\n' + views)
+    with pytest.raises(ConfigError, match=r"login\.token: expected the token's path"):
+        load_map(login)
+    login.write_text('[login]\nurl = "/login/"\ntoken = ""\ncsrf_cookie = "csrftoken"\n' + views)
+    parsed = load_map(login).login
+    assert parsed is not None
+    assert (parsed.token, parsed.csrf_cookie, parsed.csrf_header) == (
+        "",
+        "csrftoken",
+        "X-CSRFToken",
+    )
     (tmp_path / "sites.csv").unlink()
     with pytest.raises(ConfigError, match=r"sources\.site\.csv: cannot read"):
         load_map(good)

@@ -107,6 +107,13 @@ target_options = stacked(
         help="Per-device credentials: a CSV of device_id and username,password or token.",
     ),
     option(
+        "--device-map",
+        type=_PATH,
+        help="The product's provisioned devices: a CSV of device_id (and type, farm_id, "
+        "room_id). Simulated devices take these IDs; the rest are left out, never sent "
+        "under invented IDs.",
+    ),
+    option(
         "--readback",
         metavar="URL",
         help="After the run, reconcile against what the target stored (the reference "
@@ -492,6 +499,7 @@ def _fleet(options: Options) -> FleetConfig:
         topic_template=check_topic_template(options["topic_template"]),
         clean=options["clean"],
         credentials=options["credentials"],
+        device_map=options["device_map"],
         shard=opt.shard(options["shard"]),
     )
 

@@ -160,6 +160,8 @@ class Engine:
         for device_type, stream in zip(selected, streams, strict=True):
             profile = profiles[device_type].clean() if clean else profiles[device_type]
             devices = fleet.devices.of_type(device_type)
+            if fleet.included is not None:  # a device map: only the product's devices
+                devices = devices[fleet.included[devices]]
             index, count = shard
             if count > 1:
                 # Shards split the fleet by farm, so a site and its gateway stay together.

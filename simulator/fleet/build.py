@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -168,6 +169,11 @@ class Fleet:
     rooms: RoomTable
     devices: DeviceTable
     templates: tuple[FarmTemplate, ...]
+    #: the devices a run sends for (None: all); a device map (``--device-map``) leaves out
+    #: those the product has not provisioned.
+    included: npt.NDArray[np.bool_] | None = None
+    #: what the device map bound and left out, for the report (None: no map).
+    device_map: dict[str, Any] | None = None
 
     def utc_offsets(self, at: float) -> FloatArray:
         """Each farm's UTC offset in seconds at instant ``at`` (DST as of that instant)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
 from simulator.errors import ConfigError
 from simulator.fleet.build import Fleet, build_fleet
+from simulator.fleet.device_map import bind, load_device_map
 from simulator.fleet.farms import FarmTemplate, load_templates
 from simulator.fleet.profiles import DeviceProfile, load_profiles
 
@@ -17,8 +19,10 @@ def load_fleet(
     farms_dir: Path | None,
     profiles_dir: Path | None,
     device_types: tuple[str, ...] | None = None,
+    device_map: Path | None = None,
 ) -> tuple[Fleet, dict[str, DeviceProfile]]:
-    """Load templates and profiles, check they fit together, and build the fleet."""
+    """Load templates and profiles, check they fit together, and build the fleet (bound to
+    the product's provisioned devices by ``device_map``, when given)."""
     profiles = load_profiles(profiles_dir)
     templates = load_templates(farms_dir)
     check_templates(templates, profiles)
@@ -29,7 +33,12 @@ def load_fleet(
                 "--device-types",
                 f'unknown device type "{unknown[0]}" (known: {", ".join(sorted(profiles))})',
             )
-    return build_fleet(templates, profiles, farms, seed), profiles
+    fleet = build_fleet(templates, profiles, farms, seed)
+    if device_map is not None:
+        mapping = load_device_map(device_map, fleet.devices.type_names)
+        fleet, binding = bind(fleet, mapping)
+        fleet = dataclasses.replace(fleet, included=binding.included, device_map=binding.as_dict())
+    return fleet, profiles
 
 
 def check_templates(templates: list[FarmTemplate], profiles: Mapping[str, DeviceProfile]) -> None:

@@ -42,13 +42,26 @@ class _Fleet:
     def __init__(self) -> None:
         farms = int(os.environ.get("BARNSTORM_FARMS", "10"))
         seed = int(os.environ.get("BARNSTORM_SEED", str(DEFAULT_SEED)))
-        fleet, _ = load_fleet(farms, seed, None, None)
-        self.rooms: dict[str, list[str]] = {farm.farm_id: [] for farm in fleet.farms}
-        for room_id, farm in zip(fleet.rooms.ids, fleet.rooms.farm.tolist(), strict=True):
-            self.rooms[fleet.farms[farm].farm_id].append(room_id)
+        mapped = os.environ.get("BARNSTORM_DEVICE_MAP")
+        fleet, _ = load_fleet(farms, seed, None, None, device_map=Path(mapped) if mapped else None)
+        included = fleet.included
+        # With a device map, only what the product knows: its devices, their rooms, farms.
+        keep = [included is None or bool(included[d]) for d in range(fleet.devices.count)]
+        rooms_in = {r for d, r in enumerate(fleet.devices.room.tolist()) if keep[d] and r >= 0}
+        farms_in = {f for d, f in enumerate(fleet.devices.farm.tolist()) if keep[d]}
+        self.rooms: dict[str, list[str]] = {
+            farm.farm_id: [] for farm in fleet.farms if included is None or farm.index in farms_in
+        }
+        for room, (room_id, farm) in enumerate(
+            zip(fleet.rooms.ids, fleet.rooms.farm.tolist(), strict=True)
+        ):
+            if included is None or room in rooms_in:
+                self.rooms[fleet.farms[farm].farm_id].append(room_id)
         self.devices: dict[str, list[str]] = {}
-        for device_id, room in zip(fleet.devices.ids, fleet.devices.room.tolist(), strict=True):
-            if room >= 0:
+        for device, (device_id, room) in enumerate(
+            zip(fleet.devices.ids, fleet.devices.room.tolist(), strict=True)
+        ):
+            if room >= 0 and keep[device]:
                 self.devices.setdefault(fleet.rooms.ids[room], []).append(device_id)
         self.farm_ids = list(self.rooms)
 

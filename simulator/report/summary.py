@@ -39,6 +39,15 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
         console.print(f"[bold red]N+1 suspected in ingest {suspect['name']}:[/] {suspect['why']}")
     for line in summary_lines(report.get("traces")):
         console.print(escape(line))
+    mapped = report["fleet"].get("device_map")
+    if mapped:
+        console.print(
+            escape(
+                f"device map {mapped['file']}: {mapped['bound']:,} devices under the product's "
+                f"IDs, {mapped['left_out']:,} simulated devices left out (no row for them), "
+                f"{mapped['unused_rows']:,} rows no simulated device fit"
+            )
+        )
     spans = report.get("client_spans")
     if spans:
         line = f"client spans to {spans['url']}: {spans['exported']:,} sent"

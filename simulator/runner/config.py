@@ -43,6 +43,8 @@ class FleetConfig:
     clean: bool = False
     #: per-device credentials (CSV: device_id and username,password or token).
     credentials: Path | None = None
+    #: the product's provisioned devices (CSV: device_id, type, farm_id, room_id).
+    device_map: Path | None = None
     #: (index, count): the part of the fleet (by farm) this process runs.
     shard: tuple[int, int] = (0, 1)
 

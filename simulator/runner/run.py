@@ -152,6 +152,7 @@ class Run:
             config.fleet.farms_dir,
             config.fleet.profiles_dir,
             config.fleet.device_types,
+            config.fleet.device_map,
         )
         _tune_process()
         clock, metrics, stream, recorder = self._instruments(fleet)
@@ -634,6 +635,7 @@ class Run:
                 "devices": fleet.devices.count,
                 "devices_in_run": len(engine.devices) if engine else 0,
                 "seed": fleet.seed,
+                "device_map": fleet.device_map,
             },
             "time": {
                 "simulated_start": config.timing.start,

@@ -451,6 +451,7 @@ def _checked_fleet(config: RunConfig) -> Fleet:
         config.fleet.farms_dir,
         config.fleet.profiles_dir,
         config.fleet.device_types,
+        config.fleet.device_map,
     )
     if config.timing.scenario is not None:
         config.timing.scenario.bind(fleet, config.timing.start, config.fleet.seed)

@@ -54,6 +54,19 @@ def configure(database: Path) -> None:
 
 
 TOKENS: set[str] = set()
+#: whether the telemetry endpoint takes only provisioned sensors (--strict-devices).
+STRICT = {"devices": False}
+
+
+def _uuid(text: str) -> str | None:
+    import uuid
+
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
 SESSION_COOKIE = "barnsession"
 
 
@@ -121,7 +134,15 @@ def _views() -> list[Any]:
 
     @api_view(["POST"])
     def telemetry(request: Any) -> Response:
-        Upload.objects.create(received=time.time(), body=json.dumps(request.data)[:2000])
+        """Devices post here; with STRICT_DEVICES, only sensors the app provisioned."""
+        data = request.data
+        if STRICT["devices"]:
+            from tests.foreign.models import Sensor
+
+            sensor = data.get("device_id") if isinstance(data, dict) else None
+            if not isinstance(sensor, str) or not Sensor.objects.filter(id=_uuid(sensor)).exists():
+                return Response({"detail": "unknown device"}, status=422)
+        Upload.objects.create(received=time.time(), body=json.dumps(data)[:2000])
         return Response({"ok": True}, status=202)
 
     # The pages' side: a cookie login behind Django's own CSRF protection (plain Django
@@ -216,7 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--database", type=Path, required=True)
     parser.add_argument("--otlp")
+    parser.add_argument("--strict-devices", action="store_true")
     args = parser.parse_args(argv)
+    STRICT["devices"] = args.strict_devices
     configure(args.database)
     provider = instrument(args.otlp) if args.otlp else None
     django.setup()

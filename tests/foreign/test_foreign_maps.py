@@ -213,3 +213,100 @@ def test_a_cookie_login_with_csrf_works_as_a_browser_does(
         login = entries["POST /accounts/login/"]
         assert login["num_failures"] == login["num_requests"] > 0
         assert "status 403" in done.stderr
+
+
+def _export_devices(url: str, database: Path, path: Path) -> set[str]:
+    """The team's export of its provisioned sensors (read from its own database, as a
+    team's export would be): device_id, type, farm_id (site), room_id (pen)."""
+    import sqlite3
+
+    kinds = {"mic": "cough_monitor", "climate": "climate_node"}
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT s.id, s.kind, p.site_id, s.pen_id FROM foreign_sensor s "
+            "JOIN foreign_pen p ON p.id = s.pen_id ORDER BY p.site_id, p.label, s.id"
+        ).fetchall()
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["device_id", "type", "farm_id", "room_id"])
+        for sensor, kind, site, pen in rows:
+            writer.writerow([_dashed(sensor), kinds[kind], _dashed(site), _dashed(pen)])
+    return {_dashed(row[0]) for row in rows}
+
+
+def _dashed(value: str) -> str:
+    """A UUID as Django's SQLite stores it (32 hex digits) in its usual form."""
+    import uuid
+
+    return str(uuid.UUID(value))
+
+
+@pytest.fixture
+def strict(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The app taking telemetry only from the sensors it provisioned, and its database."""
+    port, database = free_port(), tmp_path / "strict.db"
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tests.foreign.server", "--port", str(port)),
+            *("--database", str(database), "--strict-devices"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, process)
+        yield f"http://127.0.0.1:{port}", database
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_devices_the_product_provisioned_send_under_its_ids(
+    tmp_path: Path, strict: tuple[str, Path]
+) -> None:
+    """--device-map binds the simulated devices to the sensors the app provisioned (its
+    UUIDs, sites and pens): every message is accepted and stored under the app's own IDs,
+    the devices no row names are left out and counted; without the map the app refuses
+    every message (422), which the run reports as failed."""
+    import sqlite3
+
+    url, database = strict
+    sensors = _export_devices(url, database, tmp_path / "devices.csv")
+    report = tmp_path / "run.json"
+    load = ("--farms", "2", "--http", f"{url}/v2/telemetry/", "--speed", "600")
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "simulator", *load, "--duration", "30m", "--quiet"),
+            *("--device-map", str(tmp_path / "devices.csv"), "--report", str(report)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(report.read_text())
+    totals, mapped = data["totals"], data["fleet"]["device_map"]
+    assert totals["acknowledged"] == totals["sent"] > 0
+    assert mapped["bound"] > 0
+    assert mapped["left_out"] > 0  # gateways and the rest: the app has no such devices
+    assert data["fleet"]["devices_in_run"] == mapped["bound"]
+    assert "devices under the product's IDs" in done.stdout
+    with sqlite3.connect(database) as db:
+        stored = [json.loads(body) for (body,) in db.execute("SELECT body FROM foreign_upload")]
+        sites = {_dashed(s) for (s,) in db.execute("SELECT id FROM foreign_site")}
+        pens = {_dashed(p) for (p,) in db.execute("SELECT id FROM foreign_pen")}
+    assert len(stored) == totals["sent"]
+    assert {m["device_id"] for m in stored} <= sensors
+    assert {m["farm_id"] for m in stored} <= sites
+    assert {m["room_id"] for m in stored} <= pens
+    refused = subprocess.run(
+        [sys.executable, "-m", "simulator", *load, "--duration", "5m", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode != 0
+    assert "http_422" in refused.stderr

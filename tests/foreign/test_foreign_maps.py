@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.backend.broker import free_port
-from tests.conftest import wait_listening
+from tests.foreign.running import foreign_app
 from tests.foreign.server import SECRET, USER
 from tests.helpers import ROOT, locust_stats
 
@@ -58,22 +57,8 @@ url = "/v2/sites/{seen}/weather/"
 
 @pytest.fixture
 def foreign(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "tests.foreign.server", "--port", str(port)),
-            *("--database", str(tmp_path / "foreign.db")),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_listening(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with foreign_app(tmp_path / "foreign.db") as url:
+        yield url
 
 
 def _export_sites(url: str, path: Path) -> list[str]:
@@ -244,22 +229,9 @@ def _dashed(value: str) -> str:
 @pytest.fixture
 def strict(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """The app taking telemetry only from the sensors it provisioned, and its database."""
-    port, database = free_port(), tmp_path / "strict.db"
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "tests.foreign.server", "--port", str(port)),
-            *("--database", str(database), "--strict-devices"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_listening(port, process)
-        yield f"http://127.0.0.1:{port}", database
-    finally:
-        process.terminate()
-        process.wait(10)
+    database = tmp_path / "strict.db"
+    with foreign_app(database, "--strict-devices") as url:
+        yield url, database
 
 
 def test_devices_the_product_provisioned_send_under_its_ids(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from simulator.backend.broker import free_port
-from tests.conftest import wait_listening
+from tests.foreign.running import foreign_app
 from tests.foreign.server import SECRET
 from tests.helpers import ROOT
 
@@ -57,22 +57,9 @@ url = "/v2/sites/{{site}}/weather/"
 @pytest.fixture
 def foreign(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """The foreign app exporting its spans to a receiver port (its URL and that port)."""
-    port, otlp = free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "tests.foreign.server", "--port", str(port)),
-            *("--database", str(tmp_path / "foreign.db"), "--otlp", f"http://127.0.0.1:{otlp}"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_listening(port, process)
-        yield f"http://127.0.0.1:{port}", otlp
-    finally:
-        process.terminate()
-        process.wait(10)
+    otlp = free_port()
+    with foreign_app(tmp_path / "foreign.db", "--otlp", f"http://127.0.0.1:{otlp}") as url:
+        yield url, otlp
 
 
 def test_a_foreign_backends_n_plus_one_and_blind_spot_from_its_spans(

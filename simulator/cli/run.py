@@ -38,7 +38,7 @@ from simulator.runner.config import (
 )
 from simulator.runner.estimate import check_size
 from simulator.runner.main import run_blocking
-from simulator.transports.http import HTTP_CLIENTS
+from simulator.transports.http_names import HTTP_CLIENTS
 from simulator.transports.mqtt.settings import MqttSettings
 from simulator.transports.readback import ReadBackTarget
 from simulator.transports.tls import TlsFiles

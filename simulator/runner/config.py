@@ -21,7 +21,7 @@ from simulator.models.base import Modulator
 from simulator.redact import MASK, redact_url
 from simulator.traces.context import current_run_id
 from simulator.transports.base import Transport
-from simulator.transports.http import ClientName
+from simulator.transports.http_names import ClientName
 from simulator.transports.mqtt.settings import MqttSettings
 from simulator.transports.readback import ReadBackTarget
 from simulator.transports.tls import TlsFiles

@@ -26,12 +26,13 @@ import email.utils
 import ssl
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from simulator.errors import ConfigError
 from simulator.messages import Message, Outcome
 from simulator.traces.context import TraceContext
 from simulator.transports.base import ResultSink, Transport
+from simulator.transports.http_names import ClientName
 
 if TYPE_CHECKING:
     from simulator.fleet.credentials import Credential
@@ -40,10 +41,8 @@ if TYPE_CHECKING:
 _BATCH_AGE = 1.0  # seconds a partial batch may wait
 MAX_RETRIES = 3
 MAX_RETRY_AFTER = 60.0
-#: the HTTP client libraries --http-client names (see http_clients: imported by open(), so
-#: only a run that POSTs pays for importing them).
-ClientName = Literal["auto", "aiohttp", "httpx"]
-HTTP_CLIENTS: tuple[ClientName, ...] = ("auto", "aiohttp", "httpx")
+# The HTTP client libraries (http_clients) are imported by open(): only a run that POSTs
+# pays for importing them.
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:

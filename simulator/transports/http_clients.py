@@ -31,7 +31,7 @@ import aiohttp
 import httpx
 
 from simulator.errors import ConfigError
-from simulator.transports.http import ClientName
+from simulator.transports.http_names import ClientName
 
 KEEPALIVE_EXPIRY = 1.5
 _POOL = 4  # connections per httpx pool (measured: 4 beat 1, 2, 10 and 25)

@@ -13,8 +13,9 @@ import pytest
 
 from simulator.errors import ConfigError
 from simulator.messages import Message, Outcome
-from simulator.transports.http import ClientName, HttpTransport
+from simulator.transports.http import HttpTransport
 from simulator.transports.http_clients import AiohttpClient, HttpxClient, http_client
+from simulator.transports.http_names import ClientName
 from tests.transports.test_http_connections import read_request, serving
 from tests.transports.test_transport_contract import RecordingSink
 

@@ -135,3 +135,26 @@ class FailedShare:
             "limit": self.limit,
             "held": self.held,
         }
+
+
+def judge_delivery(
+    totals: Any, completed: bool, ramp: Ramp, target: str | None, max_failed: float
+) -> tuple[str | None, FailedShare | None]:
+    """Why a run fails on what it got through (None: it does not), and its --max-failed
+    verdict when it got something through. Books that do not balance fail any run; the
+    rest is judged only for a run that completed."""
+    if totals.unaccounted:
+        # barnstorm's own books do not balance: no figure of this run can be trusted.
+        return (
+            f"{totals.unaccounted:,} of {totals.sent:,} messages are unaccounted for: sent, "
+            "but neither settled nor held by the transport (a defect in barnstorm: "
+            "please report it with this report)",
+            None,
+        )
+    if not completed:
+        return None, None
+    if totals.sent == 0:
+        return nothing_sent(ramp), None
+    if totals.acknowledged + totals.unconfirmed == 0:
+        return nothing_accepted(totals.sent, totals.errors, target), None
+    return None, FailedShare.of(totals, max_failed)

@@ -14,7 +14,6 @@ import logging
 import resource
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,11 +31,9 @@ from simulator.exitcodes import (
     EXIT_INTERRUPTED,
     EXIT_LOSS,
     EXIT_OK,
-    EXIT_SLA,
     EXIT_USAGE,
 )
 from simulator.fleet.build import Fleet
-from simulator.fleet.credentials import load_credentials
 from simulator.fleet.load import load_fleet
 from simulator.fleet.profiles import DeviceProfile
 from simulator.fleet.topics import subscription_filter
@@ -45,32 +42,26 @@ from simulator.metrics.live import LiveView
 from simulator.metrics.loop_lag import LoopLag, lag_warning
 from simulator.metrics.metrics import Metrics
 from simulator.metrics.prometheus import PrometheusExporter
-from simulator.metrics.server_timing import growth_across_steps
 from simulator.metrics.sla import (
-    Verdict,
     evaluate,
     metrics_measures,
-    write_junit,
 )
 from simulator.metrics.timeseries import Recorder, trends
 from simulator.redact import protect, redact_url
-from simulator.report.files import SCHEMA_VERSION, write_csv, write_report
+from simulator.report.files import SCHEMA_VERSION
 from simulator.runner.bridge import ResultStream
 from simulator.runner.config import RunConfig, RunResult
-from simulator.runner.delivery import FailedShare, Ramp, nothing_accepted, nothing_sent
-from simulator.runner.traces import collect, flows_of, receiving
+from simulator.runner.delivery import FailedShare, Ramp, judge_delivery
+from simulator.runner.outputs import judge, put_backend, write_outputs
+from simulator.runner.target import build_transport
+from simulator.runner.traces import collect, device_flows, receiving
 from simulator.runner.verify import observer_for, verification
-from simulator.traces.context import TraceContext
 from simulator.traces.export import ClientSpans
 from simulator.traces.receiver import Receiver
 from simulator.transports.base import Transport
 from simulator.transports.faultproxy import FaultProxy, play_faults
-from simulator.transports.file import FileTransport
-from simulator.transports.http import HttpTransport
-from simulator.transports.memory import MemoryTransport
-from simulator.transports.mqtt.factory import mqtt_transport
 from simulator.transports.mqtt.observer import Observer
-from simulator.transports.mqtt.settings import READ_ROUND, MqttSettings, run_prefix
+from simulator.transports.mqtt.settings import MqttSettings
 from simulator.transports.readback import ReadBackError, ReadBackTarget, read_back, take_mark
 
 log = logging.getLogger(__name__)
@@ -90,13 +81,6 @@ def _tune_process() -> None:
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def mqtt_at_speed(mqtt: MqttSettings, speed: float | None) -> MqttSettings:
-    """The MQTT settings of a run at ``speed`` (None: as fast as possible). Only there does
-    barnstorm read its acknowledgements in rounds while it waits for a broker that is
-    behind (``MqttSettings.read_round``); in real time each is read as it comes."""
-    return replace(mqtt, read_round=READ_ROUND) if speed is None else mqtt
 
 
 class Run:
@@ -180,7 +164,7 @@ class Run:
                         )
                     )
                 mqtt, http, proxy = await self._fault_proxy(stack, mqtt, http)
-                transport = self._transport(metrics, fleet, mqtt, http)
+                transport = build_transport(config, metrics, fleet, mqtt, http, self.exporter)
                 self.transport = transport
                 await stack.enter_async_context(transport)
                 engine = self._engine(fleet, profiles, transport, clock, per_gateway)
@@ -202,7 +186,7 @@ class Run:
             if observer is not None and engine is not None and self.outcome != "failed":
                 await self._verify(observer, fleet, engine, metrics)
             if receiver is not None and engine is not None:
-                self.traces = await collect(receiver, *self._flows(fleet, metrics))
+                self.traces = await collect(receiver, *device_flows(config, fleet, metrics))
         if engine is not None:
             self._judge_delivery(engine, metrics)
         report = self._report(
@@ -467,36 +451,24 @@ class Run:
     def _judge_delivery(self, engine: Engine, metrics: Metrics) -> None:
         """A completed run that got nothing through fails, saying why; one that did gets
         the --max-failed verdict."""
-        totals = metrics.totals()
-        if totals.unaccounted:
-            # barnstorm's own books do not balance: no figure of this run can be trusted.
-            self.outcome = "failed"
-            self.error = (
-                f"{totals.unaccounted:,} of {totals.sent:,} messages are unaccounted for: sent, "
-                "but neither settled nor held by the transport (a defect in barnstorm: "
-                "please report it with this report)"
-            )
-            return
-        if self.outcome != "completed":
-            return
-        if totals.sent == 0:
-            self.outcome = "failed"
-            self.error = nothing_sent(
-                Ramp(
-                    connections=len(engine.connections),
-                    devices=len(engine.devices),
-                    started=engine.stats.connected_devices,
-                    duration=engine.end - engine.start,
-                    speed=self.config.timing.speed,
-                    shortest_interval=min(s.spec.interval for s in engine.schedules),
-                    connect_rate=self.config.timing.connect_rate,
-                )
-            )
-        elif totals.acknowledged + totals.unconfirmed == 0:
-            self.outcome = "failed"
-            self.error = nothing_accepted(totals.sent, totals.errors, self.target_url)
-        else:
-            self.failed_share = FailedShare.of(totals, self.config.verdicts.max_failed)
+        ramp = Ramp(
+            connections=len(engine.connections),
+            devices=len(engine.devices),
+            started=engine.stats.connected_devices,
+            duration=engine.end - engine.start,
+            speed=self.config.timing.speed,
+            shortest_interval=min((s.spec.interval for s in engine.schedules), default=0.0),
+            connect_rate=self.config.timing.connect_rate,
+        )
+        error, self.failed_share = judge_delivery(
+            metrics.totals(),
+            self.outcome == "completed",
+            ramp,
+            self.target_url,
+            self.config.verdicts.max_failed,
+        )
+        if error is not None:
+            self.outcome, self.error = "failed", error
 
     def _judge(self, report: dict[str, Any], fleet: Fleet, metrics: Metrics) -> None:
         slas = self.config.verdicts.slas
@@ -519,61 +491,6 @@ class Run:
             return 1.0  # the recorder takes a row every wall second at --speed max
         wall = config.timing.duration / config.timing.speed
         return min(max(wall / 300, 1.0), 60.0) * config.timing.speed
-
-    def _transport(
-        self, metrics: Metrics, fleet: Fleet, mqtt: MqttSettings | None, http: str | None
-    ) -> Transport:
-        if self.config.target.memory:
-            return MemoryTransport(metrics)
-        credentials = (
-            load_credentials(self.config.fleet.credentials, fleet.devices.ids)
-            if self.config.fleet.credentials
-            else None
-        )
-        if http is not None:
-            return HttpTransport(
-                metrics,
-                http,
-                batch=self.config.target.http_batch,
-                http2=self.config.target.http2,
-                client=self.config.target.http_client,
-                token=self.config.target.token,
-                credentials=credentials,
-                trace=self._trace_context(),
-                type_names=fleet.devices.type_names,
-                timeout=self.config.target.http_timeout,
-                verify=self.config.target.tls.context() if http.startswith("https://") else True,
-            )
-        if self.config.target.output is not None:
-            return FileTransport(metrics, self.config.target.output)
-        assert mqtt is not None
-        prefix = mqtt.client_id_prefix or run_prefix(self.config.run_id)
-        client_ids = [prefix + device for device in fleet.devices.ids]
-        paced = mqtt_at_speed(mqtt, self.config.timing.speed)
-        traces = self.config.traces
-        trace = self._trace_context() if traces.trace_mqtt else None
-        return mqtt_transport(
-            metrics, paced, client_ids, credentials, trace, fleet.devices.type_names
-        )
-
-    def _trace_context(self) -> TraceContext:
-        trace = TraceContext(self.config.run_id, sample=self.config.traces.trace_sample)
-        trace.exporter = self.exporter
-        return trace
-
-    def _flows(
-        self, fleet: Fleet, metrics: Metrics
-    ) -> tuple[list[tuple[str, str]], dict[str, int]]:
-        """The flows the devices sent (named as trace ids name them), and the requests
-        each sent when a message is a request (HTTP ingest, one message a request)."""
-        http = self.config.target.http is not None
-        names = fleet.devices.type_names
-        requests = (
-            {f"ingest {name}": metrics.by_type[i].sent for i, name in enumerate(names)}
-            if http and self.config.target.http_batch == 1
-            else {}
-        )
-        return flows_of(names, http), requests
 
     def _exit_code(self) -> int:
         if self.outcome == "failed":
@@ -671,47 +588,3 @@ def first_error(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
-
-
-def put_backend(
-    report: dict[str, Any], summary: dict[str, dict[str, Any]], rows: list[dict[str, Any]]
-) -> None:
-    """What the target said its time went to (Server-Timing of HTTP ingest), by device
-    type, and ingest whose queries per request grew over the run (an N+1)."""
-    if not summary:
-        return
-    report["backend"] = summary
-    for name, figures in summary.items():
-        if name in report["by_device_type"]:
-            report["by_device_type"][name]["backend"] = figures
-    report["n_plus_one"] = growth_across_steps([row.get("backend") or {} for row in rows])
-    for name, figures in summary.items():
-        if figures.get("n_plus_one") and name not in {s["name"] for s in report["n_plus_one"]}:
-            report["n_plus_one"].append({"name": name, "why": figures["n_plus_one"]})
-
-
-def write_outputs(report: dict[str, Any], config: RunConfig) -> None:
-    """The JSON report first (it holds everything), then the HTML page and the CSV files."""
-    if config.outputs.report is not None:
-        write_report(report, config.outputs.report)
-    if config.outputs.html is not None:
-        # Imported only for a page: the renderers are a tenth of a second of every start.
-        from simulator.report.html import write_html
-
-        write_html(report, config.outputs.html)
-    if config.outputs.csv is not None:
-        write_csv(report, config.outputs.csv)
-
-
-def judge(report: dict[str, Any], verdicts: list[Verdict], junit: Path | None) -> None:
-    """Put the SLA verdicts into ``report`` (and ``junit``); a broken SLA turns a run that
-    would exit 0, EXIT_LOSS or EXIT_FAILURES into EXIT_SLA."""
-    report["sla"] = [verdict.as_dict() for verdict in verdicts]
-    if any(not verdict.held for verdict in verdicts) and report["exit_code"] in (
-        EXIT_OK,
-        EXIT_LOSS,
-        EXIT_FAILURES,
-    ):
-        report["exit_code"] = EXIT_SLA
-    if junit is not None:
-        write_junit(verdicts, junit, report["time"]["wall_seconds"], "barnstorm SLAs")

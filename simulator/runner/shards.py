@@ -41,7 +41,8 @@ from simulator.metrics.timeseries import RUNNING_COUNTS, trends
 from simulator.redact import write_private
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.delivery import FailedShare
-from simulator.runner.run import Run, judge, put_backend, write_outputs
+from simulator.runner.outputs import judge, put_backend, write_outputs
+from simulator.runner.run import Run
 from simulator.runner.verify import observer_for, verification
 from simulator.transports.mqtt.observer import Observer
 from simulator.transports.readback import ReadBackError, ReadBackTarget, read_back, take_mark

@@ -10,6 +10,8 @@ import sys
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from simulator.fleet.build import Fleet
+from simulator.metrics.metrics import Metrics
 from simulator.report.traces import traces_section
 from simulator.runner.config import RunConfig
 from simulator.traces.receiver import Receiver, start
@@ -35,6 +37,21 @@ def flows_of(type_names: Iterable[str], http: bool) -> list[tuple[str, str]]:
     if http:
         return [("ingest", f"ingest {name}") for name in type_names] + [("ingest", "ingest batch")]
     return [("publish", f"publish {name}") for name in type_names]
+
+
+def device_flows(
+    config: RunConfig, fleet: Fleet, metrics: Metrics
+) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """The flows a run's devices sent (named as trace ids name them), and the requests
+    each sent when a message is a request (HTTP ingest, one message a request)."""
+    http = config.target.http is not None
+    names = fleet.devices.type_names
+    requests = (
+        {f"ingest {name}": metrics.by_type[i].sent for i, name in enumerate(names)}
+        if http and config.target.http_batch == 1
+        else {}
+    )
+    return flows_of(names, http), requests
 
 
 async def collect(

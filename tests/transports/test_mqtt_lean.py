@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.messages import Message, Outcome
-from simulator.runner.run import mqtt_at_speed
+from simulator.runner.target import mqtt_at_speed
 from simulator.transports.faultproxy import FaultProxy
 from simulator.transports.mqtt.lean import LeanMqttTransport
 from simulator.transports.mqtt.link import Link

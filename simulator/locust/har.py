@@ -308,8 +308,9 @@ def _login(views: list[PageView]) -> tuple[Call | None, str, str, str]:
 
 
 def _template(call: Call, earlier: list[tuple[Call, Template]], warnings: list[str]) -> Template:
-    """``call`` with its IDs as placeholders; a value found in an earlier answer of the view
-    is extracted there (into that earlier template's ``extract``)."""
+    """``call`` with its IDs as placeholders; a value found in an earlier answer (of the
+    view, or of a view before it in the session) is extracted there (into that earlier
+    template's ``extract``)."""
     segments = call.path.split("/")
     for i, segment in enumerate(segments):
         if not segment or not ID_LIKE.match(segment):
@@ -385,6 +386,9 @@ def build_map(path: Path, gap: float = 1.0) -> MapDraft:
         )
     login = None
     drafts: list[ViewDraft] = []
+    # Calls of the views before, for IDs a later view uses (the farm the list showed,
+    # then its room): a map's extracted values stay with the user for its later views.
+    session: list[tuple[Call, Template]] = []
     for index, view in enumerate(views):
         calls = view.calls
         kept = [c for c in calls if c is not login_call]
@@ -396,7 +400,8 @@ def build_map(path: Path, gap: float = 1.0) -> MapDraft:
             continue
         paired: list[tuple[Call, Template]] = []
         for call in kept:
-            paired.append((call, _template(call, paired, warnings)))
+            paired.append((call, _template(call, session + paired, warnings)))
+        session += paired
         templates = [template for _, template in paired]
         think = None
         if index + 1 < len(views):
@@ -415,6 +420,9 @@ def build_map(path: Path, gap: float = 1.0) -> MapDraft:
         for position, template in enumerate(first.requests):
             seen = {code for draft in group for code in draft.requests[position].expect}
             template.expect = tuple(sorted(seen))
+            for draft in group[1:]:  # what a later visit's answer gave to later views
+                for name, found in draft.requests[position].extract.items():
+                    template.extract.setdefault(name, found)
         pauses = [d.think for d in group if d.think is not None]
         pauses = [min(pause, MAX_THINK) for pause in pauses]  # a coffee break is no think time
         span = (round(min(pauses), 1), round(max(pauses), 1)) if pauses else DEFAULT_THINK

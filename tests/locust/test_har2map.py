@@ -351,3 +351,42 @@ def test_a_secret_is_known_by_the_words_of_its_name(name: str, secret: bool) -> 
     """Passwords, tokens and keys by the words of their names (camelCase, dashes or
     underscores), not by letters inside other words (shipping, author, spinner)."""
     assert secret_name(name) is secret
+
+
+def _call(at: str, path: str, answer: Any, kind: str = "fetch") -> dict[str, Any]:
+    """A HAR entry of a recorded call and its JSON answer (or a page load, ``document``)."""
+    mime = "text/html" if kind == "document" else "application/json"
+    return {
+        "startedDateTime": at,
+        "time": 20,
+        "_resourceType": kind,
+        "request": {"method": "GET", "url": f"http://app.example{path}", "headers": []},
+        "response": {
+            "status": 200,
+            "content": {"mimeType": mime, "text": json.dumps(answer) if answer else ""},
+        },
+    }
+
+
+def test_an_id_a_later_view_uses_is_extracted_where_it_first_appeared(tmp_path: Path) -> None:
+    """The pens list (one page) shows a pen's UUID that the next page opens: har2map
+    extracts it in the list's view and the later view takes it from the user's session;
+    the map loads as written."""
+    pen = "3f9c1e0a-5b7d-4c2e-9a81-0d6f2b4c8e17"
+    entries = [
+        _call("2026-01-01T10:00:00.000Z", "/pens", None, "document"),
+        _call("2026-01-01T10:00:00.100Z", "/v2/pens/", {"items": [{"uuid": pen}]}),
+        _call("2026-01-01T10:00:05.000Z", "/pens/chart", None, "document"),
+        _call("2026-01-01T10:00:05.100Z", f"/v2/pens/{pen}/chart", {"points": []}),
+    ]
+    recording = tmp_path / "pens.har"
+    recording.write_text(json.dumps({"log": {"entries": entries}}))
+    out = tmp_path / "pens.toml"
+    result = simulate("har2map", str(recording), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "looks like an ID" not in result.stderr
+    loaded = load_map(out)
+    listing = next(r for v in loaded.views for r in v.requests if r.url == "/v2/pens/")
+    chart = next(r for v in loaded.views for r in v.requests if "chart" in r.url)
+    assert listing.extract == {"pen_id": "items.0.uuid"}
+    assert chart.url == "/v2/pens/{pen_id}/chart"

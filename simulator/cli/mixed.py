@@ -26,6 +26,7 @@ from simulator.cli.trace_options import (
 )
 from simulator.errors import ConfigError
 from simulator.exitcodes import EXIT_FAILURES, EXIT_OK, EXIT_SLA
+from simulator.fleet.load import load_fleet
 from simulator.locust.dashboard_map import load_map
 from simulator.metrics.regression import parse_rules
 from simulator.metrics.sla import parse_slas
@@ -147,6 +148,13 @@ def mixed_command(
         check_trace_mqtt(traces, os.environ.get("BARNSTORM_MQTT_VERSION"))
     dashboard_map = os.environ.get("BARNSTORM_DASHBOARD_MAP")
     load_map(Path(dashboard_map) if dashboard_map else None)  # its {env:...} set, too
+    device_map = os.environ.get("BARNSTORM_DEVICE_MAP")
+    if device_map:  # the users and the fleet bind it alike: a bad one fails here, once
+        try:
+            load_fleet(farms, seed, None, None, device_map=Path(device_map))
+        except ConfigError as exc:
+            where = "BARNSTORM_DEVICE_MAP" if exc.where == "--device-map" else exc.where
+            raise ConfigError(where, exc.problem) from None
     if not mqtt and not http:
         click.echo(
             "simulate mixed: no --mqtt or --http: the devices publish to an embedded broker "

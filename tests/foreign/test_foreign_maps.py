@@ -282,3 +282,36 @@ def test_devices_the_product_provisioned_send_under_its_ids(
     )
     assert refused.returncode != 0
     assert "http_422" in refused.stderr
+
+
+def test_a_mixed_run_meets_the_products_devices_and_dashboards_on_its_farms(
+    tmp_path: Path, strict: tuple[str, Path]
+) -> None:
+    """simulate mixed with BARNSTORM_DEVICE_MAP: the devices post under the app's sensor
+    IDs (none refused) while the users open the pens of the app's own sites through the
+    fleet's {farm_id}, which the map bound to them (a site the app does not hold is a
+    404): no request of either kind fails."""
+    url, database = strict
+    _export_devices(url, database, tmp_path / "devices.csv")
+    (tmp_path / "map.toml").write_text(
+        MAP.split("[sources.site]")[0]
+        + "[views.pens]\nthink = [0.05, 0.2]\n[[views.pens.requests]]\n"
+        + 'name = "GET /v2/sites/[farm]/pens/"\nurl = "/v2/sites/{farm_id}/pens/"\n'
+    )
+    env = {
+        **os.environ,
+        "BARNSTORM_DASHBOARD_MAP": str(tmp_path / "map.toml"),
+        "BARNSTORM_DEVICE_MAP": str(tmp_path / "devices.csv"),
+        "BARN_SECRET": SECRET,
+    }
+    stats = locust_stats(
+        *("simulator", "mixed", "--farms", "2", "--users", "2", "--spawn-rate", "2"),
+        *("--run-time", "10s", "--speed", "120", "--host", url),
+        *("--http", f"{url}/v2/telemetry/"),
+        env=env,
+        timeout=180,
+    )
+    entries = {entry["name"]: entry for entry in stats}
+    assert entries["GET /v2/sites/[farm]/pens/"]["num_requests"] > 0
+    assert sum(e["num_requests"] for n, e in entries.items() if n.startswith("ingest ")) > 0
+    assert all(entry["num_failures"] == 0 for entry in stats), stats

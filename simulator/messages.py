@@ -61,3 +61,6 @@ class Message:
     #: MQTT 5 properties of its PUBLISH, encoded without their length (trace context as a
     #: user property); None for none.
     properties: bytes | None = None
+    #: the ``traceparent`` it carries and the wall instant (ns) it left, when barnstorm
+    #: exports its client span (``--otlp-export``); None for none.
+    trace: tuple[str, int] | None = None

@@ -265,3 +265,63 @@ def test_barnstorms_client_spans_meet_the_backends_in_one_trace(
     names = {c.name for c in clients}
     assert {"POST /api/login", "ingest gateway"} <= names, names  # Locust's and the fleet's
     assert sum(1 for c in clients if c.name.startswith("ingest ")) >= sent
+
+
+def test_mqtt5_publishes_carry_their_trace_to_the_backends_consumer(
+    tmp_path: Path, backend: Backends, mosquitto: str, topic_root: str
+) -> None:
+    """``simulate run --mqtt-version 5 --trace-mqtt --otlp-receiver``: the sampled
+    publishes carry a traceparent user property, the reference backend's consumer span
+    continues each one's trace, and the run's report joins them to ``publish <type>``;
+    with --otlp-export barnstorm's own span of each publish goes into the same trace;
+    under 3.1.1 --trace-mqtt is refused before anything is sent."""
+    port = free_port()
+    backend(
+        *("--farms", "2", "--mqtt", mosquitto, "--topic", f"{topic_root}/#"),
+        *("--otlp", f"http://127.0.0.1:{port}"),
+    )
+    report = tmp_path / "run.json"
+    common = (
+        *("--farms", "2", "--mqtt", mosquitto, "--speed", "600", "--duration", "20m"),
+        *("--topic-template", f"{topic_root}/{{device_id}}/{{kind}}", "--quiet"),
+        *("--client-id-prefix", f"tr{os.getpid()}-", "--trace-mqtt"),
+    )
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "simulator", *common, "--mqtt-version", "5"),
+            *("--trace-sample", "100%", "--otlp-receiver", f"127.0.0.1:{port}"),
+            *("--otlp-export", f"http://127.0.0.1:{port}", "--report", str(report)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(report.read_text())
+    traces = data["traces"]
+    flows = {f["name"]: f for f in traces["flows"]}
+    sent = {f"publish {name}": c["sent"] for name, c in data["by_device_type"].items()}
+    assert set(flows) == set(sent), flows.keys()
+    for name, flow in flows.items():
+        assert flow["flow"] == "publish"
+        assert flow["traces"] == sent[name], (name, flow, sent)  # every publish sampled
+        assert flow["db_spans_per_request"] >= 1  # the consumer's insert, in its trace
+    assert traces["spans"]["received"] == traces["spans"]["joined"] + traces["spans"]["unjoined"]
+    # barnstorm's own span of each publish (to its PUBACK) went too, into the same traces
+    assert data["client_spans"]["exported"] == sum(sent.values())
+    assert data["client_spans"]["failed"] == 0
+    assert traces["traces_without_entry"] == 0
+    refused = subprocess.run(
+        [
+            *(sys.executable, "-m", "simulator", *common, "--mqtt-version", "3.1.1"),
+            *("--trace-sample", "10%"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "--trace-mqtt" in refused.stderr
+    assert "3.1.1" in refused.stderr

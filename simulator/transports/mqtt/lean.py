@@ -70,13 +70,13 @@ from simulator.transports.mqtt.settings import (
     backoff_delay,
     translated_errors,
 )
+from simulator.transports.mqtt.tracing import PublishTracing
 from simulator.transports.mqtt.v5 import (
     AUTH_REFUSALS,
     Connack,
     MalformedPacket,
     parse_connack,
     reason_name,
-    user_properties,
 )
 
 if TYPE_CHECKING:
@@ -134,8 +134,7 @@ class LeanMqttTransport(MqttBase):
     ) -> None:
         super().__init__(sink, settings, client_ids, credentials)
         #: trace context for the sampled share of MQTT 5 publishes (None: none).
-        self.trace = trace
-        self._publish_names = [f"publish {name}" for name in type_names]
+        self.tracing = PublishTracing(trace, type_names, settings.url) if trace else None
         self._links: dict[int, Link] = {}
         #: links whose socket asked barnstorm to stop writing (their buffer is filling).
         self.paused: set[Link] = set()
@@ -398,6 +397,8 @@ class LeanMqttTransport(MqttBase):
         self._count -= len(refused)
         done = self.sink.message_done
         for message, reason in refused:
+            if self.tracing is not None:
+                self.tracing.done([message], reason)
             done(message, Outcome.FAILED, reason)
 
     def settled(self, messages: list[Message]) -> None:
@@ -416,6 +417,8 @@ class LeanMqttTransport(MqttBase):
         count as in flight."""
         acked, self._acked = self._acked, []
         self._count -= len(acked)
+        if self.tracing is not None:
+            self.tracing.done(acked, None)
         self.sink.messages_done(acked, Outcome.ACKNOWLEDGED)
 
     def send(self, message: Message) -> None:
@@ -425,8 +428,8 @@ class LeanMqttTransport(MqttBase):
         """Build every packet of the tick, then write each connection's packets at once."""
         self.check_open()
         sink = self.sink
-        if self.trace is not None and self.level >= 5:
-            self._trace(messages)
+        if self.tracing is not None and self.level >= 5:
+            self.tracing.mark(messages)
         sink.messages_sent(messages)
         full = self._full() if self.paused else None
         too_large: list[Message] = []
@@ -438,17 +441,6 @@ class LeanMqttTransport(MqttBase):
             sink.message_done(message, Outcome.DROPPED, error)
         for message in too_large:  # never written: the broker said it would refuse them
             sink.message_done(message, Outcome.FAILED, "packet_too_large")
-
-    def _trace(self, messages: list[Message]) -> None:
-        """A ``traceparent`` user property on the sampled share of ``messages``."""
-        trace, names = self.trace, self._publish_names
-        assert trace is not None
-        for message in messages:
-            code = message.type_code
-            name = names[code] if code < len(names) else "publish"
-            parent = trace.traceparent("publish", name)
-            if parent is not None:
-                message.properties = user_properties([("traceparent", parent)])
 
     def _publish_fire_and_forget(
         self, messages: list[Message], full: set[Link] | None, too_large: list[Message]

@@ -108,8 +108,9 @@ def test_a_mixed_run_finds_the_room_charts_n_plus_one_from_spans_alone(
     tmp_path: Path, backend: Backends
 ) -> None:
     """``simulate serve --slow --otlp URL --no-server-timing`` over a month of history and a
-    ``simulate mixed --otlp-receiver``: the report names the room chart's N+1 from the
-    spans, with its repeated statement, and its HTML page shows it before the verdicts;
+    ``simulate mixed --otlp-receiver`` on two Locust workers: the report names the room
+    chart's N+1 from the spans, with its repeated statement, and its HTML page shows it
+    before the verdicts;
     every span is joined or counted as unjoined, and every joined trace is the request
     the access log saw with that trace id (same request name, same path)."""
     port = free_port()
@@ -128,7 +129,7 @@ def test_a_mixed_run_finds_the_room_charts_n_plus_one_from_spans_alone(
             *("--spawn-rate", "4", "--run-time", "20s", "--speed", "60"),
             *("--host", url, "--http", f"{url}/ingest"),
             *("--otlp-receiver", f"127.0.0.1:{port}", "--report", str(report)),
-            *("--html", str(html)),
+            *("--html", str(html), "--processes", "2"),  # Locust's workers; the master receives
         ],
         cwd=ROOT,
         env={

@@ -11,6 +11,7 @@ follows its caller's flag would otherwise send nothing back).
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import time
@@ -56,16 +57,17 @@ def add_trace_options(parser: Any) -> None:
     )
 
 
-def export_address(environment: Environment) -> str | None:
+def _setting(environment: Environment, option: str, variable: str) -> str | None:
+    """A ``--barnstorm-*`` option, else its variable (set for Locust by simulate mixed)."""
     options = environment.parsed_options
-    given = getattr(options, "barnstorm_otlp_export", None) if options else None
-    return str(given) if given else os.environ.get(EXPORT_VARIABLE) or None
+    given = getattr(options, option, None) if options else None
+    return str(given) if given else os.environ.get(variable) or None
 
 
 @events.init.add_listener
 def start_export(environment: Environment, **_: Any) -> None:
     """Each process that sends requests exports its own client spans."""
-    url = export_address(environment)
+    url = _setting(environment, "barnstorm_otlp_export", EXPORT_VARIABLE)
     if not url or isinstance(environment.runner, MasterRunner) or TRACE.exporter is not None:
         return
     if not os.environ.get(SAMPLE_VARIABLE):
@@ -107,16 +109,10 @@ def export_span(
     )
 
 
-def receiver_address(environment: Environment) -> str | None:
-    options = environment.parsed_options
-    given = getattr(options, "barnstorm_otlp_receiver", None) if options else None
-    return str(given) if given else os.environ.get(RECEIVER_VARIABLE) or None
-
-
 @events.init.add_listener
 def start_receiver(environment: Environment, **_: Any) -> None:
     """Before the first request: the receiver, on the process that writes the report."""
-    listen = receiver_address(environment)
+    listen = _setting(environment, "barnstorm_otlp_receiver", RECEIVER_VARIABLE)
     if not listen:
         return
     if not os.environ.get(SAMPLE_VARIABLE):
@@ -132,10 +128,17 @@ def start_receiver(environment: Environment, **_: Any) -> None:
         sys.exit(2)
 
 
-@events.quitting.add_listener
-def stop_receiver(environment: Environment, **_: Any) -> None:
+@atexit.register
+def stop_receiver() -> None:
+    """A receiver no report collected (a run without one): stopped as the process ends,
+    whatever order Locust's quitting hooks run in."""
     for receiver in RECEIVERS:
         receiver.stop()
+
+
+@events.quitting.add_listener
+def close_export(environment: Environment, **_: Any) -> None:
+    """The client spans still queued are sent before the process ends."""
     if TRACE.exporter is not None:
         counts = TRACE.exporter.close()
         if counts["failed"] or counts["dropped"]:

@@ -192,14 +192,24 @@ async def home(request: Request) -> Response:
     return RedirectResponse("/dashboard/farms")
 
 
+def _envelope_field(payload: bytes, field: str) -> str | None:
+    """A publisher's ``traceparent`` from a field of its JSON payload (MQTT 3.1.1)."""
+    try:
+        found = orjson.loads(payload).get(field)
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
 def mqtt_consumer(
-    store: Store, telemetry: Telemetry | None = None
+    store: Store, telemetry: Telemetry | None = None, envelope: str | None = None
 ) -> Callable[[str, bytes, str | None], None]:
     """What the MQTT subscriber calls per message (its topic, payload and the
     ``traceparent`` of its MQTT 5 user properties, if any). A message the store refuses is
     counted by its reason (the read-back's refusals); one that breaks the store is logged
     and counted too: no message ever ends the ingest. With ``telemetry`` each message is a
-    consumer span, continuing the publisher's trace."""
+    consumer span, continuing the publisher's trace (from its user properties, or over
+    3.1.1 from the payload field ``envelope``)."""
 
     def store_one(topic: str, payload: bytes) -> None:
         try:
@@ -212,6 +222,8 @@ def mqtt_consumer(
         if telemetry is None:
             store_one(topic, payload)
             return
+        if traceparent is None and envelope is not None:
+            traceparent = _envelope_field(payload, envelope)
         with telemetry.consuming(topic, traceparent):
             store_one(topic, payload)
 

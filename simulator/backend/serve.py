@@ -49,6 +49,8 @@ class ServeConfig:
     readback_token: str | None = field(default=None, repr=False)
     #: export the backend's own traces (OpenTelemetry) to this OTLP/HTTP URL.
     otlp: str | None = None
+    #: the payload field an MQTT 3.1.1 message carries its publisher's traceparent in.
+    trace_envelope: str | None = None
     #: send the Server-Timing header (off: the spans alone tell where time went).
     server_timing: bool = True
 
@@ -103,7 +105,8 @@ def serve(config: ServeConfig) -> None:
         telemetry.instrument(app)
     sock = _listening_socket(config.host, config.port)
     try:
-        asyncio.run(_serve(app, sock, mqtt, config.topic, _banner(config), telemetry))
+        banner = _banner(config)
+        asyncio.run(_serve(app, sock, mqtt, config.topic, banner, telemetry, config.trace_envelope))
     finally:
         if telemetry is not None:
             telemetry.shutdown()
@@ -132,6 +135,7 @@ async def _serve(
     topic: str,
     banner: list[str],
     telemetry: Telemetry | None = None,
+    trace_envelope: str | None = None,
 ) -> None:
     """Serve ``app`` on ``sock`` until a signal; with a broker, ingest from it meanwhile."""
     store: Store = app.state.backend.store
@@ -149,7 +153,7 @@ async def _serve(
         if mqtt is not None:
             client_id = f"barnstorm-backend-{secrets.token_hex(4)}"
             # With traces on, MQTT 5: a publisher's traceparent is in its user properties.
-            consumer = mqtt_consumer(store, telemetry)
+            consumer = mqtt_consumer(store, telemetry, trace_envelope)
             mqtt5 = telemetry is not None
             subscriber = MqttSubscriber(mqtt, topic, consumer, client_id, mqtt5=mqtt5)
             await stack.enter_async_context(subscriber)

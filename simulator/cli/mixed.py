@@ -117,6 +117,7 @@ def mixed_command(
     trace_sample: str | None,
     otlp_export: str | None,
     trace_mqtt: bool,
+    trace_envelope: str | None,
 ) -> None:
     """Devices and dashboard users in one Locust run (locustfiles/mixed.py).
 
@@ -142,6 +143,7 @@ def mixed_command(
             "trace_sample": trace_sample,
             "trace_mqtt": trace_mqtt,
             "otlp_export": otlp_export,
+            "trace_envelope": trace_envelope,
         }
     )
     if not http:

@@ -100,6 +100,12 @@ from simulator.redact import register
     "pip install 'barnstorm[otel]'.",
 )
 @option(
+    "--trace-envelope",
+    metavar="FIELD",
+    help="With --otlp and an MQTT 3.1.1 broker: continue a publisher's trace from this "
+    "field of the message's JSON payload (barnstorm's --trace-envelope).",
+)
+@option(
     "--no-server-timing",
     is_flag=True,
     help="Send no Server-Timing header (the spans alone must tell where the time went).",
@@ -120,6 +126,7 @@ def serve_command(
     hash_password: bool,
     access_log: Path | None,
     otlp: str | None,
+    trace_envelope: str | None,
     no_server_timing: bool,
 ) -> None:
     """Run the reference backend: HTTP and MQTT ingest, dashboard API and pages
@@ -150,6 +157,7 @@ def serve_command(
             token_ttl=positive_duration(token_ttl, "--token-ttl"),
             readback_token=readback_token,
             otlp=http_url(otlp, "--otlp"),
+            trace_envelope=trace_envelope,
             server_timing=not no_server_timing,
         )
     )

@@ -3,6 +3,7 @@ the backend's OpenTelemetry spans, and what share of its own requests it marks s
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from simulator.cli.options import option, stacked
@@ -41,7 +42,14 @@ trace_options = stacked(
         "--trace-mqtt",
         is_flag=True,
         help="MQTT 5 publishes of the --trace-sample share carry a traceparent user property, "
-        "so the backend's consumer can continue their trace (needs MQTT 5).",
+        "so the backend's consumer can continue their trace (MQTT 5, or --trace-envelope).",
+    ),
+    option(
+        "--trace-envelope",
+        metavar="FIELD",
+        help="Over MQTT 3.1.1, which has no user properties, the --trace-mqtt publishes carry "
+        "their traceparent in this field of the JSON payload (e.g. traceparent); nothing is "
+        "added to payloads otherwise.",
     ),
 )
 
@@ -66,11 +74,19 @@ def trace_config(options: dict[str, Any]) -> TraceConfig:
             "--trace-mqtt",
             "marks only the sampled share: give --trace-sample too, e.g. --trace-sample 1%",
         )
+    envelope = options.get("trace_envelope") or None
+    if envelope is not None and not re.fullmatch(r"[A-Za-z_][\w.-]{0,63}", envelope):
+        raise ConfigError("--trace-envelope", f'expected a JSON field name, got "{envelope}"')
+    if envelope is not None and not trace_mqtt:
+        raise ConfigError(
+            "--trace-envelope", "puts --trace-mqtt's traceparent in payloads: give both"
+        )
     return TraceConfig(
         otlp_receiver=listen or None,
         trace_sample=sample,
         trace_mqtt=trace_mqtt,
         otlp_export=export or None,
+        trace_envelope=envelope,
     )
 
 
@@ -81,6 +97,8 @@ def trace_environment(trace: TraceConfig) -> dict[str, str]:
         env["BARNSTORM_OTLP_RECEIVER"] = trace.otlp_receiver
     if trace.trace_mqtt:
         env["BARNSTORM_TRACE_MQTT"] = "1"
+    if trace.trace_envelope:
+        env["BARNSTORM_TRACE_ENVELOPE"] = trace.trace_envelope
     if trace.otlp_export:
         env["BARNSTORM_OTLP_EXPORT"] = trace.otlp_export
     return env
@@ -88,9 +106,9 @@ def trace_environment(trace: TraceConfig) -> dict[str, str]:
 
 def check_trace_mqtt(trace: TraceConfig, mqtt_version: str | None) -> None:
     """``--trace-mqtt`` needs user properties: MQTT 5, or ``auto`` that may reach it."""
-    if trace.trace_mqtt and mqtt_version == "3.1.1":
+    if trace.trace_mqtt and mqtt_version == "3.1.1" and not trace.trace_envelope:
         raise ConfigError(
             "--trace-mqtt",
             "needs --mqtt-version 5 (or auto): MQTT 3.1.1 has no user properties, and barnstorm "
-            "adds nothing to payloads",
+            "adds nothing to payloads unless asked (--trace-envelope FIELD)",
         )

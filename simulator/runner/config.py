@@ -140,6 +140,9 @@ class TraceConfig:
     trace_mqtt: bool = False
     #: OTLP/HTTP URL barnstorm's own client spans go to (None: nowhere).
     otlp_export: str | None = None
+    #: over MQTT 3.1.1 (no user properties), the payload field a sampled publish carries
+    #: its traceparent in (None: nothing is added to payloads).
+    trace_envelope: str | None = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ def trace_context(config: RunConfig, exporter: ClientSpans | None) -> TraceConte
     """The trace headers of the run's requests, its client spans going to ``exporter``."""
     trace = TraceContext(config.run_id, sample=config.traces.trace_sample)
     trace.exporter = exporter
+    trace.envelope = config.traces.trace_envelope
     return trace
 
 

@@ -98,6 +98,9 @@ class TraceContext:
         self._tags: dict[tuple[str, str], bytes] = {}
         #: where barnstorm's own client spans go (``--otlp-export``), if anywhere.
         self.exporter: ClientSpans | None = None
+        #: the payload field an MQTT 3.1.1 publish carries its traceparent in
+        #: (``--trace-envelope``), if any.
+        self.envelope: str | None = None
 
     def new_ids(self, flow: str, name: str) -> tuple[str, str, bool]:
         """A new trace id for a request ``name`` of ``flow``, its span id, and whether it

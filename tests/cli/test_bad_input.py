@@ -332,6 +332,20 @@ HOSTILE = [
     (["--mqtt", "{mosquitto}", "--otlp-receiver", "127.0.0.1:{taken}"], 2, ["--otlp-receiver"]),
     (["--mqtt", "{mosquitto}", "--trace-sample", "150%"], 2, ["--trace-sample", "0 to 1"]),
     (["--mqtt", "{mosquitto}", "--trace-mqtt"], 2, ["--trace-mqtt", "--trace-sample"]),
+    (["--mqtt", "{mosquitto}", "--trace-envelope", "tp"], 2, ["--trace-envelope", "give both"]),
+    (
+        [
+            "--mqtt",
+            "{mosquitto}",
+            "--trace-mqtt",
+            "--trace-sample",
+            "1%",
+            "--trace-envelope",
+            "a b",
+        ],
+        2,
+        ["--trace-envelope", "JSON field name"],
+    ),
     (
         ["--output", "{o}", "--otlp-receiver", "127.0.0.1:1", "--processes", "2", "--farms", "4"],
         2,

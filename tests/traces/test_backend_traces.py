@@ -275,11 +275,12 @@ def test_mqtt5_publishes_carry_their_trace_to_the_backends_consumer(
     publishes carry a traceparent user property, the reference backend's consumer span
     continues each one's trace, and the run's report joins them to ``publish <type>``;
     with --otlp-export barnstorm's own span of each publish goes into the same trace;
-    under 3.1.1 --trace-mqtt is refused before anything is sent."""
+    under 3.1.1 --trace-mqtt is refused before anything is sent, unless --trace-envelope
+    puts the traceparent in a payload field, which the backend continues from."""
     port = free_port()
     backend(
         *("--farms", "2", "--mqtt", mosquitto, "--topic", f"{topic_root}/#"),
-        *("--otlp", f"http://127.0.0.1:{port}"),
+        *("--otlp", f"http://127.0.0.1:{port}", "--trace-envelope", "traceparent"),
     )
     report = tmp_path / "run.json"
     common = (
@@ -326,3 +327,21 @@ def test_mqtt5_publishes_carry_their_trace_to_the_backends_consumer(
     assert refused.returncode == 2
     assert "--trace-mqtt" in refused.stderr
     assert "3.1.1" in refused.stderr
+    # Asked for, 3.1.1 publishes carry it in a payload field the backend reads instead.
+    enveloped = tmp_path / "envelope.json"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "simulator", *common, "--mqtt-version", "3.1.1"),
+            *("--trace-sample", "100%", "--trace-envelope", "traceparent"),
+            *("--otlp-receiver", f"127.0.0.1:{port}", "--report", str(enveloped)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(enveloped.read_text())
+    sent = {f"publish {name}": c["sent"] for name, c in data["by_device_type"].items()}
+    flows = {f["name"]: f["traces"] for f in data["traces"]["flows"]}
+    assert flows == sent

@@ -428,8 +428,9 @@ class LeanMqttTransport(MqttBase):
         """Build every packet of the tick, then write each connection's packets at once."""
         self.check_open()
         sink = self.sink
-        if self.tracing is not None and self.level >= 5:
-            self.tracing.mark(messages)
+        tracing = self.tracing
+        if tracing is not None and (self.level >= 5 or tracing.trace.envelope is not None):
+            tracing.mark(messages, self.level >= 5)
         sink.messages_sent(messages)
         full = self._full() if self.paused else None
         too_large: list[Message] = []

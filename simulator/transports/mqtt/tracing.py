@@ -24,18 +24,26 @@ class PublishTracing:
         code = message.type_code
         return self.names[code] if code < len(self.names) else "publish"
 
-    def mark(self, messages: list[Message]) -> None:
-        """A ``traceparent`` user property on the sampled share of ``messages`` (decided
-        first and cheaply: the rest carry nothing), and when barnstorm exports its own
-        spans, the instant each left."""
+    def mark(self, messages: list[Message], v5: bool) -> None:
+        """A ``traceparent`` on the sampled share of ``messages`` (decided first and
+        cheaply: the rest carry nothing): an MQTT 5 user property, or below MQTT 5 the
+        payload field ``--trace-envelope`` named; when barnstorm exports its own spans, the
+        instant each left."""
         trace = self.trace
         exporting = trace.exporter is not None
+        field = None if v5 or trace.envelope is None else trace.envelope.encode()
         for message in messages:
             parent = trace.traceparent("publish", self._name(message))
-            if parent is not None:
+            if parent is None:
+                continue
+            if field is None:
                 message.properties = user_properties([("traceparent", parent)])
-                if exporting:
-                    message.trace = (parent, time.time_ns())
+            elif message.payload.endswith(b"}"):  # a JSON object: the field goes last
+                message.payload = (
+                    message.payload[:-1] + b',"' + field + b'":"' + parent.encode() + b'"}'
+                )
+            if exporting:
+                message.trace = (parent, time.time_ns())
 
     def done(self, messages: list[Message], error: str | None) -> None:
         """The client spans of the traced ``messages``, now acknowledged (or refused)."""

@@ -61,9 +61,10 @@ class Sla:
     unit: str
 
     def describe(self, value: float) -> str:
-        """A value of this SLA's metric in its unit: ``312.4 ms``, ``1.2 %``, ``2,400/s``."""
+        """A value of this SLA's metric in its unit: ``312 ms``, ``48.5 ms``, ``1.2 %``,
+        ``2,400/s``."""
         if self.unit == "ms":
-            return f"{value:,.1f} ms"
+            return f"{value:,.0f} ms" if value >= 100 else f"{value:,.1f} ms"
         if self.unit == "%":
             return f"{value * 100:.2f} %"
         if self.unit == "/s":
@@ -153,7 +154,7 @@ class Verdict:
             return f"{sla.text}: no {sla.scope} data in the run (expected {limit})"
         word = "held" if self.held else "BROKEN"
         actual = sla.describe(self.actual)
-        return f"{sla.text}: {word}, {sla.scope} {sla.metric} was {actual} ({limit})"
+        return f"{sla.text}: {word}, {sla.scope} {sla.metric} {actual}, limit {limit}"
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -82,7 +82,7 @@ def test_verdicts_compare_the_measured_value() -> None:
     )
     assert [v.held for v in verdicts] == [True, False, True, True, False]
     assert verdicts[1].actual == 400.0
-    assert "ingest p95 was 400.0 ms (< 250.0 ms)" in verdicts[1].detail
+    assert "ingest p95 400 ms, limit < 250 ms" in verdicts[1].detail
     assert verdicts[4].actual is None
     assert "no dashboard data" in verdicts[4].detail
 

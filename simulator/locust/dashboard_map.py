@@ -10,7 +10,9 @@ seconds of a chart's window) and values a previous request extracted from its JS
 answer (``extract = { alert_id = "0.id" }``, or ``"items.*.id"``: one of all, at random),
 kept for the user's later views (the room of the farm it opened), or drawn from a CSV the
 team exported (``[sources.site] csv = "sites.csv"``, ``column = "id"``: one value per user,
-kept). ``{env:NAME}`` takes an environment
+kept). A CSV of logins (``[login] users = "logins.csv"``, the body's ``{csv:user}`` and
+``{csv:password}`` its columns) gives each simulated user a login of its own, so that
+per-user caches and permissions are exercised. ``{env:NAME}`` takes an environment
 variable's value when the map is loaded (a password, an API key: the map goes in a
 repository, the secret stays in the CI's variables); a map that names one that is not set is
 refused. This module is plain Python: the Locust users import it, the engine never does.
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import ConfigError
+from simulator.locust.har_secrets import secret_name
 from simulator.redact import register
 from simulator.resources import shipped
 from simulator.tomlfile import Table
@@ -37,6 +40,7 @@ from simulator.tomlfile import Table
 DEFAULT_MAP = shipped("locustfiles") / "dashboard_map.toml"
 FLEET_PLACEHOLDERS = {"farm_id", "room_id", "device_id", "from", "to"}
 ENV_PLACEHOLDER = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+CSV_PLACEHOLDER = re.compile(r"\{csv:([^{}:]+)\}")
 
 
 def with_environment(
@@ -107,6 +111,25 @@ class Login:
     #: that changes something (POST, PUT, PATCH, DELETE), the login's included.
     csrf_cookie: str | None = None
     csrf_header: str = "X-CSRFToken"
+    #: a CSV of logins (``users = "logins.csv"``): one row per simulated user, in turn,
+    #: its columns ``{csv:COLUMN}`` in the body and URL (empty: one login for all).
+    users: tuple[dict[str, str], ...] = ()
+
+    def for_user(self, index: int) -> tuple[str, str | None]:
+        """The URL and body of the ``index``-th simulated user's login."""
+        if not self.users:
+            return self.url, self.body
+        row = self.users[index % len(self.users)]
+
+        def fill(text: str | None, json_text: bool) -> str | None:
+            if text is None:
+                return None
+            return CSV_PLACEHOLDER.sub(
+                lambda m: json.dumps(row[m.group(1)])[1:-1] if json_text else row[m.group(1)],
+                text,
+            )
+
+        return fill(self.url, False) or self.url, fill(self.body, True)
 
 
 @dataclass(frozen=True)
@@ -145,6 +168,44 @@ def _csv_source(table: Table, name: str, base: Path) -> tuple[str, ...]:
     if duplicates:
         raise ConfigError(where, f'"{duplicates[0]}" is in column "{column}" twice')
     return tuple(values)
+
+
+def _logins(table: Table, base: Path, url: str, body: str | None) -> tuple[dict[str, str], ...]:
+    """``[login].users``: the CSV of logins, every ``{csv:COLUMN}`` of the login a column
+    of it with a value in every row, and no login twice. Columns whose names say secret
+    (``password``, ``secret``, ``token``) are masked in all of barnstorm's output."""
+    used = set(CSV_PLACEHOLDER.findall(url)) | set(CSV_PLACEHOLDER.findall(body or ""))
+    if "users" not in table:
+        if used:
+            raise table.error("body", f'{{csv:{sorted(used)[0]}}} needs users = "logins.csv"')
+        return ()
+    file = base / table.string("users")
+    try:
+        rows = list(csv.DictReader(io.StringIO(file.read_text(encoding="utf-8-sig"))))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(table.where("users"), f"cannot read {file}: {exc}") from None
+    if not used:
+        raise table.error("users", "expected {csv:COLUMN} placeholders in the login's body")
+    columns = list(rows[0].keys()) if rows else []
+    missing = sorted(used - set(columns))
+    if not rows or missing:
+        header = ", ".join(columns) or "nothing"
+        wanted = ", ".join(f'"{c}"' for c in sorted(missing or used))
+        raise ConfigError(str(file), f"expected a login per row under {wanted}, got {header}")
+    seen: set[tuple[str, ...]] = set()
+    for line, row in enumerate(rows, start=2):
+        for column in sorted(used):
+            if not (row.get(column) or "").strip():
+                raise ConfigError(f"{file}:{line}", f'no value in column "{column}"')
+        login = tuple(row[c] for c in sorted(used))
+        if login in seen:
+            raise ConfigError(f"{file}:{line}", "the same login twice (one row per user)")
+        seen.add(login)
+    for column in used:
+        if secret_name(column):
+            for row in rows:
+                register(row[column])
+    return tuple({c: row[c] for c in used} for row in rows)
 
 
 def _token_path(table: Table) -> str:
@@ -207,24 +268,26 @@ def load_map(path: Path | None = None) -> DashboardMap:
         table.check_keys(
             {
                 "method", "url", "body", "token", "header", "scheme",
-                "csrf_url", "csrf_cookie", "csrf_header",
+                "csrf_url", "csrf_cookie", "csrf_header", "users",
             }
         )  # fmt: skip
         body = table.raw("body", None)
         if body is not None and not isinstance(body, str):
             raise table.error("body", "expected a string (a JSON document)")
         where = f"{table.source}: {table.path}"
+        url = with_environment(table.string("url"), f"{where}.url", json_text=False, template=False)
+        body = with_environment(body, f"{where}.body", json_text=True, template=False)
         login = Login(
             table.string("method", "POST").upper(),
-            with_environment(table.string("url"), f"{where}.url", json_text=False, template=False)
-            or "",
-            with_environment(body, f"{where}.body", json_text=True, template=False),
+            url or "",
+            body,
             _token_path(table),
             table.string("header", "Authorization"),
             table.string("scheme", "Bearer"),
             table.string("csrf_url") if "csrf_url" in table else None,
             table.string("csrf_cookie") if "csrf_cookie" in table else None,
             table.string("csrf_header", "X-CSRFToken"),
+            _logins(table, file.parent, url or "", body),
         )
         if login.csrf_url and not login.csrf_cookie:
             raise table.error("csrf_url", "needs csrf_cookie: the cookie the page sets")
@@ -282,13 +345,17 @@ def load_map(path: Path | None = None) -> DashboardMap:
 
 def dig(data: Any, path: str) -> Any:
     """``dig(answer, "0.id")``: the value at a dotted path of a JSON answer, or None;
-    ``items.*.id`` is every item's ``id`` (a list, empty when there is none)."""
+    ``items.*.id`` is every item's ``id`` (a list, empty when there is none; ``*`` twice:
+    every item's items' ``id``)."""
     parts = path.split(".")
     for index, part in enumerate(parts):
         if part == "*":
             rest = ".".join(parts[index + 1 :])
             items = data if isinstance(data, list) else []
-            found = [dig(item, rest) if rest else item for item in items]
+            found: list[Any] = []
+            for item in items:
+                value = dig(item, rest) if rest else item
+                found += value if isinstance(value, list) else [value]
             return [value for value in found if value is not None and not isinstance(value, list)]
         if isinstance(data, list) and part.isdigit() and int(part) < len(data):
             data = data[int(part)]

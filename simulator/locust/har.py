@@ -28,18 +28,17 @@ The result is plain TOML to read and edit: check it before a run.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from simulator.errors import ConfigError
+from simulator.locust.har_login import LoginFound, find_login
+from simulator.locust.har_read import Call, find_path, read_views
 from simulator.locust.har_secrets import scrub_body, secret_name, variable
 
 #: path segment before an ID -> the fleet placeholder it becomes.
@@ -54,36 +53,17 @@ COLLECTIONS = {
     "device": "device_id",
     "sensors": "device_id",
 }
-STATIC_TYPES = {"document", "stylesheet", "script", "image", "font", "media", "manifest"}
-STATIC_MIME = re.compile(r"^(text/html|text/css|image/|font/|audio/|video/|.*javascript)")
-STATIC_EXTENSION = re.compile(
-    r"\.(js|mjs|css|map|png|jpe?g|gif|svg|ico|webp|avif|woff2?|ttf|otf|eot|mp4|webm|html?)$"
-)
 ID_LIKE = re.compile(
     r"^(\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,}"
     r"|[A-Za-z]+[-_][A-Za-z0-9-_]*\d[A-Za-z0-9-_]*)$",
     re.IGNORECASE,
 )
-LOGIN_PATH = re.compile(r"log-?in|sign-?in|token|auth|session", re.IGNORECASE)
+#: an ID of barnstorm's own fleet (``farm-00001``, ``farm-00001-s1-r01``, a device's).
+FLEET_ID = re.compile(r"^[a-z]+-\d{5}(-[\w-]*)?$")
 DEFAULT_THINK = (2.0, 8.0)
 #: the longest pause taken as a think time (a longer one was a break, not reading).
 MAX_THINK = 120.0
 DAY = 86400.0
-
-
-@dataclass
-class Call:
-    """One API request of the recording, with what the map needs of it."""
-
-    method: str
-    path: str
-    query: list[tuple[str, str]]
-    body: str | None
-    status: int
-    started: float  # epoch seconds
-    ended: float
-    answer: Any  # the parsed JSON answer, or None
-    headers: dict[str, str]
 
 
 @dataclass
@@ -118,193 +98,11 @@ class ViewDraft:
 @dataclass
 class MapDraft:
     login: Template | None
-    token_path: str
-    header: str
-    scheme: str
+    found: LoginFound
     views: list[tuple[str, int, tuple[float, float], float | None, list[Template]]]
     warnings: list[str]
     #: view -> the views that followed it in the recording, and how often.
     transitions: dict[str, Counter[str]] = field(default_factory=dict)
-
-
-def _instant(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def _answer(entry: dict[str, Any]) -> Any:
-    content = entry.get("response", {}).get("content", {}) or {}
-    text = content.get("text")
-    if not text:
-        return None
-    if content.get("encoding") == "base64":
-        try:
-            text = base64.b64decode(text).decode("utf-8", "replace")
-        except ValueError:
-            return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
-def _is_static(entry: dict[str, Any], path: str) -> bool:
-    kind = str(entry.get("_resourceType", "")).lower()
-    if kind in STATIC_TYPES:
-        return True
-    if kind in ("xhr", "fetch"):
-        return False
-    mime = str(entry.get("response", {}).get("content", {}).get("mimeType", "")).lower()
-    return bool(STATIC_MIME.match(mime) or STATIC_EXTENSION.search(path.lower()))
-
-
-def _is_page_load(entry: dict[str, Any]) -> bool:
-    kind = str(entry.get("_resourceType", "")).lower()
-    if kind:
-        return kind == "document"
-    mime = str(entry.get("response", {}).get("content", {}).get("mimeType", "")).lower()
-    return entry["request"]["method"] == "GET" and mime.startswith("text/html")
-
-
-def _entries(path: Path) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read the HAR file ({exc.strerror})") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), f"not a HAR file: invalid JSON ({exc})") from None
-    entries = data.get("log", {}).get("entries") if isinstance(data, dict) else None
-    if not isinstance(entries, list):
-        raise ConfigError(str(path), 'not a HAR file: expected {"log": {"entries": [...]}}')
-    for i, entry in enumerate(entries):
-        if not (
-            isinstance(entry, dict)
-            and isinstance(entry.get("request"), dict)
-            and isinstance(entry["request"].get("url"), str)
-            and isinstance(entry["request"].get("method"), str)
-            and isinstance(entry.get("startedDateTime"), str)
-        ):
-            raise ConfigError(
-                f"{path}: log.entries[{i}]", "expected request.method, request.url, startedDateTime"
-            )
-    return entries
-
-
-@dataclass
-class PageView:
-    """The API calls of one page view, and the page's path (None in a single-page app)."""
-
-    page: str | None
-    calls: list[Call]
-
-
-def read_views(path: Path, gap: float) -> tuple[list[PageView], list[str]]:
-    """The recording's API calls, grouped into page views in time order."""
-    entries = _entries(path)
-    warnings: list[str] = []
-    try:
-        entries.sort(key=lambda e: _instant(e["startedDateTime"]))
-    except ValueError as exc:
-        raise ConfigError(f"{path}: startedDateTime", f"expected ISO 8601 ({exc})") from None
-    origin = None
-    for entry in entries:
-        if _is_page_load(entry):
-            origin = urlsplit(entry["request"]["url"]).netloc
-            break
-    # Page loads mark the views; a single-page app has one, and pauses mark its views.
-    split_on_pauses = sum(1 for e in entries if _is_page_load(e)) <= 1
-    views: list[PageView] = []
-    current = PageView(None, [])
-    pageref: Any = None
-    last_end = 0.0
-    foreign: Counter[str] = Counter()
-    for entry in entries:
-        request = entry["request"]
-        url = urlsplit(request["url"])
-        started = _instant(entry["startedDateTime"])
-        page_load = _is_page_load(entry)
-        new_page = page_load or entry.get("pageref") != pageref
-        pageref = entry.get("pageref")
-        pause = split_on_pauses and current.calls and started - last_end > gap
-        if new_page or pause:
-            if current.calls:
-                views.append(current)
-            current = PageView(url.path if page_load else None, [])
-        if origin is None:
-            origin = url.netloc
-        if url.netloc != origin:
-            foreign[url.netloc] += 1
-            continue
-        if _is_static(entry, url.path):
-            continue
-        post = request.get("postData") or {}
-        headers = {
-            str(h.get("name", "")).lower(): str(h.get("value", ""))
-            for h in request.get("headers", [])
-            if isinstance(h, dict)
-        }
-        ended = started + max(float(entry.get("time") or 0.0), 0.0) / 1000.0
-        current.calls.append(
-            Call(
-                request["method"].upper(),
-                url.path,
-                parse_qsl(url.query, keep_blank_values=True),
-                post.get("text") if isinstance(post, dict) else None,
-                int(entry.get("response", {}).get("status") or 200),
-                started,
-                ended,
-                _answer(entry),
-                headers,
-            )
-        )
-        last_end = max(last_end, ended)
-    if current.calls:
-        views.append(current)
-    for host, count in foreign.most_common():
-        warnings.append(f"dropped {count} request(s) to another host, {host}")
-    return views, warnings
-
-
-def _find(data: Any, value: str, prefix: str = "") -> str | None:
-    """The dotted path of ``value`` in a JSON answer (list indexes as 0), or None."""
-    if isinstance(data, dict):
-        for key, item in data.items():
-            found = _find(item, value, f"{prefix}{key}.")
-            if found:
-                return found
-    elif isinstance(data, list):
-        for item in data:
-            found = _find(item, value, f"{prefix}0.")
-            if found:
-                return found
-    elif data is not None and not isinstance(data, bool) and str(data) == value:
-        return prefix.rstrip(".")
-    return None
-
-
-def _login(views: list[PageView]) -> tuple[Call | None, str, str, str]:
-    """The call whose answer holds the token that later calls send, and how they send it."""
-    calls = [call for view in views for call in view.calls]
-    for call in calls:
-        for name in ("authorization", "x-auth-token", "x-api-key"):
-            value = call.headers.get(name)
-            if not value:
-                continue
-            scheme, _, token = value.rpartition(" ")
-            for earlier in calls:
-                if earlier.started >= call.started:
-                    break
-                path = _find(earlier.answer, token)
-                if path:
-                    header = "Authorization" if name == "authorization" else name
-                    return earlier, path, header, scheme
-            # The answer may be missing (browsers drop bodies when a page navigates away):
-            # the last sign-in-like POST before the first authorised call is the login.
-            for earlier in reversed([c for c in calls if c.started < call.started]):
-                if earlier.method == "POST" and LOGIN_PATH.search(earlier.path):
-                    header = "Authorization" if name == "authorization" else name
-                    return earlier, "", header, scheme
-            return None, "token", "Authorization", "Bearer"
-    return None, "token", "Authorization", "Bearer"
 
 
 def _template(call: Call, earlier: list[tuple[Call, Template]], warnings: list[str]) -> Template:
@@ -316,17 +114,20 @@ def _template(call: Call, earlier: list[tuple[Call, Template]], warnings: list[s
         if not segment or not ID_LIKE.match(segment):
             continue
         collection = segments[i - 1].lower() if i else ""
-        if collection in COLLECTIONS:
+        if collection in COLLECTIONS and FLEET_ID.match(segment):  # barnstorm's own fleet
             segments[i] = "{" + COLLECTIONS[collection] + "}"
             continue
         for previous, previous_template in reversed(earlier):
-            found = _find(previous.answer, segment)
-            if found:
+            found = find_path(previous.answer, segment)
+            if found:  # the product's own ID, from the answer that listed it
                 name = re.sub(r"\W", "_", collection.rstrip("s") or "item") + "_id"
                 segments[i] = "{" + name + "}"
                 previous_template.extract[name] = found
                 break
         else:
+            if collection in COLLECTIONS:  # the fleet's, bound by --device-map on replay
+                segments[i] = "{" + COLLECTIONS[collection] + "}"
+                continue
             warnings.append(
                 f'{call.method} {call.path}: "{segment}" looks like an ID but no earlier answer '
                 "holds it; kept as recorded"
@@ -377,9 +178,10 @@ def _view_name(page: str | None, templates: list[Template]) -> str:
 def build_map(path: Path, gap: float = 1.0) -> MapDraft:
     """Read a HAR file and draft a dashboard map of it."""
     views, warnings = read_views(path, gap)
-    login_call, token_path, header, scheme = _login(views)
-    if login_call is not None and not token_path:
-        token_path = "token"
+    found = find_login(views)
+    login_call = found.call
+    if login_call is not None and found.token is None:
+        found.token = "token"
         warnings.append(
             f"the answer of {login_call.method} {login_call.path} is not in the recording: "
             'assumed the token is its "token" key (check [login].token)'
@@ -421,8 +223,8 @@ def build_map(path: Path, gap: float = 1.0) -> MapDraft:
             seen = {code for draft in group for code in draft.requests[position].expect}
             template.expect = tuple(sorted(seen))
             for draft in group[1:]:  # what a later visit's answer gave to later views
-                for name, found in draft.requests[position].extract.items():
-                    template.extract.setdefault(name, found)
+                for name, dotted in draft.requests[position].extract.items():
+                    template.extract.setdefault(name, dotted)
         pauses = [d.think for d in group if d.think is not None]
         pauses = [min(pause, MAX_THINK) for pause in pauses]  # a coffee break is no think time
         span = (round(min(pauses), 1), round(max(pauses), 1)) if pauses else DEFAULT_THINK
@@ -441,7 +243,7 @@ def build_map(path: Path, gap: float = 1.0) -> MapDraft:
     transitions: dict[str, Counter[str]] = {}
     for before, after in itertools.pairwise(drafts):
         transitions.setdefault(named[id(before)], Counter())[named[id(after)]] += 1
-    return MapDraft(login, token_path, header, scheme, out, warnings, transitions)
+    return MapDraft(login, found, out, warnings, transitions)
 
 
 def _replaced(where: str, field: str, name: str) -> str:
@@ -471,12 +273,22 @@ def render(draft: MapDraft, source: str) -> str:
         ]
         if draft.login.body:
             lines.append(f"body = {_string(draft.login.body)}")
-        lines += [
-            f"token = {_string(draft.token_path)}",
-            f"header = {_string(draft.header)}",
-            f"scheme = {_string(draft.scheme)}",
-            "",
-        ]
+        found = draft.found
+        if found.token:
+            lines += [
+                f"token = {_string(found.token)}",
+                f"header = {_string(found.header)}",
+                f"scheme = {_string(found.scheme)}",
+            ]
+        else:
+            lines.append('token = ""  # a session cookie carries the login')
+        if found.csrf_url and found.csrf_cookie and found.csrf_header:
+            lines += [
+                f"csrf_url = {_string(found.csrf_url)}",
+                f"csrf_cookie = {_string(found.csrf_cookie)}",
+                f"csrf_header = {_string(found.csrf_header)}",
+            ]
+        lines.append("")
     for name, weight, think, window_days, requests in draft.views:
         lines += [f"[views.{name}]", f"weight = {weight}", f"think = [{think[0]}, {think[1]}]"]
         if window_days is not None:

@@ -83,8 +83,8 @@ def start_export(environment: Environment, **_: Any) -> None:
 def export_span(
     name: str,
     response_time: float,
-    response: Any,
-    exception: BaseException | None,
+    response: Any = None,  # none for what fires no HTTP answer (a device message)
+    exception: BaseException | None = None,
     start_time: float | None = None,
     **_: Any,
 ) -> None:

@@ -15,6 +15,7 @@ backend's time by flow and barnstorm can join the backend's spans to the request
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import time
@@ -24,6 +25,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from locust import HttpUser, task
+from locust.runners import WorkerRunner
 from urllib3 import BaseHTTPResponse
 from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import MaxRetryError, ProtocolError
@@ -67,6 +69,8 @@ class _Fleet:
 
 
 FLEET = _Fleet()
+#: users started in this process, for the rows of a CSV of logins.
+_STARTED = itertools.count()
 MAP: DashboardMap = load_map(
     Path(os.environ["BARNSTORM_DASHBOARD_MAP"])
     if os.environ.get("BARNSTORM_DASHBOARD_MAP")
@@ -144,10 +148,11 @@ class DashboardUser(HttpUser):
                     page.failure(f"{name}: status {page.status_code}, no {login.csrf_cookie}")
                     return
         SENDING.set(f"{login.method} {login.url}")
+        url, body = login.for_user(self._login_row())
         with self.client.request(
             login.method,
-            login.url,
-            data=login.body,
+            url,
+            data=body,
             name=f"{login.method} {login.url}",
             headers={
                 "content-type": "application/json",
@@ -165,6 +170,17 @@ class DashboardUser(HttpUser):
                 response.failure(_failure("login", response, (200,)))
                 return
             self.auth = {login.header: f"{login.scheme} {token}".strip()}
+
+    def _login_row(self) -> int:
+        """Which row of the map's CSV of logins this user takes: the users of this process
+        in turn, interleaved with the other Locust workers' (``--processes N``), so that
+        as many users as rows log in as as many people."""
+        runner = self.environment.runner
+        if not isinstance(runner, WorkerRunner):
+            return next(_STARTED)
+        workers = getattr(self.environment.parsed_options, "processes", 1)
+        stride = workers if isinstance(workers, int) and workers > 1 else 1
+        return int(runner.worker_index) + stride * next(_STARTED)
 
     def _csrf(self) -> str | None:
         login = MAP.login

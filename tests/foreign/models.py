@@ -51,3 +51,13 @@ class Upload(models.Model):
 
     class Meta:
         app_label = "foreign"
+
+
+class SignIn(models.Model):
+    """A login that succeeded: who, and when."""
+
+    user = models.CharField(max_length=40)
+    at = models.FloatField()
+
+    class Meta:
+        app_label = "foreign"

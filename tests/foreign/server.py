@@ -25,6 +25,9 @@ import django
 from django.conf import settings
 
 USER, SECRET = "barn-manager", "hay-bale-42"
+#: the app's logins: the manager sees every site, each vet two of them (per-user data).
+LOGINS = {USER: SECRET, "vet-north": "straw-7-north", "vet-south": "straw-9-south"}
+SITES_OF = {"vet-north": {"Site 0", "Site 1"}, "vet-south": {"Site 1", "Site 2"}}
 SITES, PENS, SENSORS = 3, 6, 4
 #: the weather service's answer time (no span covers it).
 WEATHER_S = 0.03
@@ -53,7 +56,8 @@ def configure(database: Path) -> None:
     )
 
 
-TOKENS: set[str] = set()
+#: session token -> the login it belongs to.
+TOKENS: dict[str, str] = {}
 #: whether the telemetry endpoint takes only provisioned sensors (--strict-devices).
 STRICT = {"devices": False}
 
@@ -70,12 +74,35 @@ def _uuid(text: str) -> str | None:
 SESSION_COOKIE = "barnsession"
 
 
-def _authorised(request: Any) -> bool:
-    """A ``Token`` header (the API's login) or the ``barnsession`` cookie (the pages')."""
+def _user(request: Any) -> str | None:
+    """Who is asking: a ``Token`` header (the API's login) or the ``barnsession`` cookie
+    (the pages'); None for a stranger."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Token ") and header.removeprefix("Token ") in TOKENS:
-        return True
-    return request.COOKIES.get(SESSION_COOKIE) in TOKENS
+        return TOKENS[header.removeprefix("Token ")]
+    return TOKENS.get(request.COOKIES.get(SESSION_COOKIE, ""))
+
+
+def _authorised(request: Any) -> bool:
+    return _user(request) is not None
+
+
+def _sees(request: Any, title: str) -> bool:
+    """Whether the login asking may see the site titled ``title``."""
+    user = _user(request)
+    return user is not None and (user not in SITES_OF or title in SITES_OF[user])
+
+
+def _signed_in(user: str, secret: Any) -> str | None:
+    """A new session token for a right login (recorded in the sign-ins), else None."""
+    from tests.foreign.models import SignIn
+
+    if not isinstance(user, str) or LOGINS.get(user) != secret:
+        return None
+    token = secrets.token_urlsafe(16)
+    TOKENS[token] = user
+    SignIn.objects.create(user=user, at=time.time())
+    return token
 
 
 def _views() -> list[Any]:
@@ -88,25 +115,31 @@ def _views() -> list[Any]:
     @api_view(["POST"])
     def session(request: Any) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
-        if data.get("user") != USER or data.get("secret") != SECRET:
+        token = _signed_in(data.get("user"), data.get("secret"))
+        if token is None:
             return Response({"detail": "who are you?"}, status=401)
-        token = secrets.token_urlsafe(16)
-        TOKENS.add(token)
         return Response({"session": {"access": token}})
 
     @api_view(["GET"])
     def sites(request: Any) -> Response:
         if not _authorised(request):
             return Response({"detail": "login first"}, status=401)
-        found = [{"uuid": str(s.id), "title": s.title} for s in Site.objects.order_by("title")]
+        found = [
+            {"uuid": str(s.id), "title": s.title}
+            for s in Site.objects.order_by("title")
+            if _sees(request, s.title)
+        ]
         return Response({"count": len(found), "items": found})
 
     @api_view(["GET"])
     def pens(request: Any, site: str) -> Response:
         if not _authorised(request):
             return Response({"detail": "login first"}, status=401)
-        if not Site.objects.filter(id=site).exists():
+        title = Site.objects.filter(id=site).values_list("title", flat=True).first()
+        if title is None:
             return Response({"detail": "no such site"}, status=404)
+        if not _sees(request, title):
+            return Response({"detail": "not your site"}, status=403)
         answer = []
         for pen in Pen.objects.filter(site_id=site).order_by("label"):  # no prefetch_related
             sensors = []
@@ -129,6 +162,8 @@ def _views() -> list[Any]:
         title = Site.objects.filter(id=site).values_list("title", flat=True).first()
         if title is None:
             return Response({"detail": "no such site"}, status=404)
+        if not _sees(request, title):
+            return Response({"detail": "not your site"}, status=403)
         time.sleep(WEATHER_S)  # the weather service, through a client no span wraps
         return Response({"site": title, "outside_c": 4.5})
 
@@ -161,11 +196,12 @@ def _views() -> list[Any]:
             data = json.loads(request.body or b"{}")
         except ValueError:
             data = {}
-        if not isinstance(data, dict) or data.get("user") != USER or data.get("secret") != SECRET:
+        if not isinstance(data, dict):
+            data = {}
+        token = _signed_in(data.get("user"), data.get("secret"))
+        if token is None:
             return JsonResponse({"detail": "who are you?"}, status=401)
-        token = secrets.token_urlsafe(16)
-        TOKENS.add(token)
-        answer = JsonResponse({"welcome": USER})
+        answer = JsonResponse({"welcome": data["user"]})
         answer.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax")
         return answer
 
@@ -174,11 +210,17 @@ def _views() -> list[Any]:
             return JsonResponse({"detail": "POST"}, status=405)
         if not _authorised(request):
             return JsonResponse({"detail": "login first"}, status=401)
-        if not Site.objects.filter(id=site).exists():
+        title = Site.objects.filter(id=site).values_list("title", flat=True).first()
+        if title is None:
             return JsonResponse({"detail": "no such site"}, status=404)
+        if not _sees(request, title):
+            return JsonResponse({"detail": "not your site"}, status=403)
         return JsonResponse({"acknowledged": str(site)})
 
+    from tests.foreign.pages import page_views
+
     return [
+        *page_views(_authorised),
         path("accounts/csrf/", csrf_page),
         path("accounts/login/", cookie_login),
         path("v2/sites/<uuid:site>/ack/", acknowledge),

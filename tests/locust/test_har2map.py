@@ -117,7 +117,7 @@ def test_har2map_groups_views_finds_ids_and_login(tmp_path: Path) -> None:
     assert views["farm_room"].window_days == 7.0
     assert urls["device"] == ["/api/devices/{device_id}"]
     assert urls["alerts"] == ["/api/alerts", "/api/alerts/{alert_id}/ack"]
-    assert views["alerts"].requests[0].extract == {"alert_id": "0.id"}
+    assert views["alerts"].requests[0].extract == {"alert_id": "*.id"}
     assert all(1.0 <= view.think[0] <= view.think[1] <= 3.0 for view in views.values())
     text = (tmp_path / "recorded_map.toml").read_text()
     assert "static" not in text
@@ -388,5 +388,5 @@ def test_an_id_a_later_view_uses_is_extracted_where_it_first_appeared(tmp_path: 
     loaded = load_map(out)
     listing = next(r for v in loaded.views for r in v.requests if r.url == "/v2/pens/")
     chart = next(r for v in loaded.views for r in v.requests if "chart" in r.url)
-    assert listing.extract == {"pen_id": "items.0.uuid"}
+    assert listing.extract == {"pen_id": "items.*.uuid"}
     assert chart.url == "/v2/pens/{pen_id}/chart"

@@ -93,7 +93,7 @@ def _sees(request: Any, title: str) -> bool:
     return user is not None and (user not in SITES_OF or title in SITES_OF[user])
 
 
-def _signed_in(user: str, secret: Any) -> str | None:
+def _signed_in(user: Any, secret: Any) -> str | None:
     """A new session token for a right login (recorded in the sign-ins), else None."""
     from tests.foreign.models import SignIn
 

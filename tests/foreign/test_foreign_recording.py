@@ -44,7 +44,8 @@ def test_har2map_finds_the_cookie_login_its_csrf_and_the_products_ids() -> None:
     and header, the site ID the later views use drawn from the listing that showed it
     (``items.*.uuid``, not barnstorm's fleet), and no secret of the recording in the map."""
     draft = build_map(RECORDING)
-    assert draft.login is not None and draft.login.url == "/accounts/login/"
+    assert draft.login is not None
+    assert draft.login.url == "/accounts/login/"
     assert draft.found.token == ""
     assert (draft.found.csrf_url, draft.found.csrf_cookie) == ("/app/login/", "csrftoken")
     assert draft.found.csrf_header == "x-csrftoken"
@@ -152,5 +153,6 @@ def test_a_recorded_foreign_dashboard_replays_beside_its_devices(
     with sqlite3.connect(database) as db:
         stored = [json.loads(body) for (body,) in db.execute("SELECT body FROM foreign_upload")]
         sites = {_dashed(s) for (s,) in db.execute("SELECT id FROM foreign_site")}
-    assert stored and {m["device_id"] for m in stored} <= sensors
+    assert stored
+    assert {m["device_id"] for m in stored} <= sensors
     assert {m["farm_id"] for m in stored} <= sites

@@ -181,17 +181,19 @@ def _logins(table: Table, base: Path, url: str, body: str | None) -> tuple[dict[
         return ()
     file = base / table.string("users")
     try:
-        rows = list(csv.DictReader(io.StringIO(file.read_text(encoding="utf-8-sig"))))
+        reader = csv.DictReader(io.StringIO(file.read_text(encoding="utf-8-sig")))
+        rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(table.where("users"), f"cannot read {file}: {exc}") from None
     if not used:
         raise table.error("users", "expected {csv:COLUMN} placeholders in the login's body")
-    columns = list(rows[0].keys()) if rows else []
+    columns = list(reader.fieldnames or [])
     missing = sorted(used - set(columns))
     if not rows or missing:
         header = ", ".join(columns) or "nothing"
         wanted = ", ".join(f'"{c}"' for c in sorted(missing or used))
-        raise ConfigError(str(file), f"expected a login per row under {wanted}, got {header}")
+        got = f"got {header}" + ("" if rows else " and no rows")
+        raise ConfigError(str(file), f"expected a login per row under {wanted}, {got}")
     seen: set[tuple[str, ...]] = set()
     for line, row in enumerate(rows, start=2):
         for column in sorted(used):

@@ -315,3 +315,68 @@ def test_a_mixed_run_meets_the_products_devices_and_dashboards_on_its_farms(
     assert entries["GET /v2/sites/[farm]/pens/"]["num_requests"] > 0
     assert sum(e["num_requests"] for n, e in entries.items() if n.startswith("ingest ")) > 0
     assert all(entry["num_failures"] == 0 for entry in stats), stats
+
+
+#: each simulated user logs in as a person of its own: the rows of the team's CSV.
+LOGINS_MAP = """
+[login]
+users = "logins.csv"
+url = "/auth/session/"
+body = '{"user": "{csv:user}", "secret": "{csv:secret}"}'
+token = "session.access"
+scheme = "Token"
+
+[views.site_list]
+think = [0.05, 0.2]
+[[views.site_list.requests]]
+name = "GET /v2/sites/"
+url = "/v2/sites/"
+extract = { site_id = "items.*.uuid" }
+
+[views.site]
+think = [0.05, 0.2]
+[[views.site.requests]]
+name = "GET /v2/sites/[site_id]/pens/"
+url = "/v2/sites/{site_id}/pens/"
+[[views.site.requests]]
+name = "GET /v2/sites/[site_id]/weather/"
+url = "/v2/sites/{site_id}/weather/"
+"""
+
+
+def test_a_csv_of_logins_gives_each_user_a_login_of_its_own(tmp_path: Path, foreign: str) -> None:
+    """Three users, three rows of logins: each of the app's people signs in (its own
+    sign-ins in the app's database), and since each sees only its own sites (the vets two
+    of three; another's is a 403), not a request fails: the sites each user opens came
+    from its own listing. No login's secret is in Locust's output."""
+    import sqlite3
+
+    from tests.foreign.server import LOGINS
+
+    with (tmp_path / "logins.csv").open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["user", "secret"])
+        writer.writerows(LOGINS.items())
+    (tmp_path / "map.toml").write_text(LOGINS_MAP)
+    env = {**os.environ, "BARNSTORM_DASHBOARD_MAP": str(tmp_path / "map.toml")}
+    users = ["-u", "3", "-r", "3", "-t", "8s", "--host", foreign]
+    command = [sys.executable, "-m", "locust", "-f", "locustfiles/dashboard.py", "--headless"]
+    done = subprocess.run(
+        [*command, *users, "--json", "--only-summary"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = json.loads(done.stdout)
+    assert all(entry["num_failures"] == 0 for entry in stats), stats
+    assert {e["name"] for e in stats if e["num_requests"]} >= {
+        "POST /auth/session/",
+        "GET /v2/sites/[site_id]/pens/",
+    }
+    with sqlite3.connect(tmp_path / "foreign.db") as db:
+        signed = {user for (user,) in db.execute("SELECT user FROM foreign_signin")}
+    assert signed == set(LOGINS)
+    assert not [s for s in LOGINS.values() if s in done.stdout + done.stderr]

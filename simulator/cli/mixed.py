@@ -28,6 +28,8 @@ from simulator.errors import ConfigError
 from simulator.exitcodes import EXIT_FAILURES, EXIT_OK, EXIT_SLA
 from simulator.fleet.load import load_fleet
 from simulator.locust.dashboard_map import load_map
+from simulator.locust.map_check import check_map
+from simulator.locust.map_fleet import MapFleet
 from simulator.metrics.regression import parse_rules
 from simulator.metrics.sla import parse_slas
 from simulator.resources import shipped
@@ -57,6 +59,15 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 @option("--run-time", default="1m", show_default=True, help="How long Locust runs (e.g. 30m).")
 @opt.dashboards_option()
 @option("--web-ui", is_flag=True, help="Run with Locust's web UI instead of headless.")
+@option(
+    "--no-map-check",
+    "map_check",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    help="Skip the look before the load: log in once and open the map's listings, so that "
+    "a login refused or an extract path matching nothing stops the run at once.",
+)
 @opt.mqtt_option("Broker the devices publish to (mqtt://host:1883).")
 @opt.http_option("Ingest URL the devices POST to, instead of --mqtt.")
 @opt.speed_option()
@@ -101,6 +112,7 @@ def mixed_command(
     run_time: str,
     host: str,
     web_ui: bool,
+    map_check: bool,
     mqtt: str | None,
     http: str | None,
     speed: str,
@@ -149,7 +161,7 @@ def mixed_command(
     if not http:
         check_trace_mqtt(traces, os.environ.get("BARNSTORM_MQTT_VERSION"))
     dashboard_map = os.environ.get("BARNSTORM_DASHBOARD_MAP")
-    load_map(Path(dashboard_map) if dashboard_map else None)  # its {env:...} set, too
+    dashboard = load_map(Path(dashboard_map) if dashboard_map else None)  # its {env:...}, too
     device_map = os.environ.get("BARNSTORM_DEVICE_MAP")
     if device_map:  # the users and the fleet bind it alike: a bad one fails here, once
         try:
@@ -157,6 +169,9 @@ def mixed_command(
         except ConfigError as exc:
             where = "BARNSTORM_DEVICE_MAP" if exc.where == "--device-map" else exc.where
             raise ConfigError(where, exc.problem) from None
+    if users > 0 and map_check:
+        fleet = MapFleet(farms, seed, Path(device_map) if device_map else None)
+        check_map(dashboard, host, fleet)
     if not mqtt and not http:
         click.echo(
             "simulate mixed: no --mqtt or --http: the devices publish to an embedded broker "

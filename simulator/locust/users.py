@@ -31,44 +31,12 @@ from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
 
-from simulator.fleet.build import DEFAULT_SEED
-from simulator.fleet.load import load_fleet
 from simulator.locust.dashboard_map import DashboardMap, View, dig, load_map
+from simulator.locust.map_fleet import MapFleet
 from simulator.locust.run_report import RETRIED, SENDING
 from simulator.locust.traces import TRACE
 
-
-class _Fleet:
-    """What users can open: farms, their rooms and the devices in them."""
-
-    def __init__(self) -> None:
-        farms = int(os.environ.get("BARNSTORM_FARMS", "10"))
-        seed = int(os.environ.get("BARNSTORM_SEED", str(DEFAULT_SEED)))
-        mapped = os.environ.get("BARNSTORM_DEVICE_MAP")
-        fleet, _ = load_fleet(farms, seed, None, None, device_map=Path(mapped) if mapped else None)
-        included = fleet.included
-        # With a device map, only what the product knows: its devices, their rooms, farms.
-        keep = [included is None or bool(included[d]) for d in range(fleet.devices.count)]
-        rooms_in = {r for d, r in enumerate(fleet.devices.room.tolist()) if keep[d] and r >= 0}
-        farms_in = {f for d, f in enumerate(fleet.devices.farm.tolist()) if keep[d]}
-        self.rooms: dict[str, list[str]] = {
-            farm.farm_id: [] for farm in fleet.farms if included is None or farm.index in farms_in
-        }
-        for room, (room_id, farm) in enumerate(
-            zip(fleet.rooms.ids, fleet.rooms.farm.tolist(), strict=True)
-        ):
-            if included is None or room in rooms_in:
-                self.rooms[fleet.farms[farm].farm_id].append(room_id)
-        self.devices: dict[str, list[str]] = {}
-        for device, (device_id, room) in enumerate(
-            zip(fleet.devices.ids, fleet.devices.room.tolist(), strict=True)
-        ):
-            if room >= 0 and keep[device]:
-                self.devices.setdefault(fleet.rooms.ids[room], []).append(device_id)
-        self.farm_ids = list(self.rooms)
-
-
-FLEET = _Fleet()
+FLEET = MapFleet.from_environment()
 #: users started in this process, for the rows of a CSV of logins.
 _STARTED = itertools.count()
 MAP: DashboardMap = load_map(
@@ -216,19 +184,7 @@ class DashboardUser(HttpUser):
         return random.choices(MAP.views, weights=[v.weight for v in MAP.views])[0]
 
     def browse(self, view: View) -> None:
-        farm_id = random.choice(FLEET.farm_ids)
-        rooms = FLEET.rooms[farm_id] or [""]
-        room_id = random.choice(rooms)
-        devices = FLEET.devices.get(room_id) or [""]
-        now = time.time()
-        values: dict[str, Any] = {
-            "farm_id": farm_id,
-            "room_id": room_id,
-            "device_id": random.choice(devices),
-            "from": int(now - view.window_days * 86400),
-            "to": int(now),
-            **self.session,
-        }
+        values: dict[str, Any] = {**FLEET.values(view.window_days, time.time()), **self.session}
         opening = os.urandom(6).hex()  # this opening of the view, in its requests' baggage
         for spec in view.requests:
             # Each request its own trace (the view is in the trace id and the baggage), so

@@ -28,6 +28,10 @@ USER, SECRET = "barn-manager", "hay-bale-42"
 #: the app's logins: the manager sees every site, each vet two of them (per-user data).
 LOGINS = {USER: SECRET, "vet-north": "straw-7-north", "vet-south": "straw-9-south"}
 SITES_OF = {"vet-north": {"Site 0", "Site 1"}, "vet-south": {"Site 1", "Site 2"}}
+#: a login that sees no site at all (an empty listing).
+NEWCOMER = ("newcomer", "fresh-hay-1")
+LOGINS[NEWCOMER[0]] = NEWCOMER[1]
+SITES_OF[NEWCOMER[0]] = set()
 SITES, PENS, SENSORS = 3, 6, 4
 #: the weather service's answer time (no span covers it).
 WEATHER_S = 0.03

@@ -356,7 +356,11 @@ def test_a_csv_of_logins_gives_each_user_a_login_of_its_own(tmp_path: Path, fore
     with (tmp_path / "logins.csv").open("w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["user", "secret"])
-        writer.writerows(LOGINS.items())
+        writer.writerows(
+            (user, secret)
+            for user, secret in LOGINS.items()
+            if user in ("barn-manager", "vet-north", "vet-south")
+        )
     (tmp_path / "map.toml").write_text(LOGINS_MAP)
     env = {**os.environ, "BARNSTORM_DASHBOARD_MAP": str(tmp_path / "map.toml")}
     users = ["-u", "3", "-r", "3", "-t", "8s", "--host", foreign]
@@ -378,5 +382,62 @@ def test_a_csv_of_logins_gives_each_user_a_login_of_its_own(tmp_path: Path, fore
     }
     with sqlite3.connect(tmp_path / "foreign.db") as db:
         signed = {user for (user,) in db.execute("SELECT user FROM foreign_signin")}
-    assert signed == set(LOGINS)
+    assert signed == {"barn-manager", "vet-north", "vet-south"}
     assert not [s for s in LOGINS.values() if s in done.stdout + done.stderr]
+
+
+@pytest.mark.parametrize(
+    ("change", "secret", "key", "expected"),
+    [
+        (
+            ("items.*.uuid", "items.*.id"),
+            SECRET,
+            "views.site_list.requests[0].extract.seen",
+            'no key "id" in items.*',
+        ),
+        (
+            ('"user": "barn-manager"', '"user": "newcomer"'),
+            "fresh-hay-1",
+            "views.site_list.requests[0].extract.seen",
+            "an empty list at items; views pens, weather need it",
+        ),
+        (("", ""), "not-the-secret", "login", "POST /auth/session/ answered 401, expected 2xx"),
+        (
+            ('token = "session.access"', 'token = "access"'),
+            SECRET,
+            "login.token",
+            'no key "access" in the answer',
+        ),
+    ],
+)
+def test_a_map_that_cannot_work_on_the_product_stops_before_any_load(
+    tmp_path: Path, foreign: str, change: tuple[str, str], secret: str, key: str, expected: str
+) -> None:
+    """simulate mixed logs in once and opens the listings the map extracts from before
+    it starts Locust: an extract path that matches nothing in the product's JSON, a
+    listing that is empty while other views need its IDs, a refused login, a token path
+    that is not in the login's answer: one line naming the map's key and what was
+    expected, exit 2, no Locust started, no secret in the output."""
+    text = MAP.split("[sources.site]")[0] + MAP.split('column = "uuid"')[1].replace(
+        "{site}", "{seen}"
+    )
+    (tmp_path / "map.toml").write_text(text.replace(*change))
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "mixed", "--host", foreign, "--run-time", "5s"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "BARNSTORM_DASHBOARD_MAP": str(tmp_path / "map.toml"),
+            "BARN_SECRET": secret,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert f"map.toml: {key}" in lines[0]
+    assert expected in lines[0]
+    assert "Locust" not in done.stderr
+    assert secret not in done.stderr

@@ -1,13 +1,13 @@
-"""The README's Performance table, rendered from ``python -m benchmarks ... --json`` output,
-so that the text and the measurement cannot drift apart.
+"""The Performance page's table (docs/performance.md), rendered from ``python -m
+benchmarks ... --json`` output, so that the text and the measurement cannot drift apart.
 
     python -m benchmarks all --json benchmarks/results.json
-    python -m benchmarks.render benchmarks/results.json README.md
+    python -m benchmarks.render benchmarks/results.json docs/performance.md
 
 The table sits between ``<!-- performance:begin -->`` and ``<!-- performance:end -->`` in
-README.md; everything else is left alone. Each row shows barnstorm's figure, the baseline
+docs/performance.md; everything else is left alone. Each row shows barnstorm's figure, the baseline
 measured in the same run with what it is, the ratio and the goal (met or not, judged from
-the figures, never written by hand). A test checks that README.md holds the rendering of
+the figures, never written by hand). A test checks that docs/performance.md holds the rendering of
 ``benchmarks/results.json``.
 """
 
@@ -140,13 +140,13 @@ def replace_table(readme: str, table: str) -> str:
     """``readme`` with the block between the markers replaced by ``table``."""
     start, end = readme.find(BEGIN), readme.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"README has no {BEGIN} ... {END} block")
+        raise ValueError(f"the page has no {BEGIN} ... {END} block")
     return readme[:start] + table + readme[end + len(END) :]
 
 
 def main() -> None:
     if len(sys.argv) != 3:
-        raise SystemExit("usage: python -m benchmarks.render RESULTS.json README.md")
+        raise SystemExit("usage: python -m benchmarks.render RESULTS.json docs/performance.md")
     results, readme = Path(sys.argv[1]), Path(sys.argv[2])
     table = render(json.loads(results.read_text()))
     readme.write_text(replace_table(readme.read_text(), table))

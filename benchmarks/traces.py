@@ -1,4 +1,4 @@
-"""What receiving the backend's spans costs a mixed run: the README's mixed example (500
+"""What receiving the backend's spans costs a mixed run: the docs' mixed example (500
 farms, 200 dashboard users, real time) for a minute against the reference backend, which
 exports its spans (``simulate serve --otlp``: every request and query a span) to the run's
 ``--otlp-receiver``.

@@ -1,9 +1,9 @@
-"""The README's realism figures, regenerated from the commands the README shows.
+"""The realism page's figures (docs/realism.md), regenerated from the commands it shows.
 
-    python docs/realism.py          # rewrite the table in README.md
-    python docs/realism.py --check  # exit 1 if README.md's table is not what they print
+    python docs/realism.py          # rewrite the table in docs/realism.md
+    python docs/realism.py --check  # exit 1 if docs/realism.md's table is not what they print
 
-Between ``<!-- realism:begin -->`` and ``<!-- realism:end -->`` README.md holds a code
+Between ``<!-- realism:begin -->`` and ``<!-- realism:end -->`` docs/realism.md holds a code
 block of ``simulate`` commands (a seeded year of the shipped fleet's daily scores, then
 ``simulate stats`` on it) and the Markdown table the last one printed. This script runs
 those very commands in a scratch folder and puts their output in place, so the figures
@@ -29,7 +29,7 @@ def commands(readme: str) -> list[list[str]]:
     """The ``simulate`` commands of the block's code fence, as argument lists."""
     match = _BLOCK.search(readme)
     if match is None:
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
+        raise SystemExit(f"docs/realism.md has no {BEGIN} ... {END} block")
     fence = re.search(r"```(?:console|sh|bash)?\n(.*?)```", match["body"], re.S)
     if fence is None:
         raise SystemExit("the realism block has no code fence of commands")
@@ -63,12 +63,12 @@ def run(readme: str) -> str:
 
 
 def main() -> int:
-    path = ROOT / "README.md"
+    path = ROOT / "docs" / "realism.md"
     readme = path.read_text(encoding="utf-8")
     printed = run(readme)
     if "--check" in sys.argv[1:]:
         if printed != table(readme):
-            print("README.md's realism table differs from what its commands print")
+            print("docs/realism.md's realism table differs from what its commands print")
             return 1
         return 0
     match = _BLOCK.search(readme)
@@ -77,7 +77,7 @@ def main() -> int:
     first = body.index("\n|") + 1 if "\n|" in body else len(body)
     updated = body[:first] + printed
     path.write_text(readme[: match.start("body")] + updated + readme[match.end("body") :])
-    print(f"README.md: realism table of {printed.count(chr(10)) - 2} figures")
+    print(f"docs/realism.md: realism table of {printed.count(chr(10)) - 2} figures")
     return 0
 
 

@@ -34,6 +34,39 @@ READBACK_TOKEN = os.environ.setdefault("BARNSTORM_READBACK_TOKEN", f"bstest-{uui
 READBACK_HEADERS = {"authorization": f"Bearer {READBACK_TOKEN}"}
 MOSQUITTO_HOST = "127.0.0.1"
 MOSQUITTO_PORT = 1883
+REPORT_SCHEMA = ROOT / "docs" / "reference" / "report.schema.json"
+
+
+def run_reports(folder: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """The run reports (``simulate run``/``soak --report``) written under ``folder``."""
+    for path in folder.rglob("*.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        # A mixed run's or a comparison's report ("kind") is another shape.
+        if isinstance(data, dict) and {"totals", "outcome"} <= data.keys() and "kind" not in data:
+            yield path, data
+
+
+@pytest.fixture(autouse=True)
+def reports_follow_their_schema(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that had a tmp_path: each run report it wrote is valid against
+    docs/reference/report.schema.json, the schema the docs publish (every run of the
+    suite, under faults, loss, verification and SLAs, checks the schema holds)."""
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    folder: Path = request.getfixturevalue("tmp_path")  # now, so that it outlives this
+    yield
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(REPORT_SCHEMA.read_text()))
+    for path, data in run_reports(folder):
+        errors = sorted(validator.iter_errors(data), key=lambda e: e.json_path)
+        assert not errors, f"{path.name}: " + "; ".join(
+            f"{e.json_path}: {e.message[:200]}" for e in errors[:5]
+        )
 
 
 def port_open(host: str, port: int) -> bool:

@@ -1,4 +1,4 @@
-"""The README's realism figures: rerun from the commands the README shows, they match its
+"""The realism page's figures (docs/realism.md): rerun from the commands it shows, they match its
 table, and they match what real cough-monitor exports show."""
 
 from __future__ import annotations
@@ -38,31 +38,31 @@ def _parse(table: str) -> dict[str, tuple[float, str]]:
 
 @pytest.fixture(scope="module")
 def figures() -> tuple[dict[str, tuple[float, str]], dict[str, tuple[float, str]]]:
-    """(the README's table, the same commands' output now)."""
+    """(the realism page's table, the same commands' output now)."""
     realism = _realism()
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "realism.md").read_text(encoding="utf-8")
     return _parse(realism.table(readme)), _parse(realism.run(readme))
 
 
 def test_a_rerun_gives_the_readmes_figures(
     figures: tuple[dict[str, tuple[float, str]], dict[str, tuple[float, str]]],
 ) -> None:
-    """Every figure of the README's table, rerun: shares within 1.5 percentage points,
+    """Every figure of the realism page's table, rerun: shares within 1.5 percentage points,
     other figures within 15 %."""
     written, now = figures
     assert set(written) == set(now)
     for key, (value, unit) in written.items():
         again, _ = now[key]
         if unit == "%":
-            assert abs(again - value) <= 1.5, f"{key}: README {value} %, now {again} %"
+            assert abs(again - value) <= 1.5, f"{key}: docs {value} %, now {again} %"
         else:
-            assert abs(again - value) <= 0.15 * abs(value), f"{key}: README {value}, now {again}"
+            assert abs(again - value) <= 0.15 * abs(value), f"{key}: docs {value}, now {again}"
 
 
 def test_the_simulated_year_scores_like_real_barns(
     figures: tuple[dict[str, tuple[float, str]], dict[str, tuple[float, str]]],
 ) -> None:
-    """What real exports show (README, REALISM.md): a median of about 96; about one
+    """What real exports show (docs/realism.md): a median of about 96; about one
     device-day in nine at 80–89; about 4 % yellow, 5 % red, 10–13 % blue; spells below 60
     of a few days that rarely pass three weeks; about 3–4 outbreaks per monitor-year, of
     which the score shows most as episodes below 60."""

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulator.metrics.loop_lag import UNTIMED_TARGETS
+from simulator.report.tables import folded
 from simulator.report.traces import summary_lines
 
 #: a scheduler lag past this is worth a warning: the simulator itself was the bottleneck.
@@ -28,7 +29,8 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     if verify and verify["acknowledged_not_delivered"]:
         _print_loss(verify, console, "the broker acknowledged but its subscribers never got")
     _print_headline(report, console)
-    console.print(_type_table(report))
+    for table in _type_tables(report, console.width):
+        console.print(table)
     for name, figures in (report.get("backend") or {}).items():
         parts = [f"{part} {ms:,.1f} ms" for part, ms in figures["ms"].items()]
         queries = figures.get("queries_per_request")
@@ -188,28 +190,30 @@ _TYPE_COLUMNS = (
 )
 
 
-def _type_table(report: dict[str, Any]) -> Table:
-    table = Table(show_edge=False, pad_edge=False)
-    for column in _TYPE_COLUMNS:
-        table.add_column(column, justify="left" if column == "device type" else "right")
+def _type_tables(report: dict[str, Any], width: int) -> list[Table]:
+    """The figures per device type, folded to ``width`` (counts, then latencies, in an
+    80-column log)."""
     rows = [*sorted(report["by_device_type"].items()), ("total", report["totals"])]
+    cells = []
     for name, counts in rows:
         latency = counts["latency_ms"]
-        table.add_row(
-            f"[bold]{name}[/]" if name == "total" else name,
-            f"{counts['sent']:,}",
-            f"{counts['acknowledged']:,}",
-            f"{counts['unconfirmed']:,}",
-            f"{counts['failed']:,}",
-            f"{counts['dropped']:,}",
-            f"{counts['in_flight']:,}",
-            f"{counts['rate_per_s']:,.1f}",
-            _fmt_ms(latency["p50"]),
-            _fmt_ms(latency["p95"]),
-            _fmt_ms(latency["p99"]),
-            _fmt_ms(latency["max"]),
+        cells.append(
+            [
+                f"[bold]{name}[/]" if name == "total" else name,
+                f"{counts['sent']:,}",
+                f"{counts['acknowledged']:,}",
+                f"{counts['unconfirmed']:,}",
+                f"{counts['failed']:,}",
+                f"{counts['dropped']:,}",
+                f"{counts['in_flight']:,}",
+                f"{counts['rate_per_s']:,.1f}",
+                _fmt_ms(latency["p50"]),
+                _fmt_ms(latency["p95"]),
+                _fmt_ms(latency["p99"]),
+                _fmt_ms(latency["max"]),
+            ]
         )
-    return table
+    return folded(_TYPE_COLUMNS, cells, width)
 
 
 def _print_notes(totals: dict[str, Any], console: Console) -> None:

@@ -19,12 +19,12 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from simulator.errors import ConfigError
 from simulator.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_SLA
 from simulator.metrics.sla import parse_slas
 from simulator.report.files import write_report
+from simulator.report.tables import folded, log_console
 from simulator.resources import shipped
 from simulator.traces.context import RUN_ID_VARIABLE, current_run_id
 from simulator.units import parse_duration, parse_speed
@@ -110,7 +110,7 @@ def run_capacity(options: dict[str, Any], locust_args: list[str]) -> int:
     result["answer"] = answer(result["steps"], search)
     if options["report"] is not None:
         write_report(result, options["report"])
-    print_steps(result, Console())
+    print_steps(result, log_console(sys.stdout))
     if not result["steps"] or not result["steps"][0]["held"]:
         return EXIT_SLA
     return EXIT_OK
@@ -144,11 +144,9 @@ def print_steps(result: dict[str, Any], console: Console) -> None:
     """The table of every step, then the answer."""
     steps = result["steps"]
     kinds = [k for k in ("ingest", "dashboard") if any(k in step["scopes"] for step in steps)]
-    table = Table(title="capacity search", title_justify="left")
-    for column in ("step", "users", "farms", *(f"{k} {m}" for k in kinds for m in ("/s", "p95"))):
-        table.add_column(column, justify="right")
-    table.add_column("errors", justify="right")
-    table.add_column("verdict")
+    headers = ["step", "users", "farms", *(f"{k} {m}" for k in kinds for m in ("/s", "p95"))]
+    headers += ["errors", "verdict"]
+    rows = []
     for step in steps:
         scopes = [step["scopes"].get(kind, {}) for kind in kinds]
         failed = sum(s.get("error_rate", 0) * s.get("requests", 0) for s in scopes)
@@ -156,15 +154,18 @@ def print_steps(result: dict[str, Any], console: Console) -> None:
         figures = []
         for scope in scopes:
             figures += [f"{scope.get('rate_per_s', 0):,.1f}", f"{scope.get('p95_ms', 0):,.0f} ms"]
-        table.add_row(
-            str(step["step"]),
-            str(step["users"]),
-            str(step["farms"]),
-            *figures,
-            f"{failed / requests * 100:.2f} %" if requests else "-",
-            "[green]held[/]" if step["held"] else "[bold red]broke[/]",
+        rows.append(
+            [
+                str(step["step"]),
+                str(step["users"]),
+                str(step["farms"]),
+                *figures,
+                f"{failed / requests * 100:.2f} %" if requests else "-",
+                "[green]held[/]" if step["held"] else "[bold red]broke[/]",
+            ]
         )
-    console.print(table)
+    for table in folded(headers, rows, console.width, title="capacity search"):
+        console.print(table)
     found = result["answer"]
     if found["last_held"] is not None:
         last = found["last_held"]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from rich.console import Console
 
 from simulator.report.summary import print_summary
+from simulator.report.tables import log_console
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.run import Run
 from simulator.runner.shards import run_parallel, run_sharded
@@ -23,10 +24,8 @@ log = logging.getLogger(__name__)
 
 def _summary_console(config: RunConfig) -> Console:
     """Where the end-of-run summary goes: stdout, or stderr when stdout carries the
-    streamed results; wide when it is not a terminal (logs, pipes)."""
-    stream = sys.stderr if config.outputs.stream_results else sys.stdout
-    console = Console(file=stream)
-    return console if console.is_terminal else Console(file=stream, width=160)
+    streamed results; as wide as the terminal, or as a CI log (80, or ``COLUMNS``)."""
+    return log_console(sys.stderr if config.outputs.stream_results else sys.stdout)
 
 
 def run_blocking(

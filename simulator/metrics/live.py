@@ -1,7 +1,8 @@
 """The live progress view: what a run is doing while it runs.
 
 On a terminal it is a small table redrawn twice a second (rich); otherwise (CI logs,
-pipes) a plain line every ten seconds. Both read the same metrics as the report.
+pipes) a plain line after a second, then every ten. A history run shows how far it is,
+the bytes written and the time left. Both read the same metrics as the report.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
@@ -22,7 +25,8 @@ from simulator.units import format_duration, iso_utc
 if TYPE_CHECKING:
     from simulator.engine.clock import Clock
 
-_LINE_EVERY = 10.0
+#: in a log: a line after a second, then every ten.
+_FIRST_LINE, _LINE_EVERY = 1.0, 10.0
 
 
 class LiveView:
@@ -34,6 +38,7 @@ class LiveView:
         console: Console,
         *,
         enabled: bool = True,
+        output: Path | None = None,
     ) -> None:
         self.metrics = metrics
         #: the run's simulated (start, end).
@@ -41,6 +46,9 @@ class LiveView:
         self.clock = clock
         self.console = console
         self.enabled = enabled
+        #: a history file, whose size is the bytes written so far.
+        self.output = output
+        self._started = time.monotonic()
         self._last_done = 0
         self._last_time = 0.0
 
@@ -68,9 +76,17 @@ class LiveView:
         totals = self.metrics.totals()
         simulated = min(self.clock.now(), self.end) - self.start
         total = self.end - self.start
+        sim = f"sim {iso_utc(min(self.clock.now(), self.end))[:19]} " + (
+            f"({format_duration(simulated)}/{format_duration(total)})"
+        )
+        if self.output is not None:  # history: how far, how much written, how long still
+            done = simulated / total if total > 0 else 0.0
+            elapsed = time.monotonic() - self._started
+            written = self.output.stat().st_size if self.output.exists() else 0
+            eta = f" · ETA {format_duration(elapsed / done * (1 - done))}" if 0 < done < 1 else ""
+            return f"{sim} {done:.0%} · {totals.sent:,} sent · {written / 1e6:,.1f} MB written{eta}"
         return (
-            f"sim {iso_utc(min(self.clock.now(), self.end))[:19]} "
-            f"({format_duration(simulated)}/{format_duration(total)}) · "
+            f"{sim} · "
             f"{self.metrics.connections.connected:,} connected · "
             f"{totals.sent:,} sent · {totals.acknowledged:,} acked · "
             f"{totals.failed + totals.dropped:,} failed/dropped · "
@@ -104,6 +120,7 @@ class LiveView:
                     await asyncio.sleep(0.5)
                     live.update(self._table())
         else:
+            await asyncio.sleep(_FIRST_LINE)
             while True:
-                await asyncio.sleep(_LINE_EVERY)
                 print(f"barnstorm: {self.headline()}", file=sys.stderr, flush=True)
+                await asyncio.sleep(_LINE_EVERY)

@@ -351,7 +351,12 @@ class Run:
         view, the time series, the result stream, the fault schedule, Prometheus."""
         outputs = self.config.outputs
         live = LiveView(
-            metrics, (engine.start, engine.end), clock, self.console, enabled=outputs.live
+            metrics,
+            (engine.start, engine.end),
+            clock,
+            self.console,
+            enabled=outputs.live,
+            output=self.config.target.output,
         )
         async with live.running(), contextlib.AsyncExitStack() as watching:
             await watching.enter_async_context(self.loop_lag.running())

@@ -18,6 +18,7 @@ import multiprocessing
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -39,6 +40,7 @@ from simulator.metrics.sla import (
 )
 from simulator.metrics.timeseries import RUNNING_COUNTS, trends
 from simulator.redact import write_private
+from simulator.runner import progress
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.delivery import FailedShare
 from simulator.runner.outputs import judge, put_backend, write_outputs
@@ -48,9 +50,61 @@ from simulator.transports.mqtt.observer import Observer
 from simulator.transports.readback import ReadBackError, ReadBackTarget, read_back, take_mark
 
 
+def _snapshot(run: Run) -> list[float] | None:
+    """A worker's running counts for the parent's progress board (see runner/progress)."""
+    metrics, engine = run.metrics, run.engine
+    if metrics is None or engine is None:
+        return None
+    totals = metrics.totals()
+    return [
+        totals.sent,
+        totals.acknowledged + totals.unconfirmed,
+        totals.failed + totals.dropped,
+        metrics.connections.connected,
+        min(engine.clock.now(), engine.end),
+        totals.latency.percentile(0.95) * 1000,
+    ]
+
+
+async def _execute(run: Run, config: RunConfig) -> RunResult:
+    """Run a shard, writing its progress to the parent's board meanwhile."""
+    board = asyncio.create_task(progress.publish(config.fleet.shard[0], lambda: _snapshot(run)))
+    try:
+        return await run.execute()
+    finally:
+        board.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await board
+
+
 def _run_shard(config: RunConfig) -> dict[str, Any]:
     """One process of a sharded history run (module level: it crosses a process boundary)."""
-    return asyncio.run(Run(config, Console(stderr=True, quiet=True)).execute()).report
+
+    async def main() -> dict[str, Any]:
+        return (await _execute(Run(config, Console(stderr=True, quiet=True)), config)).report
+
+    return asyncio.run(main())
+
+
+async def _in_pool(
+    count: int,
+    work: Any,
+    shards: list[RunConfig],
+    view: Callable[[Any], progress.BoardView],
+) -> list[Any]:
+    """``work`` over ``shards`` in ``count`` spawned processes that write to one progress
+    board, shown by ``view(board)`` while they run; their results or exceptions."""
+    context = multiprocessing.get_context("spawn")
+    board = progress.new_board(context, count)
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ProcessPoolExecutor(
+        count, mp_context=context, initializer=progress.attach, initargs=(board,)
+    ) as pool:
+        async with view(board).running():
+            return await asyncio.gather(
+                *(loop.run_in_executor(pool, work, shard) for shard in shards),
+                return_exceptions=True,
+            )
 
 
 def run_sharded(config: RunConfig) -> RunResult:
@@ -74,9 +128,24 @@ def run_sharded(config: RunConfig) -> RunResult:
         for i, part in enumerate(parts)
     ]
     started = time.monotonic()
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
-        reports = list(pool.map(_run_shard, shards))
+
+    def view(board: Any) -> progress.BoardView:
+        return progress.BoardView(
+            board,
+            count,
+            (config.timing.start, config.timing.start + config.timing.duration),
+            Console(stderr=True),
+            enabled=config.outputs.live,
+            files=parts,
+        )
+
+    finished = asyncio.run(_in_pool(count, _run_shard, shards, view))
+    failed = [outcome for outcome in finished if isinstance(outcome, BaseException)]
+    if failed:
+        for part in parts:
+            part.unlink(missing_ok=True)
+        raise failed[0]
+    reports: list[dict[str, Any]] = list(finished)
     try:
         with config.target.output.open("wb") as joined:
             for part in parts:
@@ -146,7 +215,7 @@ def _run_live_shard(config: RunConfig) -> dict[str, Any]:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, run.request_stop)
-        result = await run.execute()
+        result = await _execute(run, config)
         metrics, engine = run.metrics, run.engine
         histograms: dict[str, Any] = {}
         if metrics is not None:
@@ -219,16 +288,21 @@ async def _parallel(config: RunConfig, fleet: Fleet) -> RunResult:
             )
             for i in range(count)
         ]
-        context = multiprocessing.get_context("spawn")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # the shards stop themselves
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, lambda: None)
-        with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
-            finished = await asyncio.gather(
-                *(loop.run_in_executor(pool, _run_live_shard, shard) for shard in shards),
-                return_exceptions=True,
+
+        def view(board: Any) -> progress.BoardView:
+            return progress.BoardView(
+                board,
+                count,
+                (config.timing.start, config.timing.start + config.timing.duration),
+                parent.console,
+                enabled=config.outputs.live,
             )
+
+        finished = await _in_pool(count, _run_live_shard, shards, view)
         outcomes = [o for o in finished if not isinstance(o, BaseException)]
         crashed = [o for o in finished if isinstance(o, BaseException)]
         if not outcomes:

@@ -12,6 +12,10 @@ from simulator.errors import ConfigError
 from simulator.fleet.listing import fleet_csv, fleet_json
 from simulator.fleet.load import load_fleet
 from simulator.fleet.topics import check_topic_template
+from simulator.report.ticker import Ticker
+
+#: a fleet this large shows its progress (it takes seconds to minutes).
+LARGE = 1000
 
 
 @click.command("fleet")
@@ -25,6 +29,7 @@ from simulator.fleet.topics import check_topic_template
     envvar="BARNSTORM_FLEET_OUTPUT",
     help="Write to FILE instead of standard output.",
 )
+@option("--quiet", is_flag=True, help="No progress bar (shown for 1,000 farms or more).")
 def fleet_command(
     farms: int,
     seed: int,
@@ -33,12 +38,16 @@ def fleet_command(
     topic_template: str,
     fmt: str,
     output: Path | None,
+    quiet: bool,
 ) -> None:
     """Print the fleet (farms, sites, rooms, devices, topics) as JSON or CSV."""
     check_topic_template(topic_template)
-    fleet, profiles = load_fleet(farms, seed, farms_dir, profiles_dir)
-    render = fleet_json if fmt == "json" else fleet_csv
-    text = render(fleet, profiles, topic_template)
+    # A large fleet takes minutes: a bar (or a line in a log) says how far it is.
+    with Ticker("building farms", farms, enabled=farms >= LARGE and not quiet) as ticker:
+        fleet, profiles = load_fleet(farms, seed, farms_dir, profiles_dir, built=ticker.advance)
+        ticker.restart("listing devices", fleet.devices.count)
+        render = fleet_json if fmt == "json" else fleet_csv
+        text = render(fleet, profiles, topic_template, ticker.advance)
     text = text if text.endswith("\n") else text + "\n"
     if output is None:
         sys.stdout.write(text)

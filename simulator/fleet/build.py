@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -223,8 +223,10 @@ def build_fleet(
     profiles: Mapping[str, DeviceProfile],
     farms: int,
     seed: int = DEFAULT_SEED,
+    built: Callable[[int], None] | None = None,
 ) -> Fleet:
-    """Expand ``farms`` farms from ``templates``; identical for identical arguments."""
+    """Expand ``farms`` farms from ``templates``; identical for identical arguments.
+    ``built(1)`` is called after each farm (a progress bar's count)."""
     type_names = sorted(profiles)
     devices = DeviceTable(type_names)
     kinds = {name: _Kind.of(profiles[name], code) for code, name in enumerate(type_names)}
@@ -238,6 +240,8 @@ def build_fleet(
     streams = np.random.SeedSequence(seed).spawn(farms)
 
     for index in range(farms):
+        if built is not None:
+            built(1)
         rng = np.random.default_rng(streams[index])
         template_index = int(rng.choice(len(templates), p=weights))
         template = templates[template_index]

@@ -5,21 +5,27 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from simulator.fleet.build import Fleet
 from simulator.fleet.profiles import DeviceProfile
 
 
 def fleet_records(
-    fleet: Fleet, profiles: Mapping[str, DeviceProfile], topic_template: str
+    fleet: Fleet,
+    profiles: Mapping[str, DeviceProfile],
+    topic_template: str,
+    listed: Callable[[int], None] | None = None,
 ) -> list[dict[str, object]]:
-    """One flat record per device: what other tools need to address it."""
+    """One flat record per device: what other tools need to address it (``listed(n)``
+    after every thousand, a progress bar's count)."""
     from simulator.fleet.topics import device_topic
 
     records: list[dict[str, object]] = []
     table = fleet.devices
     for i in range(table.count):
+        if listed is not None and i % 1000 == 999:
+            listed(1000)
         farm = fleet.farms[int(table.farm[i])]
         device_type = table.type_names[int(table.type[i])]
         room = fleet.room_of(i)
@@ -47,7 +53,12 @@ def fleet_records(
     return records
 
 
-def fleet_json(fleet: Fleet, profiles: Mapping[str, DeviceProfile], topic_template: str) -> str:
+def fleet_json(
+    fleet: Fleet,
+    profiles: Mapping[str, DeviceProfile],
+    topic_template: str,
+    listed: Callable[[int], None] | None = None,
+) -> str:
     """The fleet as nested JSON: farms with their sites, rooms and devices."""
     rooms_by_farm: dict[int, list[dict[str, object]]] = {}
     for r, room_id in enumerate(fleet.rooms.ids):
@@ -62,7 +73,7 @@ def fleet_json(fleet: Fleet, profiles: Mapping[str, DeviceProfile], topic_templa
             }
         )
     devices_by_farm: dict[str, list[dict[str, object]]] = {}
-    for record in fleet_records(fleet, profiles, topic_template):
+    for record in fleet_records(fleet, profiles, topic_template, listed):
         devices_by_farm.setdefault(str(record["farm_id"]), []).append(
             {
                 key: record[key]
@@ -100,9 +111,14 @@ def fleet_json(fleet: Fleet, profiles: Mapping[str, DeviceProfile], topic_templa
     return json.dumps(document, indent=1, ensure_ascii=False)
 
 
-def fleet_csv(fleet: Fleet, profiles: Mapping[str, DeviceProfile], topic_template: str) -> str:
+def fleet_csv(
+    fleet: Fleet,
+    profiles: Mapping[str, DeviceProfile],
+    topic_template: str,
+    listed: Callable[[int], None] | None = None,
+) -> str:
     """The fleet as CSV, one row per device (topics joined with spaces)."""
-    records = fleet_records(fleet, profiles, topic_template)
+    records = fleet_records(fleet, profiles, topic_template, listed)
     out = io.StringIO()
     columns = list(records[0]) if records else ["device_id"]
     writer = csv.DictWriter(out, columns, lineterminator="\n")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from simulator.errors import ConfigError
@@ -20,6 +20,7 @@ def load_fleet(
     profiles_dir: Path | None,
     device_types: tuple[str, ...] | None = None,
     device_map: Path | None = None,
+    built: Callable[[int], None] | None = None,
 ) -> tuple[Fleet, dict[str, DeviceProfile]]:
     """Load templates and profiles, check they fit together, and build the fleet (bound to
     the product's provisioned devices by ``device_map``, when given)."""
@@ -33,7 +34,7 @@ def load_fleet(
                 "--device-types",
                 f'unknown device type "{unknown[0]}" (known: {", ".join(sorted(profiles))})',
             )
-    fleet = build_fleet(templates, profiles, farms, seed)
+    fleet = build_fleet(templates, profiles, farms, seed, built)
     if device_map is not None:
         mapping = load_device_map(device_map, fleet.devices.type_names)
         fleet, binding = bind(fleet, mapping)

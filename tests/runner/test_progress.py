@@ -99,3 +99,22 @@ def test_quiet_means_no_progress(tmp_path: Path) -> None:
     assert code == 0
     assert not [line for _, line in lines if line.startswith("barnstorm:")]
     assert "total" in stdout
+
+
+def test_a_large_fleet_listing_shows_its_progress(tmp_path: Path) -> None:
+    """simulate fleet of 5,000 farms (seconds of work): a line of farms built (count,
+    share, rate) while it builds; with --quiet, none; the listing is whole either way."""
+    command = [
+        *(sys.executable, "-m", "simulator", "fleet", "--farms", "5000", "--format", "csv"),
+        *("--output", str(tmp_path / "fleet.csv")),
+    ]
+    lines, _, code = _watch(command)
+    assert code == 0, lines[-5:]
+    _, line = _first(lines, "barnstorm: ")
+    assert "/5,000 (" in line or "listing devices" in line, line
+    assert "/s" in line
+    rows = (tmp_path / "fleet.csv").read_text().count("\n")
+    quiet, _, code = _watch([*command, "--quiet"])
+    assert code == 0
+    assert not [line for _, line in quiet if line.startswith("barnstorm:")]
+    assert (tmp_path / "fleet.csv").read_text().count("\n") == rows > 100_000

@@ -26,8 +26,7 @@ from simulator.errors import ConfigError
 from simulator.tomlfile import Table
 
 if TYPE_CHECKING:
-    from simulator.fleet.build import Fleet
-    from simulator.models.episodes import RunContext
+    from simulator.fleet.tables import Fleet
 
 
 class Modulator(Protocol):
@@ -36,6 +35,25 @@ class Modulator(Protocol):
     def modulate(self, name: str, batch: Batch, values: FloatArray) -> FloatArray:
         """Return ``values`` (one per message of ``batch``) as changed by this modulator."""
         ...
+
+
+class _Outbreaks(Protocol):
+    def multiplier(self, batch: Batch) -> FloatArray: ...
+
+
+class _Weather(Protocol):
+    def outdoor(self, batch: Batch) -> FloatArray: ...
+
+
+class RunContextView(Protocol):
+    """What a signal model reads of the run's outbreaks and weather
+    (:class:`.episodes.RunContext` is the one the engine makes)."""
+
+    @property
+    def outbreaks(self) -> _Outbreaks: ...
+
+    @property
+    def weather(self) -> _Weather: ...
 
 
 @dataclass
@@ -51,7 +69,7 @@ class Batch:
     #: UTC offset (seconds) of every farm of the fleet, for local time of day.
     farm_utc_offset: FloatArray | None = None
     #: the run's outbreaks and weather (None: a healthy fleet in mild weather).
-    context: RunContext | None = None
+    context: RunContextView | None = None
     #: fields computed so far for this batch, in profile order.
     values: dict[str, Values] = field(default_factory=dict)
     _cache: dict[str, FloatArray] = field(default_factory=dict)

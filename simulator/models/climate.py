@@ -19,7 +19,7 @@ from simulator.models.base import Batch, SignalModel, per_device, register
 from simulator.tomlfile import Table
 
 if TYPE_CHECKING:
-    from simulator.fleet.build import Fleet
+    from simulator.fleet.tables import Fleet
 
 _TWO_PI = 2.0 * np.pi
 

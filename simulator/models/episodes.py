@@ -24,8 +24,8 @@ from simulator.arrays import SECONDS_PER_DAY, FloatArray, IntArray, hash_uniform
 from simulator.models.base import Batch
 
 if TYPE_CHECKING:
-    from simulator.fleet.build import RoomTable
     from simulator.fleet.farms import HealthSpec
+    from simulator.fleet.tables import RoomTable
 
 _SLOTS = 6  # at most this many episodes per room and batch
 _TWO_PI = 2.0 * np.pi

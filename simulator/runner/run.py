@@ -52,6 +52,7 @@ from simulator.report.files import SCHEMA_VERSION
 from simulator.runner.bridge import ResultStream
 from simulator.runner.config import RunConfig, RunResult
 from simulator.runner.delivery import FailedShare, Ramp, judge_delivery
+from simulator.runner.network_faults import play_faults
 from simulator.runner.outputs import judge, put_backend, write_outputs
 from simulator.runner.target import build_transport
 from simulator.runner.traces import collect, device_flows, receiving
@@ -59,7 +60,7 @@ from simulator.runner.verify import observer_for, verification
 from simulator.traces.export import ClientSpans
 from simulator.traces.receiver import Receiver
 from simulator.transports.base import Transport
-from simulator.transports.faultproxy import FaultProxy, play_faults
+from simulator.transports.faultproxy import FaultProxy
 from simulator.transports.mqtt.observer import Observer
 from simulator.transports.mqtt.settings import MqttSettings
 from simulator.transports.readback import ReadBackError, ReadBackTarget, read_back, take_mark

@@ -29,14 +29,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from simulator.engine.clock import Clock
-    from simulator.engine.scenarios import NetworkFault
 
 log = logging.getLogger(__name__)
 
@@ -171,26 +165,3 @@ class FaultProxy:
                 return
             writer.write(chunk)
             await writer.drain()
-
-
-@contextlib.asynccontextmanager
-async def play_faults(
-    proxy: FaultProxy, faults: Sequence[NetworkFault], clock: Clock
-) -> AsyncIterator[None]:
-    """Apply each scenario fault on the run's simulated timeline while the block runs."""
-
-    async def play() -> None:
-        for fault in sorted(faults, key=lambda f: f.start):
-            await clock.sleep_until(fault.start)
-            proxy.apply(fault.fault, latency_ms=fault.latency_ms, bandwidth=fault.bandwidth)
-            if fault.fault != "cut":
-                await clock.sleep_until(fault.end)
-                proxy.clear()
-
-    task = asyncio.create_task(play(), name="barnstorm-network-faults")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from simulator.errors import AuthError, ConnectError
 from simulator.messages import CUT_BY_DEVICE, Message, Outcome
 from simulator.transports.base import ResultSink
+from simulator.transports.mqtt.handshake import VersionRefused, handshake
 from simulator.transports.mqtt.link import READ_BUFFER, Link
 from simulator.transports.mqtt.packets import (
     DISCONNECT,
@@ -60,23 +61,16 @@ from simulator.transports.mqtt.packets import (
     NO_PROPERTIES,
     PINGREQ,
     SHORT,
-    connect_packet,
     fixed_header,
     short_headers,
 )
 from simulator.transports.mqtt.settings import (
-    ClosedBeforeConnack,
     MqttBase,
     backoff_delay,
-    translated_errors,
 )
 from simulator.transports.mqtt.tracing import PublishTracing
 from simulator.transports.mqtt.v5 import (
-    AUTH_REFUSALS,
     Connack,
-    MalformedPacket,
-    parse_connack,
-    reason_name,
 )
 
 if TYPE_CHECKING:
@@ -101,16 +95,6 @@ STABLE_AFTER = 10.0
 #: a connection the broker closes this soon (seconds) after accepting it counts as
 #: ``closed_at_once``: another client taking the same client id, most often.
 AT_ONCE = 1.0
-_AUTH_CODES = {4, 5}  # 3.1.1 CONNACK: bad user name or password, not authorised
-_CONNACK_REASONS = {
-    1: "unacceptable protocol version",
-    2: "client identifier rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorised",
-}
-#: CONNACK codes that mean "not this protocol version": 3.1.1's 1, MQTT 5's 0x84.
-_VERSION_REFUSED = {1, 0x84}
 #: At speed max, stop generating while this many messages wait for their acknowledgement
 #: (all connections together), or while barnstorm holds this many unsent bytes, or half a
 #: ``LINK_BUFFER`` for one connection. In real time, more than this many unsent bytes in
@@ -204,7 +188,7 @@ class LeanMqttTransport(MqttBase):
         connection speaks 3.1.1 too."""
         try:
             limits = await self._handshake(link, self.level)
-        except _VersionRefused as refused:
+        except VersionRefused as refused:
             if self.settings.version != "auto" or self.level < 5:
                 raise ConnectError(str(refused)) from None
             self.level, self.fell_back = 4, refused.answer
@@ -212,92 +196,16 @@ class LeanMqttTransport(MqttBase):
         self._accept(link, limits)
 
     async def _handshake(self, link: Link, level: int) -> Connack:
-        """One CONNECT at ``level`` and the CONNACK's terms; refusals raised as errors."""
-        settings = self.settings
+        """One CONNECT at ``level`` and the CONNACK's terms (see :func:`.handshake.handshake`)."""
         credential = link.credential
-        tls = self._tls_for(credential)
-        username, password = settings.username, settings.password
+        username, password = self.settings.username, self.settings.password
         if credential is not None and credential.username is not None:
             username, password = credential.username, credential.password
-        loop = asyncio.get_running_loop()
-        # One protocol object serves each of the link's sockets in turn: the last one must
-        # be gone (its connection_lost run) before the next is made.
-        for _ in range(10):
-            if link.transport is None:
-                break
-            link.transport.abort()
-            await asyncio.sleep(0)
-        local = (self._sources[link.owner % len(self._sources)], 0) if self._sources else None
-        link.level = level
-        try:
-            with translated_errors(settings):
-                async with asyncio.timeout(settings.connect_timeout):
-                    transport, _ = await loop.create_connection(
-                        lambda: link,
-                        settings.host,
-                        settings.port,
-                        ssl=tls or None,
-                        local_addr=local,
-                    )
-                    link.connack = loop.create_future()
-                    transport.write(
-                        connect_packet(
-                            link.client_id,
-                            settings.keepalive,
-                            username,
-                            password,
-                            level=level,
-                        )
-                    )
-                    try:
-                        body = await link.connack
-                    except BaseException:
-                        transport.abort()
-                        raise
-                    finally:
-                        link.connack = None
-        except ConnectError as exc:
-            if level >= 5 and isinstance(exc.__context__, ClosedBeforeConnack):
-                raise _VersionRefused(
-                    settings.url,
-                    "closed the connection without a CONNACK (what a broker that does not "
-                    "speak MQTT 5 does)",
-                ) from None
-            raise
-        try:
-            limits = parse_connack(body, level)
-        except MalformedPacket as exc:
-            transport.abort()
-            raise ConnectError(
-                f"{settings.url} answered CONNECT with a bad CONNACK ({exc})"
-            ) from None
-        if limits.code:
-            transport.close()
-            self._refused_connection(limits, level)
-        if limits.maximum_qos < settings.qos:
-            transport.close()
-            raise ConnectError(
-                f"{settings.url} takes QoS {limits.maximum_qos} at most (Maximum QoS in its "
-                f"CONNACK): run with --qos {limits.maximum_qos}"
-            )
-        return limits
-
-    def _refused_connection(self, limits: Connack, level: int) -> None:
-        """Raise the error a CONNACK's refusal means."""
-        url, code = self.settings.url, limits.code
-        if level >= 5 and code in _VERSION_REFUSED:
-            answer = "unacceptable protocol version" if code == 1 else reason_name(code)
-            raise _VersionRefused(url, f"answered CONNACK {answer}")
-        if level >= 5:
-            said = f": {limits.reason_string}" if limits.reason_string else ""
-            reason = reason_name(code) + said
-            if code in AUTH_REFUSALS:
-                raise AuthError(f"{url} refused the login ({reason})")
-            raise ConnectError(f"{url} refused the connection ({reason})")
-        reason = _CONNACK_REASONS.get(code, f"code {code}")
-        if code in _AUTH_CODES:
-            raise AuthError(f"{url} refused the login ({reason})")
-        raise ConnectError(f"{url} refused the connection ({reason})")
+        sources = self._sources
+        local = (sources[link.owner % len(sources)], 0) if sources else None
+        return await handshake(
+            link, level, self.settings, self._tls_for(credential), local, (username, password)
+        )
 
     def _accept(self, link: Link, limits: Connack) -> None:
         """The link is up on the broker's terms."""
@@ -649,17 +557,6 @@ class LeanMqttTransport(MqttBase):
 def packet_length(size: int) -> int:
     """Bytes of a packet whose remaining length is ``size`` (its fixed header counted)."""
     return 1 + size + (1 if size < 0x80 else 2 if size < 0x4000 else 3 if size < 0x200000 else 4)
-
-
-class _VersionRefused(ConnectError):
-    """A broker refused the protocol version (under ``auto``, a reason to fall back)."""
-
-    def __init__(self, url: str, answer: str) -> None:
-        self.answer = answer
-        super().__init__(
-            f"{url} refused MQTT 5: it {answer}; run with --mqtt-version 3.1.1, or auto to "
-            "fall back to it"
-        )
 
 
 async def _closed(links: list[Link], timeout: float = 5.0) -> None:

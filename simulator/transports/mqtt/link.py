@@ -14,7 +14,7 @@ import asyncio
 import collections
 import contextlib
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from simulator.messages import Message
 from simulator.transports.mqtt.packets import (
@@ -36,7 +36,23 @@ from simulator.transports.mqtt.v5 import (
 
 if TYPE_CHECKING:
     from simulator.fleet.credentials import Credential
-    from simulator.transports.mqtt.lean import LeanMqttTransport
+    from simulator.transports.mqtt.settings import MqttSettings
+
+
+class Wire(Protocol):
+    """What a link tells the transport that owns its connections (the transport,
+    :class:`.lean.LeanMqttTransport`, is this; the link knows it only by these)."""
+
+    settings: MqttSettings
+    #: links whose sockets push back: the transport stops feeding them meanwhile.
+    paused: set[Link]
+
+    def settled(self, messages: list[Message]) -> None: ...
+
+    def refused(self, refused: list[tuple[Message, str]]) -> None: ...
+
+    def lost(self, link: Link) -> None: ...
+
 
 _PUBACK, _PUBREC, _PUBCOMP, _CONNACK, _DISCONNECT = 4, 5, 7, 2, 14
 #: bytes one read of a link's socket takes at most (more wait for the next read).
@@ -94,7 +110,7 @@ class Link(asyncio.BufferedProtocol):
         self.client_id = client_id
         self.credential = credential
         self.transport: asyncio.Transport | None = None
-        self.wire: LeanMqttTransport | None = None
+        self.wire: Wire | None = None
         self.in_flight: dict[int, Message] = {}
         self.next_id = 0
         self.rx = b""

@@ -24,6 +24,7 @@ figure by figure (``--compare``) and a test can hold the README's figures to a r
 from __future__ import annotations
 
 import csv
+import gzip
 import itertools
 import math
 from array import array
@@ -239,7 +240,14 @@ def _cell(cell: str) -> Any:
 
 
 def _open(path: Path, binary: bool = False) -> Any:
+    """``path`` for reading; a ``.gz`` file through gzip."""
     try:
+        if path.suffix.lower() == ".gz":
+            return (
+                gzip.open(path, "rb")
+                if binary
+                else gzip.open(path, "rt", encoding="utf-8", newline="")
+            )
         return path.open("rb") if binary else path.open(encoding="utf-8", newline="")
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read it ({exc.strerror})") from None
@@ -251,8 +259,9 @@ def read_file(
     device_type: str | None = None,
     kind: str | None = None,
 ) -> Telemetry:
-    """A telemetry file by its suffix: ``.csv`` (with the column map) or JSON Lines."""
-    if path.suffix.lower() == ".csv":
+    """A telemetry file by its suffix: ``.csv`` or ``.csv.gz`` (with the column map), or
+    JSON Lines (``.jsonl``, ``.jsonl.gz``)."""
+    if path.suffix.lower() == ".csv" or path.name.lower().endswith(".csv.gz"):
         return read_csv(path, columns or {}, device_type, kind)
     return read_jsonl(path)
 

@@ -17,6 +17,7 @@ Every target is started here on 127.0.0.1 (a private Mosquitto, the reference ba
     python -m benchmarks bridge          # the same fleet standalone and through Locust
     python -m benchmarks bridge-file
     python -m benchmarks history         # a year of 12 farms as history (about 4 minutes)
+    python -m benchmarks formats         # that year as .jsonl, .jsonl.gz and Parquet: size, time
     python -m benchmarks soak            # the simulator's memory over a 10-minute soak
     python -m benchmarks gate            # the regression gate's false alarms and power, simulated
     python -m benchmarks same-build      # six 2-minute mixed runs of one build compared (~15 min)
@@ -38,6 +39,7 @@ from typing import Any
 from .bridge import bench_bridge, bench_soak
 from .common import compile_package
 from .connections import bench_connections
+from .formats import bench_formats
 from .gate import bench_gate
 from .generation import bench_engine, bench_fleet_sizes, bench_history, bench_history_core
 from .httpingest import bench_http
@@ -65,6 +67,7 @@ BENCHMARKS: dict[str, Callable[[], Result | list[Result]]] = {
     "bridge": bench_bridge,
     "bridge-file": lambda: bench_bridge(target="file", duration="2d"),
     "history": bench_history,
+    "formats": bench_formats,
     "soak": bench_soak,
     "gate": bench_gate,
     "same-build": bench_same_build,
@@ -83,7 +86,11 @@ def main() -> None:
     args = parser.parse_args()
     # "all" is the quick ones; the year-long history, the soak, the runs of one build and
     # the minute-long mixed run with traces are asked for by name.
-    quick = [name for name in BENCHMARKS if name not in ("history", "soak", "same-build", "traces")]
+    quick = [
+        name
+        for name in BENCHMARKS
+        if name not in ("history", "formats", "soak", "same-build", "traces")
+    ]
     names = quick if not args.which or "all" in args.which else args.which
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:

@@ -164,6 +164,16 @@ def read_jsonl(path: Path, telemetry: Telemetry | None = None) -> Telemetry:
     return data
 
 
+def read_parquet(path: Path) -> Telemetry:
+    """Messages of a Parquet history (``--output NAME.parquet``), payloads as written."""
+    from simulator.transports.parquet import read_payloads
+
+    data = Telemetry(path)
+    for number, (_, payload) in enumerate(read_payloads(path), 1):
+        data.add(payload, f"{path}: row {number}")
+    return data
+
+
 def parse_columns(spec: str | None) -> dict[str, str]:
     """``device_id=Serial,ts=Date,rehs=Score`` -> {column in the file: name barnstorm uses}."""
     if not spec:
@@ -261,6 +271,8 @@ def read_file(
 ) -> Telemetry:
     """A telemetry file by its suffix: ``.csv`` or ``.csv.gz`` (with the column map), or
     JSON Lines (``.jsonl``, ``.jsonl.gz``)."""
+    if path.suffix.lower() == ".parquet":
+        return read_parquet(path)
     if path.suffix.lower() == ".csv" or path.name.lower().endswith(".csv.gz"):
         return read_csv(path, columns or {}, device_type, kind)
     return read_jsonl(path)

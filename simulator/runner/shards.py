@@ -46,6 +46,8 @@ from simulator.runner.delivery import FailedShare
 from simulator.runner.outputs import judge, put_backend, write_outputs
 from simulator.runner.run import Run
 from simulator.runner.verify import observer_for, verification
+from simulator.transports import parquet
+from simulator.transports.file import history_format
 from simulator.transports.mqtt.observer import Observer
 from simulator.transports.readback import ReadBackError, ReadBackTarget, read_back, take_mark
 
@@ -147,10 +149,13 @@ def run_sharded(config: RunConfig) -> RunResult:
         raise failed[0]
     reports: list[dict[str, Any]] = list(finished)
     try:
-        with config.target.output.open("wb") as joined:
-            for part in parts:
-                with part.open("rb") as piece:
-                    shutil.copyfileobj(piece, joined, 1 << 22)
+        if history_format(config.target.output) == "parquet":
+            parquet.join(parts, config.target.output)
+        else:  # JSON lines, or gzip members, one after the other
+            with config.target.output.open("wb") as joined:
+                for part in parts:
+                    with part.open("rb") as piece:
+                        shutil.copyfileobj(piece, joined, 1 << 22)
     finally:
         for part in parts:
             part.unlink(missing_ok=True)

@@ -13,11 +13,12 @@ from simulator.runner.config import RunConfig
 from simulator.traces.context import TraceContext
 from simulator.traces.export import ClientSpans
 from simulator.transports.base import Transport
-from simulator.transports.file import FileTransport
+from simulator.transports.file import FileTransport, history_format
 from simulator.transports.http import HttpTransport
 from simulator.transports.memory import MemoryTransport
 from simulator.transports.mqtt.factory import mqtt_transport
 from simulator.transports.mqtt.settings import READ_ROUND, MqttSettings, run_prefix
+from simulator.transports.parquet import ParquetTransport
 
 
 def mqtt_at_speed(mqtt: MqttSettings, speed: float | None) -> MqttSettings:
@@ -67,6 +68,8 @@ def build_transport(
             verify=target.tls.context() if http.startswith("https://") else True,
         )
     if target.output is not None:
+        if history_format(target.output) == "parquet":
+            return ParquetTransport(metrics, target.output)
         return FileTransport(metrics, target.output)
     assert mqtt is not None
     prefix = mqtt.client_id_prefix or run_prefix(config.run_id)

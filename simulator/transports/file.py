@@ -30,8 +30,11 @@ _PART = re.compile(r"\.part\d+$")
 
 
 def history_format(path: Path) -> str:
-    """``jsonl.gz`` or ``jsonl``, by the file's name (a shard's ``.partN`` aside)."""
+    """``parquet``, ``jsonl.gz`` or ``jsonl``, by the file's name (a shard's ``.partN``
+    aside)."""
     name = _PART.sub("", path.name).lower()
+    if name.endswith(".parquet"):
+        return "parquet"
     return "jsonl.gz" if name.endswith(".gz") else "jsonl"
 
 

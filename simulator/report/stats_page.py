@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from simulator.report.html import STYLE, _table
-from simulator.report.stats import Figure, figures, format_value
+from simulator.report.stats_figures import Figure, figures, format_value
 from simulator.report.svg import PALETTE, Series, bar_chart, line_chart
 
 #: a figure's change between two files, in the figure's own terms.

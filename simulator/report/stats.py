@@ -3,7 +3,8 @@ simulated history and for an export of real devices.
 
 ``simulate stats FILE`` reads JSON Lines, plain or gzipped (barnstorm's ``--output``
 history, whose lines hold the message under ``payload``, or one message object per line),
-barnstorm's Parquet history, or CSV with a column map, groups the messages by device type and kind, and measures, per group:
+barnstorm's Parquet history, or CSV with a column map, groups the messages by device type
+and kind, and measures, per group:
 
 - how messages arrive: the median interval between two messages of one device, its 95th
   percentile, the share of gaps longer than twice the median, the longest gap, and the

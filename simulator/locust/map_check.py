@@ -111,7 +111,7 @@ def _check(dashboard: DashboardMap, host: str, fleet: MapFleet) -> int:
     source = dashboard.source
     values: dict[str, Any] = {name: items[0] for name, items in dashboard.sources.items()}
     sent = 0
-    with httpx.Client(base_url=host, timeout=TIMEOUT_S, verify=False) as client:
+    with httpx.Client(base_url=host, timeout=TIMEOUT_S) as client:
         headers = _login(client, dashboard.login, source) if dashboard.login else {}
         sent += 2 if dashboard.login and dashboard.login.csrf_url else 1 if dashboard.login else 0
         pending: list[tuple[View, int, RequestSpec]] = [

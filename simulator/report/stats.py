@@ -172,7 +172,10 @@ def read_parquet(path: Path) -> Telemetry:
 
     data = Telemetry(path)
     for number, (_, payload) in enumerate(read_payloads(path), 1):
-        data.add(payload, f"{path}: row {number}")
+        if isinstance(payload, str):  # no JSON object, as its JSON line would not be
+            data.unreadable += 1
+        else:
+            data.add(payload, f"{path}: row {number}")
     return data
 
 

@@ -33,6 +33,9 @@ ROWS_PER_GROUP = 100_000
 #: the metadata key that names the columns kept as JSON text.
 JSON_COLUMNS = b"barnstorm.json_columns"
 KEYS = "_keys"
+#: the column of a message that is no JSON object (a scenario's malformed payloads), as
+#: the text it was; its ``_keys`` is null.
+RAW = "_raw"
 _FLUSH_AGE = 5.0  # seconds: a slow run's counts do not wait for a full group
 
 
@@ -55,7 +58,9 @@ def group_table(rows: Sequence[tuple[str, dict[str, Any]]]) -> Any:
         names.update(dict.fromkeys(payload))
     columns: dict[str, Any] = {
         "topic": pa.array([topic for topic, _ in rows], pa.string()),
-        KEYS: pa.array([",".join(payload) for _, payload in rows], pa.string()),
+        KEYS: pa.array(
+            [None if RAW in payload else ",".join(payload) for _, payload in rows], pa.string()
+        ),
     }
     as_json = []
     for name in names:
@@ -128,8 +133,21 @@ def join(parts: Sequence[Path], output: Path) -> None:
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
 
-def read_payloads(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(topic, payload) of every message of a Parquet history, as written."""
+def decoded(payload: bytes) -> dict[str, Any]:
+    """A message's payload as its row holds it: the JSON object, or, for a payload that
+    is none (malformed on purpose), its text under ``_raw``."""
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        value = None
+    if isinstance(value, dict) and RAW not in value:
+        return value
+    return {RAW: payload.decode("utf-8", "replace")}
+
+
+def read_payloads(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """(topic, payload) of every message of a Parquet history, as written: the JSON
+    object, or the text of a payload that was none."""
     need_pyarrow(str(path))
     import pyarrow.parquet as pq
 
@@ -143,7 +161,11 @@ def read_payloads(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     for index in range(source.num_row_groups):
         table = source.read_row_group(index).to_pydict()
         topics, keys = table["topic"], table[KEYS]
+        raw = table.get(RAW)
         for row, names in enumerate(keys):
+            if names is None and raw is not None and raw[row] is not None:
+                yield topics[row], raw[row]
+                continue
             payload = {}
             for name in names.split(",") if names else ():
                 value = table[name][row]
@@ -180,8 +202,7 @@ class ParquetTransport(Transport):
 
     def send_many(self, messages: list[Message]) -> None:
         self.check_open()
-        loads = orjson.loads
-        self._rows.extend((m.topic, loads(m.payload)) for m in messages)
+        self._rows.extend((m.topic, decoded(m.payload)) for m in messages)
         self._pending.extend(messages)
         if len(self._rows) >= ROWS_PER_GROUP or time.monotonic() - self._flushed_at > _FLUSH_AGE:
             self._flush()

@@ -166,3 +166,18 @@ def test_a_parquet_history_holds_the_same_messages_and_stats(
         assert done.returncode == 0, done.stderr
         figures.append(done.stdout.replace(path.name, "FILE"))
     assert figures[0] == figures[1]
+
+
+def test_malformed_payloads_read_alike_from_parquet_and_json_lines(tmp_path: Path) -> None:
+    """Under the bad_payloads scenario (payloads not JSON, cut short, empty, of wrong
+    types): `simulate stats` gives the same figures on the Parquet history as on the JSON
+    lines, the unreadable messages counted alike."""
+    scenario = ("--scenario", "scenarios/bad_payloads.toml")
+    figures = []
+    for name in ("bad.jsonl", "bad.parquet"):
+        path = _write(tmp_path, name, *scenario)
+        done = simulate("stats", str(path), "--json")
+        assert done.returncode == 0, done.stderr
+        figures.append(done.stdout.replace(name, "FILE"))
+    assert figures[0] == figures[1]
+    assert '"unreadable": 0' not in figures[0]

@@ -11,7 +11,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulator.transports.parquet import JSON_COLUMNS, group_table, join, read_payloads
+from simulator.transports.parquet import (
+    JSON_COLUMNS,
+    decoded,
+    group_table,
+    join,
+    read_payloads,
+)
 
 OLD = {"device_id": "cm-1", "seq": 1, "ts": 1735689600, "sound_db": 70.5, "rehs": None}
 NEW = {"device_id": "cm-2", "seq": 2, "ts": "2025-01-01T00:00:00Z", "sound_leq_dba": 71}
@@ -61,3 +67,19 @@ def test_parts_of_different_schemas_join_into_one_file(tmp_path: Path) -> None:
     assert schema.field("ts").type == pa.string()
     assert schema.field("uptime_s").type == pa.float64()
     assert pq.ParquetFile(out).num_row_groups == 2
+
+
+def test_a_payload_that_is_no_json_object_is_kept_as_its_text(tmp_path: Path) -> None:
+    """A scenario's malformed payloads (not JSON, cut short, empty, a JSON list) are rows
+    of their own: their text under _raw, read back as text (a reader counts it
+    unreadable, as the JSON line of it would be); the rows around them are unharmed."""
+    bad = [b"\xff\xfe<html>502 Bad Gateway</html>", b'{"device_id": "cm', b"", b"[1, 2]"]
+    rows = [("t/ok", OLD), *(("t/bad", decoded(payload)) for payload in bad), ("t/gw", GATEWAY)]
+    path = _write(tmp_path / "bad.parquet", rows)
+    back = list(read_payloads(path))
+    assert back[0] == ("t/ok", OLD)
+    assert back[-1] == ("t/gw", GATEWAY)
+    texts = [payload for _, payload in back[1:-1]]
+    assert all(isinstance(text, str) for text in texts)
+    assert texts[1] == '{"device_id": "cm'
+    assert texts[2] == ""

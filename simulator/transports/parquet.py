@@ -6,7 +6,9 @@ of consecutive messages (so each covers a window of simulated time). Fields a me
 lacks are null; ``_keys`` holds each message's own fields in their order, so a reader
 gives back the very payload (a field present as null stays present). A field whose values
 have no one type across the file (``ts``: text from new firmware, epoch seconds from
-old) is kept as each value's JSON text, and the file's metadata names those columns.
+old) is kept as each value's JSON text, and the file's metadata names those columns. A
+payload that is no JSON object at all (a scenario's malformed ones) is its text under
+``_raw``.
 
 Row groups are written as they fill, each to a part file of its own beside the output;
 closing the history unifies their schemas and writes the one file (the same join takes

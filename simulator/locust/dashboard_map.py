@@ -111,6 +111,10 @@ class Login:
     #: that changes something (POST, PUT, PATCH, DELETE), the login's included.
     csrf_cookie: str | None = None
     csrf_header: str = "X-CSRFToken"
+    #: a regular expression whose one group finds the CSRF token in the ``csrf_url``
+    #: page itself (a ``<meta name="csrf-token" content="...">``, a form's hidden input),
+    #: for apps that put it there rather than in a cookie.
+    csrf_pattern: str | None = None
     #: a CSV of logins (``users = "logins.csv"``): one row per simulated user, in turn,
     #: its columns ``{csv:COLUMN}`` in the body and URL (empty: one login for all).
     users: tuple[dict[str, str], ...] = ()
@@ -210,6 +214,18 @@ def _logins(table: Table, base: Path, url: str, body: str | None) -> tuple[dict[
     return tuple({c: row[c] for c in used} for row in rows)
 
 
+def _check_pattern(table: Table, pattern: str, page: str | None) -> None:
+    """``[login].csrf_pattern``: a regular expression with one group, read from a page."""
+    if not page:
+        raise table.error("csrf_pattern", "needs csrf_url: the page to read the token from")
+    try:
+        groups = re.compile(pattern).groups
+    except re.error as exc:
+        raise table.error("csrf_pattern", f"not a regular expression: {exc}") from None
+    if groups != 1:
+        raise table.error("csrf_pattern", f"expected one (group) around the token, got {groups}")
+
+
 def _token_path(table: Table) -> str:
     """``[login].token``: the token's path in the answer, or "" for a session cookie."""
     token = table.raw("token", "token")
@@ -270,7 +286,7 @@ def load_map(path: Path | None = None) -> DashboardMap:
         table.check_keys(
             {
                 "method", "url", "body", "token", "header", "scheme",
-                "csrf_url", "csrf_cookie", "csrf_header", "users",
+                "csrf_url", "csrf_cookie", "csrf_header", "csrf_pattern", "users",
             }
         )  # fmt: skip
         body = table.raw("body", None)
@@ -289,10 +305,15 @@ def load_map(path: Path | None = None) -> DashboardMap:
             table.string("csrf_url") if "csrf_url" in table else None,
             table.string("csrf_cookie") if "csrf_cookie" in table else None,
             table.string("csrf_header", "X-CSRFToken"),
+            table.string("csrf_pattern") if "csrf_pattern" in table else None,
             _logins(table, file.parent, url or "", body),
         )
-        if login.csrf_url and not login.csrf_cookie:
-            raise table.error("csrf_url", "needs csrf_cookie: the cookie the page sets")
+        if login.csrf_pattern is not None:
+            _check_pattern(table, login.csrf_pattern, login.csrf_url)
+        elif login.csrf_url and not login.csrf_cookie:
+            raise table.error(
+                "csrf_url", "needs csrf_cookie (the cookie the page sets) or csrf_pattern"
+            )
     views_table = root.table("views")
     views = []
     # A value extracted in one view is the session's: later views of the same user use it.

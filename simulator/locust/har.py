@@ -282,12 +282,13 @@ def render(draft: MapDraft, source: str) -> str:
             ]
         else:
             lines.append('token = ""  # a session cookie carries the login')
-        if found.csrf_url and found.csrf_cookie and found.csrf_header:
-            lines += [
-                f"csrf_url = {_string(found.csrf_url)}",
-                f"csrf_cookie = {_string(found.csrf_cookie)}",
-                f"csrf_header = {_string(found.csrf_header)}",
-            ]
+        if found.csrf_url and found.csrf_header:
+            lines.append(f"csrf_url = {_string(found.csrf_url)}")
+            if found.csrf_cookie:
+                lines.append(f"csrf_cookie = {_string(found.csrf_cookie)}")
+            if found.csrf_pattern:
+                lines.append(f"csrf_pattern = {_string(found.csrf_pattern)}")
+            lines.append(f"csrf_header = {_string(found.csrf_header)}")
         lines.append("")
     for name, weight, think, window_days, requests in draft.views:
         lines += [f"[views.{name}]", f"weight = {weight}", f"think = [{think[0]}, {think[1]}]"]

@@ -10,7 +10,9 @@ Three ways a dashboard keeps a user logged in, each found from what the recordin
 - **A CSRF token**: a request sends a header (``X-CSRFToken``, ``X-XSRF-Token``) whose value
   is a cookie an earlier answer set: the map GETs that answer's page before logging in
   (``csrf_url``) and sends the cookie back in that header (``csrf_cookie``,
-  ``csrf_header``) on every request that changes something.
+  ``csrf_header``) on every request that changes something; or whose value an earlier
+  HTML page showed (a ``<meta name="csrf-token">``, a form's hidden input): the map reads
+  it from that page by what stood before it (``csrf_pattern``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class LoginFound:
     csrf_url: str | None = None
     csrf_cookie: str | None = None
     csrf_header: str | None = None
+    csrf_pattern: str | None = None
 
 
 def _sent_cookies(call: Call) -> dict[str, str]:
@@ -83,12 +86,36 @@ def _cookie_login(calls: list[Call], csrf_cookie: str | None) -> LoginFound | No
     return None
 
 
-def _csrf(views: list[PageView], calls: list[Call]) -> tuple[str, str, str] | None:
-    """(page, cookie, header): a header of a recorded call that sends back a CSRF cookie's
-    value, and the page whose answer set that cookie first."""
+@dataclass
+class Csrf:
+    """Where the recorded session's CSRF token came from, and the header it went in."""
+
+    page: str
+    header: str
+    cookie: str | None = None  # the cookie holding it, or
+    pattern: str | None = None  # a regular expression that finds it in the page
+
+
+def page_pattern(text: str, value: str) -> str | None:
+    """A regular expression that finds ``value`` in the page ``text`` by what stands
+    before it in its tag (``name="csrfmiddlewaretoken" value="``), or None."""
+    at = text.find(value)
+    if at < 0:
+        return None
+    tag = text.rfind("<", 0, at)
+    before = text[max(tag, at - 120) if tag >= 0 else max(0, at - 40) : at]
+    if not before.strip():
+        return None
+    return re.escape(before) + r"([^\"'<>\s]+)"
+
+
+def _csrf(views: list[PageView], calls: list[Call]) -> Csrf | None:
+    """A header of a recorded call that sends back a CSRF token: the cookie whose value
+    it is and the page that set it first, or else the page that showed it."""
     setters = sorted(
         (entry for view in views for entry in view.cookies_set), key=lambda entry: entry[0]
     )
+    pages = sorted((entry for view in views for entry in view.pages), key=lambda e: e[0])
     for call in calls:
         for header, value in call.headers.items():
             if not value or not CSRF_HEADER.search(header) or header == "cookie":
@@ -96,7 +123,11 @@ def _csrf(views: list[PageView], calls: list[Call]) -> tuple[str, str, str] | No
             for _, path, cookies in setters:
                 for cookie, cookie_value in cookies.items():
                     if cookie_value == value:
-                        return path, cookie, header
+                        return Csrf(path, header, cookie=cookie)
+            for started, path, text in pages:
+                pattern = page_pattern(text, value) if started < call.started else None
+                if pattern:
+                    return Csrf(path, header, pattern=pattern)
     return None
 
 
@@ -104,8 +135,9 @@ def find_login(views: list[PageView]) -> LoginFound:
     """The recorded login (``call`` None when there is none) and how it was carried."""
     calls = [call for view in views for call in view.calls]
     csrf = _csrf(views, calls)
-    found = _token_login(calls) or _cookie_login(calls, csrf[1] if csrf else None)
+    found = _token_login(calls) or _cookie_login(calls, csrf.cookie if csrf else None)
     found = found or LoginFound(None)
     if csrf is not None:
-        found.csrf_url, found.csrf_cookie, found.csrf_header = csrf
+        found.csrf_url, found.csrf_header = csrf.page, csrf.header
+        found.csrf_cookie, found.csrf_pattern = csrf.cookie, csrf.pattern
     return found

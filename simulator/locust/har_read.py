@@ -102,6 +102,22 @@ def _entries(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def _html(entry: dict[str, Any]) -> str | None:
+    """The text of an HTML answer, or None."""
+    content = entry.get("response", {}).get("content", {}) or {}
+    if not str(content.get("mimeType", "")).lower().startswith("text/html"):
+        return None
+    text = content.get("text")
+    if not isinstance(text, str) or not text:
+        return None
+    if content.get("encoding") == "base64":
+        try:
+            return base64.b64decode(text).decode("utf-8", "replace")
+        except ValueError:
+            return None
+    return text
+
+
 def _cookies_set(entry: dict[str, Any]) -> dict[str, str]:
     """The cookies an answer set: HAR's ``response.cookies``, else its Set-Cookie headers."""
     response = entry.get("response") or {}
@@ -130,6 +146,8 @@ class PageView:
     #: every answer of the view that set a cookie, documents' included: when it started,
     #: the request's path and the cookies (name -> value).
     cookies_set: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
+    #: the HTML pages of the view (a CSRF token may be in one): started, path, text.
+    pages: list[tuple[float, str, str]] = field(default_factory=list)
 
 
 def read_views(path: Path, gap: float) -> tuple[list[PageView], list[str]]:
@@ -161,10 +179,11 @@ def read_views(path: Path, gap: float) -> tuple[list[PageView], list[str]]:
         pageref = entry.get("pageref")
         pause = split_on_pauses and current.calls and started - last_end > gap
         if new_page or pause:
-            kept = [] if current.calls else current.cookies_set  # a page with no API call
+            # A page with no API call hands what it set and showed to the next view.
+            kept, shown = ([], []) if current.calls else (current.cookies_set, current.pages)
             if current.calls:
                 views.append(current)
-            current = PageView(url.path if page_load else None, [], kept)
+            current = PageView(url.path if page_load else None, [], kept, shown)
         if origin is None:
             origin = url.netloc
         if url.netloc != origin:
@@ -173,6 +192,9 @@ def read_views(path: Path, gap: float) -> tuple[list[PageView], list[str]]:
         cookies = _cookies_set(entry)
         if cookies:
             current.cookies_set.append((started, url.path, cookies))
+        html = _html(entry)
+        if html:
+            current.pages.append((started, url.path, html))
         if _is_static(entry, url.path):
             continue
         post = request.get("postData") or {}

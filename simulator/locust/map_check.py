@@ -11,6 +11,7 @@ changes the product's data.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -56,9 +57,19 @@ def _json(response: httpx.Response) -> Any:
 
 def _login(client: httpx.Client, login: Login, source: str) -> dict[str, str]:
     """Log in as the map's first user; the header that carries the token, if any."""
+    csrf = None
     if login.csrf_url:
         page = client.get(login.csrf_url)
-        if page.status_code != 200 or not client.cookies.get(login.csrf_cookie or ""):
+        if login.csrf_pattern is not None:
+            found = re.search(login.csrf_pattern, page.text)
+            csrf = found.group(1) if found else None
+            if page.status_code != 200 or csrf is None:
+                raise ConfigError(
+                    f"{source}: login.csrf_pattern",
+                    f"matches nothing in GET {login.csrf_url} (status {page.status_code}): "
+                    "expected the page that holds the CSRF token",
+                )
+        elif page.status_code != 200 or not client.cookies.get(login.csrf_cookie or ""):
             raise ConfigError(
                 f"{source}: login.csrf_url",
                 f"GET {login.csrf_url} answered {page.status_code} with no "
@@ -66,7 +77,8 @@ def _login(client: httpx.Client, login: Login, source: str) -> dict[str, str]:
             )
     url, body = login.for_user(0)
     headers = {"content-type": "application/json"}
-    csrf = client.cookies.get(login.csrf_cookie or "") if login.csrf_cookie else None
+    if csrf is None and login.csrf_cookie:
+        csrf = client.cookies.get(login.csrf_cookie)
     if csrf:
         headers[login.csrf_header] = csrf
     answer = client.request(login.method, url, content=body, headers=headers)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 import time
 from http.client import RemoteDisconnected
 from pathlib import Path
@@ -112,8 +113,12 @@ class DashboardUser(HttpUser):
             with self.client.get(
                 login.csrf_url, name=name, headers=headers, catch_response=True
             ) as page:
+                if login.csrf_pattern is not None:
+                    found = re.search(login.csrf_pattern, page.text or "")
+                    self.csrf_token = found.group(1) if found else None
                 if page.status_code != 200 or self._csrf() is None:
-                    page.failure(f"{name}: status {page.status_code}, no {login.csrf_cookie}")
+                    missing = "its CSRF token" if login.csrf_pattern else login.csrf_cookie
+                    page.failure(f"{name}: status {page.status_code}, no {missing}")
                     return
         SENDING.set(f"{login.method} {login.url}")
         url, body = login.for_user(self._login_row())
@@ -151,7 +156,10 @@ class DashboardUser(HttpUser):
         return int(runner.worker_index) + stride * next(_STARTED)
 
     def _csrf(self) -> str | None:
+        """The CSRF token: read from the login page, or its cookie's value."""
         login = MAP.login
+        if login is not None and login.csrf_pattern is not None:
+            return getattr(self, "csrf_token", None)
         if login is None or not login.csrf_cookie:
             return None
         value = self.client.cookies.get(login.csrf_cookie)

@@ -193,6 +193,17 @@ def _views() -> list[Any]:
     def csrf_page(request: Any) -> HttpResponse:
         return JsonResponse({"ready": True})
 
+    def form_page(request: Any) -> HttpResponse:
+        """A sign-in form holding the CSRF token in a hidden input, as Django renders
+        ``{% csrf_token %}`` (the token masked: it differs from the cookie's value)."""
+        from django.middleware.csrf import get_token
+
+        token = get_token(request)
+        return HttpResponse(
+            '<form method="post"><input type="hidden" name="csrfmiddlewaretoken" '
+            f'value="{token}"><input name="user"><input name="secret"></form>'
+        )
+
     def cookie_login(request: Any) -> HttpResponse:
         if request.method != "POST":
             return JsonResponse({"detail": "POST"}, status=405)
@@ -226,6 +237,7 @@ def _views() -> list[Any]:
     return [
         *page_views(_authorised),
         path("accounts/csrf/", csrf_page),
+        path("accounts/form/", form_page),
         path("accounts/login/", cookie_login),
         path("v2/sites/<uuid:site>/ack/", acknowledge),
         path("auth/session/", session),

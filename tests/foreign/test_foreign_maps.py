@@ -200,6 +200,43 @@ def test_a_cookie_login_with_csrf_works_as_a_browser_does(
         assert "status 403" in done.stderr
 
 
+def test_a_csrf_token_read_from_the_page_works_as_a_browser_does(
+    tmp_path: Path, foreign: str
+) -> None:
+    """A CSRF token that the login page holds in a hidden input (Django's masked token,
+    not the cookie's value): csrf_pattern reads it from the page and sends it back in
+    X-CSRFToken on the login and every POST; Django's CSRF middleware accepts them all.
+    A pattern that matches nothing on the page stops simulate mixed before any load."""
+    pattern = '\'name="csrfmiddlewaretoken" value="([^"]+)"\''
+    page = f'csrf_url = "/accounts/form/"\ncsrf_pattern = {pattern}\n'
+    text = COOKIE_MAP.replace('csrf_url = "/accounts/csrf/"\ncsrf_cookie = "csrftoken"\n', page)
+    (tmp_path / "map.toml").write_text(text)
+    env = {
+        **os.environ,
+        "BARNSTORM_DASHBOARD_MAP": str(tmp_path / "map.toml"),
+        "BARN_SECRET": SECRET,
+    }
+    users = ["-u", "3", "-r", "3", "-t", "6s", "--host", foreign]
+    stats = locust_stats(
+        "locust", "-f", "locustfiles/dashboard.py", "--headless", *users, env=env, timeout=120
+    )
+    entries = {entry["name"]: entry for entry in stats}
+    for name in ("GET /accounts/form/", "POST /accounts/login/", "POST /v2/sites/[uuid]/ack/"):
+        assert entries[name]["num_requests"] > 0, (name, sorted(entries))
+        assert entries[name]["num_failures"] == 0, (name, entries[name])
+    (tmp_path / "map.toml").write_text(text.replace("csrfmiddlewaretoken", "authenticity_token"))
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "mixed", "--host", foreign, "--run-time", "5s"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "login.csrf_pattern: matches nothing in GET /accounts/form/" in done.stderr
+
+
 def _export_devices(url: str, database: Path, path: Path) -> set[str]:
     """The team's export of its provisioned sensors (read from its own database, as a
     team's export would be): device_id, type, farm_id (site), room_id (pen)."""

@@ -1,7 +1,8 @@
 """History in the three formats, for data teams: the same year of 12 farms (the same seed
 and start) written as JSON lines (the baseline), as .jsonl.gz and as Parquet, each timed
-as a whole command; the sizes, the wall times and the ratios against JSON lines, and
-whether `simulate stats` gives the same figures on all three.
+as a whole command; the sizes, the wall times and the ratios against JSON lines. (That
+`simulate stats` gives the same figures on all three is the tests' to hold, on shorter
+histories: read whole, a year takes longer than writing it.)
 
     python -m benchmarks formats               # a year of 12 farms (several minutes)
 """
@@ -33,25 +34,15 @@ def _write(out: Path, farms: int, days: int) -> float:
     return time.perf_counter() - started
 
 
-def _stats(path: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "simulator", "stats", str(path), "--json"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.replace(path.name, "FILE")
-
-
 def bench_formats(farms: int = 12, days: int = 365) -> list[dict[str, Any]]:
     """One row per compressed format: its size and time against JSON lines'."""
     with tempfile.TemporaryDirectory(prefix="barnstorm-formats-") as folder:
-        seconds, sizes, stats = {}, {}, {}
+        seconds, sizes = {}, {}
         for name in FORMATS:
             out = Path(folder) / f"year.{name}"
             seconds[name] = _write(out, farms, days)
             sizes[name] = out.stat().st_size
-            stats[name] = _stats(out)
+            out.unlink()
     results = []
     for name in FORMATS[1:]:
         row = {
@@ -64,13 +55,11 @@ def bench_formats(farms: int = 12, days: int = 365) -> list[dict[str, Any]]:
             "baseline_bytes": sizes["jsonl"],
             "size_ratio": round(sizes["jsonl"] / sizes[name], 2),
             "time_ratio": round(seconds[name] / seconds["jsonl"], 2),
-            "same_stats": stats[name] == stats["jsonl"],
         }
         print(
             f"{row['name']}: {sizes[name] / 1e6:,.1f} MB in {seconds[name]:,.1f} s; "
             f".jsonl {sizes['jsonl'] / 1e6:,.1f} MB in {seconds['jsonl']:,.1f} s: "
-            f"{row['size_ratio']}x smaller, {row['time_ratio']}x the time; "
-            f"simulate stats {'the same' if row['same_stats'] else 'DIFFERENT'}"
+            f"{row['size_ratio']}x smaller, {row['time_ratio']}x the time"
         )
         results.append(row)
     return results

@@ -152,6 +152,8 @@ class DashboardUser(HttpUser):
         if not isinstance(runner, WorkerRunner):
             return next(_STARTED)
         workers = getattr(self.environment.parsed_options, "processes", 1)
+        if workers == -1:  # --processes -1: one worker per core
+            workers = os.cpu_count() or 1
         stride = workers if isinstance(workers, int) and workers > 1 else 1
         return int(runner.worker_index) + stride * next(_STARTED)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.foreign.running import foreign_app
+from tests.foreign.running import dashed, export_devices, foreign_app
 from tests.foreign.server import SECRET, USER
 from tests.helpers import ROOT, locust_stats
 
@@ -59,6 +59,24 @@ url = "/v2/sites/{seen}/weather/"
 def foreign(tmp_path: Path) -> Iterator[str]:
     with foreign_app(tmp_path / "foreign.db") as url:
         yield url
+
+
+def _refused_before_load(host: str, map_file: Path, secret: str = SECRET) -> str:
+    """``simulate mixed`` over ``map_file`` stops before any load: exit 2, one line, no
+    Locust started; that line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "mixed", "--host", host, "--run-time", "5s"],
+        cwd=ROOT,
+        env={**os.environ, "BARNSTORM_DASHBOARD_MAP": str(map_file), "BARN_SECRET": secret},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "Locust" not in done.stderr
+    return lines[0]
 
 
 def _export_sites(url: str, path: Path) -> list[str]:
@@ -117,24 +135,9 @@ def test_a_csv_source_without_its_column_stops_a_mixed_run_before_any_load(
     before Locust starts."""
     (tmp_path / "sites.csv").write_text("id,title\n1,a\n")
     (tmp_path / "map.toml").write_text(MAP)
-    done = subprocess.run(
-        [sys.executable, "-m", "simulator", "mixed", "--host", foreign, "--run-time", "5s"],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "BARNSTORM_DASHBOARD_MAP": str(tmp_path / "map.toml"),
-            "BARN_SECRET": SECRET,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr
-    assert "sites.csv" in lines[0]
-    assert 'column "uuid"' in lines[0]
-    assert "Locust" not in done.stderr
+    line = _refused_before_load(foreign, tmp_path / "map.toml")
+    assert "sites.csv" in line
+    assert 'column "uuid"' in line
 
 
 #: the pages' side of the app: a cookie login behind Django's CSRF protection.
@@ -225,42 +228,8 @@ def test_a_csrf_token_read_from_the_page_works_as_a_browser_does(
         assert entries[name]["num_requests"] > 0, (name, sorted(entries))
         assert entries[name]["num_failures"] == 0, (name, entries[name])
     (tmp_path / "map.toml").write_text(text.replace("csrfmiddlewaretoken", "authenticity_token"))
-    done = subprocess.run(
-        [sys.executable, "-m", "simulator", "mixed", "--host", foreign, "--run-time", "5s"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "login.csrf_pattern: matches nothing in GET /accounts/form/" in done.stderr
-
-
-def _export_devices(url: str, database: Path, path: Path) -> set[str]:
-    """The team's export of its provisioned sensors (read from its own database, as a
-    team's export would be): device_id, type, farm_id (site), room_id (pen)."""
-    import sqlite3
-
-    kinds = {"mic": "cough_monitor", "climate": "climate_node"}
-    with sqlite3.connect(database) as db:
-        rows = db.execute(
-            "SELECT s.id, s.kind, p.site_id, s.pen_id FROM foreign_sensor s "
-            "JOIN foreign_pen p ON p.id = s.pen_id ORDER BY p.site_id, p.label, s.id"
-        ).fetchall()
-    with path.open("w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["device_id", "type", "farm_id", "room_id"])
-        for sensor, kind, site, pen in rows:
-            writer.writerow([_dashed(sensor), kinds[kind], _dashed(site), _dashed(pen)])
-    return {_dashed(row[0]) for row in rows}
-
-
-def _dashed(value: str) -> str:
-    """A UUID as Django's SQLite stores it (32 hex digits) in its usual form."""
-    import uuid
-
-    return str(uuid.UUID(value))
+    line = _refused_before_load(foreign, tmp_path / "map.toml")
+    assert "login.csrf_pattern: matches nothing in GET /accounts/form/" in line
 
 
 @pytest.fixture
@@ -281,7 +250,7 @@ def test_devices_the_product_provisioned_send_under_its_ids(
     import sqlite3
 
     url, database = strict
-    sensors = _export_devices(url, database, tmp_path / "devices.csv")
+    sensors = export_devices(database, tmp_path / "devices.csv")
     report = tmp_path / "run.json"
     load = ("--farms", "2", "--http", f"{url}/v2/telemetry/", "--speed", "600")
     done = subprocess.run(
@@ -304,8 +273,8 @@ def test_devices_the_product_provisioned_send_under_its_ids(
     assert "devices under the product's IDs" in done.stdout
     with sqlite3.connect(database) as db:
         stored = [json.loads(body) for (body,) in db.execute("SELECT body FROM foreign_upload")]
-        sites = {_dashed(s) for (s,) in db.execute("SELECT id FROM foreign_site")}
-        pens = {_dashed(p) for (p,) in db.execute("SELECT id FROM foreign_pen")}
+        sites = {dashed(s) for (s,) in db.execute("SELECT id FROM foreign_site")}
+        pens = {dashed(p) for (p,) in db.execute("SELECT id FROM foreign_pen")}
     assert len(stored) == totals["sent"]
     assert {m["device_id"] for m in stored} <= sensors
     assert {m["farm_id"] for m in stored} <= sites
@@ -329,7 +298,7 @@ def test_a_mixed_run_meets_the_products_devices_and_dashboards_on_its_farms(
     fleet's {farm_id}, which the map bound to them (a site the app does not hold is a
     404): no request of either kind fails."""
     url, database = strict
-    _export_devices(url, database, tmp_path / "devices.csv")
+    export_devices(database, tmp_path / "devices.csv")
     (tmp_path / "map.toml").write_text(
         MAP.split("[sources.site]")[0]
         + "[views.pens]\nthink = [0.05, 0.2]\n[[views.pens.requests]]\n"
@@ -459,22 +428,7 @@ def test_a_map_that_cannot_work_on_the_product_stops_before_any_load(
         "{site}", "{seen}"
     )
     (tmp_path / "map.toml").write_text(text.replace(*change))
-    done = subprocess.run(
-        [sys.executable, "-m", "simulator", "mixed", "--host", foreign, "--run-time", "5s"],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "BARNSTORM_DASHBOARD_MAP": str(tmp_path / "map.toml"),
-            "BARN_SECRET": secret,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr
-    assert f"map.toml: {key}" in lines[0]
-    assert expected in lines[0]
-    assert "Locust" not in done.stderr
-    assert secret not in done.stderr
+    line = _refused_before_load(foreign, tmp_path / "map.toml", secret)
+    assert f"map.toml: {key}" in line
+    assert expected in line
+    assert secret not in line

@@ -5,13 +5,11 @@ device map. The fast tests read a recording of the same session kept in tests/da
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 
 from simulator.locust.dashboard_map import load_map
 from simulator.locust.har import build_map, render
-from tests.foreign.running import foreign_app
+from tests.foreign.running import dashed, export_devices, foreign_app
 from tests.foreign.server import SECRET
 from tests.helpers import ROOT, locust_stats
 
@@ -70,26 +68,6 @@ def app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield url, database
 
 
-def _dashed(value: str) -> str:
-    return str(uuid.UUID(value))
-
-
-def _export_devices(database: Path, path: Path) -> set[str]:
-    """The team's export of its provisioned sensors: device_id, type, farm_id, room_id."""
-    kinds = {"mic": "cough_monitor", "climate": "climate_node"}
-    with sqlite3.connect(database) as db:
-        rows = db.execute(
-            "SELECT s.id, s.kind, p.site_id, s.pen_id FROM foreign_sensor s "
-            "JOIN foreign_pen p ON p.id = s.pen_id ORDER BY p.site_id, p.label, s.id"
-        ).fetchall()
-    with path.open("w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["device_id", "type", "farm_id", "room_id"])
-        for sensor, kind, site, pen in rows:
-            writer.writerow([_dashed(sensor), kinds[kind], _dashed(site), _dashed(pen)])
-    return {_dashed(row[0]) for row in rows}
-
-
 @pytest.mark.slow
 def test_a_recorded_foreign_dashboard_replays_beside_its_devices(
     tmp_path: Path, app: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
@@ -116,7 +94,7 @@ def test_a_recorded_foreign_dashboard_replays_beside_its_devices(
     assert "BARNSTORM_LOGIN_SECRET" in mapped.stderr  # it says which secret it replaced
     text = map_file.read_text()
     assert not sorted(secret for secret in _secrets_of(har) if secret in text)
-    sensors = _export_devices(database, tmp_path / "devices.csv")
+    sensors = export_devices(database, tmp_path / "devices.csv")
     env = {
         **os.environ,
         "BARNSTORM_DASHBOARD_MAP": str(map_file),
@@ -152,7 +130,7 @@ def test_a_recorded_foreign_dashboard_replays_beside_its_devices(
     assert ingest > 0
     with sqlite3.connect(database) as db:
         stored = [json.loads(body) for (body,) in db.execute("SELECT body FROM foreign_upload")]
-        sites = {_dashed(s) for (s,) in db.execute("SELECT id FROM foreign_site")}
+        sites = {dashed(s) for (s,) in db.execute("SELECT id FROM foreign_site")}
     assert stored
     assert {m["device_id"] for m in stored} <= sensors
     assert {m["farm_id"] for m in stored} <= sites

@@ -5,6 +5,7 @@ run, and nothing under --quiet."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -45,6 +46,13 @@ def _watch(command: list[str]) -> tuple[list[tuple[float, str]], str, int]:
     return lines, "".join(out), code
 
 
+def _count(line: str, word: str) -> int:
+    """The number before ``word`` in a progress line (``1,234 sent``)."""
+    found = re.search(rf"([\d,]+) {word}", line)
+    assert found is not None, line
+    return int(found[1].replace(",", ""))
+
+
 def _first(lines: list[tuple[float, str]], text: str) -> tuple[float, str]:
     return next((at, line) for at, line in lines if text in line)
 
@@ -73,18 +81,22 @@ def test_a_history_over_two_processes_shows_progress_while_it_writes(tmp_path: P
 
 
 def test_a_live_run_over_two_processes_shows_merged_progress() -> None:
-    """Against the embedded default over two processes: a merged line with both
-    processes' connections and messages, while the run goes."""
+    """Against the embedded default over two processes (15 s): merged lines with both
+    processes' connections and messages while the run goes, the counts of the workers
+    themselves (a board that stayed at zero would show none connected, none sent)."""
     lines, _, code = _watch(
         [
             *(sys.executable, "-m", "simulator", "--farms", "4", "--processes", "2"),
-            *("--duration", "5m", "--speed", "60"),
+            *("--duration", "15m", "--speed", "60"),
         ]
     )
     assert code == 0, lines[-5:]
     _, line = _first(lines, "barnstorm: 2 processes")
     for part in ("connected", "sent", "failed/dropped", "p95"):
         assert part in line, line
+    shown = [line for _, line in lines if line.startswith("barnstorm: 2 processes")]
+    counts = [(_count(line, "connected"), _count(line, "sent")) for line in shown]
+    assert any(connected > 0 and sent > 0 for connected, sent in counts), shown
 
 
 def test_quiet_means_no_progress(tmp_path: Path) -> None:

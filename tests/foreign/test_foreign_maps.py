@@ -280,7 +280,7 @@ def test_devices_the_product_provisioned_send_under_its_ids(
     assert {m["farm_id"] for m in stored} <= sites
     assert {m["room_id"] for m in stored} <= pens
     refused = subprocess.run(
-        [sys.executable, "-m", "simulator", *load, "--duration", "5m", "--quiet"],
+        [sys.executable, "-m", "simulator", *load, "--duration", "30m", "--quiet"],
         cwd=ROOT,
         capture_output=True,
         text=True,
